@@ -1,0 +1,120 @@
+"""The root command, its global options, and main(): the single boundary that maps errors to exit codes."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from bulksend import __version__
+from bulksend.errors import BulksendError, ExitCode
+
+
+@dataclass
+class AppState:
+    """What the root options decide for every command (kept on ``ctx.obj``)."""
+
+    home_option: Path | None = None
+    debug: bool = False
+
+    @property
+    def home(self) -> Path:
+        from bulksend.config import resolve_home
+
+        return resolve_home(self.home_option)
+
+    def config(self):
+        from bulksend.config import Config
+
+        return Config.load(self.home)
+
+
+# Typer's own control flow (usage errors, --help, typer.Exit) passes through the boundary untouched.
+# Typer >= 0.29 vendors Click; its usage errors derive from typer.TyperException.
+_PASS_THROUGH = (typer.TyperException, typer.Exit, typer.Abort)
+
+
+class BulksendGroup(TyperGroup):
+    """Turns domain errors into one line on stderr and the brief's exit code; ``--debug`` re-raises."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BulksendError as exc:
+            if _debugging(ctx):
+                raise
+            from bulksend import output
+
+            output.error(exc.message, exc.hint)
+            raise typer.Exit(int(exc.exit_code)) from None
+        except _PASS_THROUGH:
+            raise
+        except Exception as exc:  # a bug: say so plainly, never dress it up as a user error
+            if _debugging(ctx):
+                raise
+            from bulksend import output
+
+            output.error(
+                f"unexpected {type(exc).__name__} — this is a bug in bulksend.",
+                "Run the same command with --debug for the traceback, and report it.",
+            )
+            raise typer.Exit(int(ExitCode.ERROR)) from None
+
+
+def _debugging(ctx: typer.Context) -> bool:
+    state = ctx.find_root().obj
+    return bool(getattr(state, "debug", False))
+
+
+app = typer.Typer(
+    cls=BulksendGroup,
+    name="bulksend",
+    help="Bulk SMS and WhatsApp campaigns from a CSV: validated, priced, sent once, accounted for.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"bulksend {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            "--home",
+            envvar="BULKSEND_HOME",
+            help="Where the config, ledger, locks and outbox live (default: the platform's user data dir).",
+            file_okay=False,
+        ),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """bulksend: check a recipient list, price it, send it once, and keep the books."""
+    ctx.obj = AppState(home_option=home, debug=debug)
+
+
+def _register() -> None:
+    """Mount every command. Command modules import their heavy dependencies lazily, inside the command."""
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(app(standalone_mode=True))  # pragma: no cover - typer exits itself

@@ -1,0 +1,1 @@
+"""Thin command modules: parse options, call one core function, render the result."""

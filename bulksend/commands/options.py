@@ -1,0 +1,40 @@
+"""Option aliases shared by several commands, so that every command spells them the same way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+JsonOutput = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
+CsvPath = Annotated[Path, typer.Argument(help="The recipient CSV file.", show_default=False)]
+Encoding = Annotated[
+    str | None,
+    typer.Option("--encoding", help="Text encoding of the CSV (default: UTF-8, falling back to cp1252)."),
+]
+Delimiter = Annotated[
+    str | None, typer.Option("--delimiter", help="Field delimiter (default: sniffed among , ; tab |).")
+]
+PhoneColumn = Annotated[str | None, typer.Option("--phone-column", help="Column holding the phone numbers.")]
+ConsentColumn = Annotated[str | None, typer.Option("--consent-column", help="Column holding the consent value.")]
+AssumeConsent = Annotated[
+    str | None,
+    typer.Option(
+        "--assume-consent",
+        metavar="WHY",
+        help="Accept a file without a consent column; WHY is the attestation stored with the campaign.",
+    ),
+]
+Region = Annotated[
+    str | None,
+    typer.Option("--region", help="ISO country code for numbers written without an international prefix."),
+]
+Countries = Annotated[
+    str | None,
+    typer.Option("--countries", help="Comma-separated ISO codes; numbers elsewhere are rejected."),
+]
+AllowLandline = Annotated[
+    bool, typer.Option("--allow-landline", help="Accept numbers that cannot receive SMS (fixed line, toll free…).")
+]
+Channel = Annotated[str, typer.Option("--channel", help="sms or whatsapp.")]
