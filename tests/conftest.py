@@ -1,0 +1,31 @@
+"""Fixtures shared by the CLI tests: an isolated home directory and an in-process runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bulksend.cli import app
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh bulksend home, set through BULKSEND_HOME as a user would."""
+    path = tmp_path / "home"
+    path.mkdir()
+    monkeypatch.setenv("BULKSEND_HOME", str(path))
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    return path
+
+
+@pytest.fixture
+def cli(home: Path):
+    """Run ``bulksend ARGS…`` in-process; returns the click Result (stdout, stderr, exit_code)."""
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None):
+        return runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
+
+    return run
