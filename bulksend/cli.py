@@ -110,6 +110,10 @@ def root(
 
 def _register() -> None:
     """Mount every command. Command modules import their heavy dependencies lazily, inside the command."""
+    from bulksend.commands import estimate, validate
+
+    app.command("validate")(validate.validate)
+    app.command("estimate")(estimate.estimate)
 
 
 _register()

@@ -1,0 +1,64 @@
+"""`bulksend estimate`: what a message to a recipient list costs, in segments and credits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bulksend.commands import options as opt
+
+
+def estimate(
+    ctx: typer.Context,
+    csv_path: opt.CsvPath,
+    message: Annotated[str | None, typer.Option("--message", "-m", help="The message text, with {merge} fields.")] = None,
+    template: Annotated[
+        Path | None, typer.Option("--template", "-t", help="A file holding the message text (UTF-8).")
+    ] = None,
+    channel: opt.Channel = "sms",
+    max_segments: Annotated[
+        int, typer.Option("--max-segments", min=1, help="Reject messages longer than this many SMS segments.")
+    ] = 10,
+    smart_encoding: Annotated[
+        bool, typer.Option("--smart-encoding", help="Replace look-alike characters (curly quotes…) with GSM ones.")
+    ] = False,
+    rates: Annotated[
+        Path | None, typer.Option("--rates", help="Rate card CSV: country,channel,credits (* = any country).")
+    ] = None,
+    details: Annotated[
+        Path | None, typer.Option("--details", help="Write one row per recipient with its segments and credits.")
+    ] = None,
+    phone_column: opt.PhoneColumn = None,
+    consent_column: opt.ConsentColumn = None,
+    assume_consent: opt.AssumeConsent = None,
+    region: opt.Region = None,
+    countries: opt.Countries = None,
+    allow_landline: opt.AllowLandline = False,
+    encoding: opt.Encoding = None,
+    delimiter: opt.Delimiter = None,
+    json_output: opt.JsonOutput = False,
+) -> None:
+    """Validate a recipient CSV, render the message for every row, and price it in credits.
+
+    Example: bulksend estimate recipients.csv --template spring.txt --rates rates.csv
+    """
+    from bulksend.commands.render import show_estimate
+    from bulksend.pipeline import read_options, read_plan, run_estimate
+
+    options = read_options(
+        phone_column=phone_column,
+        consent_column=consent_column,
+        assume_consent=assume_consent,
+        region=region,
+        countries=countries,
+        allow_landline=allow_landline,
+        channel=channel,
+        encoding=encoding,
+        delimiter=delimiter,
+    )
+    plan = read_plan(message=message, template=template, rates=rates, max_segments=max_segments,
+                     smart_encoding=smart_encoding)
+    result = run_estimate(ctx.obj.config(), csv_path, options, plan, details=details, examples=not json_output)
+    show_estimate(result, json_output=json_output, argv_path=csv_path)

@@ -1,0 +1,152 @@
+"""Human and JSON renderings of the validate and estimate reports."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from bulksend import output
+from bulksend.csvfile import delimiter_name
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _source_line(report) -> str:
+    table = report.table
+    csv = table.csv
+    blank = f"; {_plural(table.blank, 'blank row')} skipped" if table.blank else ""
+    return (
+        f"{csv.path.name}: {_plural(table.rows, 'row')} ({csv.encoding_label}, "
+        f"{delimiter_name(csv.delimiter)}-delimited, phone column {csv.headers[table.columns.phone]!r}){blank}"
+    )
+
+
+def _reason_table(report):
+    from rich.table import Table
+
+    table = report.table
+    reasons = table.reasons()
+    grid = Table(title="Rejected, by reason", title_justify="left", show_edge=False, pad_edge=False)
+    grid.add_column("reason")
+    grid.add_column("rows", justify="right")
+    grid.add_column("examples")
+    for code, count in reasons.items():
+        shown = report.examples.get(code, [])
+        text = "; ".join(f"row {r.row} {r.value!r}: {r.detail}" for r in shown)
+        grid.add_row(code, f"{count:,}", text)
+    return grid
+
+
+def _country_table(report):
+    from rich.table import Table
+
+    countries = report.table.countries()
+    grid = Table(title="Accepted, by country", title_justify="left", show_edge=False, pad_edge=False)
+    grid.add_column("country")
+    grid.add_column("recipients", justify="right")
+    for code, count in list(countries.items())[:15]:
+        grid.add_row(code, f"{count:,}")
+    if len(countries) > 15:
+        grid.add_row(f"… {len(countries) - 15} more", f"{sum(list(countries.values())[15:]):,}")
+    return grid
+
+
+def _warnings(report) -> None:
+    table = report.table
+    if table.csv.encoding_note:
+        output.warn(table.csv.encoding_note)
+    if table.options.assume_consent and table.columns.consent is None:
+        output.note(f"No consent column: consent assumed for every row ({table.options.assume_consent!r}).")
+
+
+def show_validation(report, *, json_output: bool, argv_path: Path) -> None:
+    _warnings(report)
+    if json_output:
+        output.emit_json(report.as_json())
+        return
+    table = report.table
+    out = output.stdout()
+    out.print(_source_line(report), markup=False)
+    out.print(
+        f"[green]✓ {table.valid:,} can be messaged[/green]   "
+        f"[{'red' if table.rejected else 'dim'}]✗ {table.rejected:,} rejected[/]"
+    )
+    if table.rejected:
+        out.print()
+        out.print(_reason_table(report))
+    if table.valid:
+        out.print()
+        out.print(_country_table(report))
+    written = []
+    if report.rejects_written is not None:
+        written.append(f"rejects: {_plural(report.rejects_written, 'row')}")
+    if report.clean_written is not None:
+        written.append(f"clean list: {_plural(report.clean_written, 'row')}")
+    if written:
+        out.print("\nWrote " + ", ".join(written) + ".", markup=False)
+    out.print()
+    path = shlex.quote(str(argv_path))
+    if table.rejected and report.rejects_written is None:
+        out.print(f"Next: list every reject with  bulksend validate {path} --rejects rejects.csv", markup=False)
+    out.print(f"Next: price a message with  bulksend estimate {path} --template message.txt", markup=False)
+
+
+def show_estimate(estimate, *, json_output: bool, argv_path: Path) -> None:
+    from rich.table import Table
+
+    report = estimate.report
+    _warnings(report)
+    if json_output:
+        output.emit_json(estimate.as_json())
+        return
+    table = report.table
+    out = output.stdout()
+    out.print(_source_line(report), markup=False)
+    unit = "segments" if estimate.channel == "sms" else "messages"
+    out.print(
+        f"[bold]{estimate.recipients:,}[/bold] recipients · [bold]{estimate.messages:,}[/bold] {estimate.channel} "
+        f"messages · [bold]{estimate.segments:,}[/bold] {unit} · [bold]{estimate.credits:,} credits[/bold]"
+    )
+    if table.rejected:
+        reasons = ", ".join(f"{code} {count:,}" for code, count in table.reasons().items())
+        out.print(f"[red]✗ {table.rejected:,} rejected[/red] ({reasons})")
+    if estimate.channel == "sms" and estimate.recipients:
+        split = Table(title="Messages by encoding and length", title_justify="left", show_edge=False, pad_edge=False)
+        split.add_column("")
+        split.add_column("messages", justify="right")
+        for name, count in estimate.encodings.items():
+            split.add_row(name, f"{count:,}")
+        for segments, count in estimate.by_segments.items():
+            split.add_row(f"{_plural(segments, 'segment')}", f"{count:,}")
+        out.print()
+        out.print(split)
+    if estimate.most_expensive:
+        costly = Table(title="Most expensive rows", title_justify="left", show_edge=False, pad_edge=False)
+        for column in ("row", "number", unit, "credits"):
+            costly.add_column(column, justify="right" if column != "number" else "left")
+        for row in estimate.most_expensive:
+            costly.add_row(str(row.row), row.e164, str(row.segments), str(row.credits))
+        out.print()
+        out.print(costly)
+    if table.rejected and report.examples:
+        out.print()
+        out.print(_reason_table(report))
+    out.print()
+    if estimate.channel == "sms":
+        if estimate.smart_encoding:
+            out.print(
+                f"Smart encoding saved {_plural(estimate.smart_segments_delta, 'segment')} "
+                f"({estimate.smart_credits_delta:,} credits).",
+                markup=False,
+            )
+        elif estimate.smart_segments_delta:
+            out.print(
+                f"--smart-encoding would save {_plural(estimate.smart_segments_delta, 'segment')} "
+                f"({estimate.smart_credits_delta:,} credits) by replacing look-alike characters.",
+                markup=False,
+            )
+    if estimate.details_written is not None:
+        out.print(f"Wrote details: {_plural(estimate.details_written, 'row')}.", markup=False)
+    out.print(f"Next: send it with  bulksend send {shlex.quote(str(argv_path))} … (see bulksend send --help)", markup=False)

@@ -1,0 +1,134 @@
+"""The validate and estimate jobs, end to end: options checked, opt-out list loaded, files written."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from bulksend.config import Config
+from bulksend.errors import InputError
+from bulksend.recipients import (
+    CHANNELS,
+    MessagePlan,
+    ValidationOptions,
+    ValidationReport,
+    check_region,
+    parse_countries,
+    validate_file,
+)
+
+
+def read_options(
+    *,
+    phone_column: str | None = None,
+    consent_column: str | None = None,
+    assume_consent: str | None = None,
+    region: str | None = None,
+    countries: str | None = None,
+    allow_landline: bool = False,
+    channel: str = "sms",
+    encoding: str | None = None,
+    delimiter: str | None = None,
+) -> ValidationOptions:
+    """Check the flags that shape how a list is read, before any file is opened."""
+    channel = channel.strip().lower()
+    if channel not in CHANNELS:
+        raise InputError(f"--channel {channel!r}: choose sms or whatsapp.")
+    if assume_consent is not None and not assume_consent.strip():
+        raise InputError('--assume-consent needs the reason, for example --assume-consent "customers of record, T&C 4.2".')
+    return ValidationOptions(
+        phone_column=phone_column,
+        consent_column=consent_column,
+        assume_consent=assume_consent.strip() if assume_consent else None,
+        region=check_region(region),
+        countries=parse_countries(countries),
+        allow_landline=allow_landline,
+        channel=channel,
+        encoding=encoding,
+        delimiter=delimiter,
+    )
+
+
+def read_message(message: str | None, template: Path | None) -> tuple[str, str]:
+    """The message text and where it came from (for error messages)."""
+    if (message is None) == (template is None):
+        raise InputError("give the message with either --message TEXT or --template FILE (exactly one).")
+    if message is not None:
+        return message, "--message"
+    assert template is not None
+    try:
+        text = template.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(f"{template}: no such template file.", hint="Check the path given to --template.") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{template}: the template is not UTF-8 text.", hint="Save it as UTF-8.") from None
+    except OSError as exc:
+        raise InputError(f"{template}: cannot be read ({exc.strerror}).") from None
+    # An editor's final newline is not part of the message.
+    return text.rstrip("\r\n"), str(template)
+
+
+def read_plan(
+    *,
+    message: str | None,
+    template: Path | None,
+    rates: Path | None,
+    max_segments: int = 10,
+    smart_encoding: bool = False,
+    category: str | None = None,
+) -> MessagePlan:
+    from bulksend.pricing import RateCard
+    from bulksend.templates import Template
+
+    text, origin = read_message(message, template)
+    parsed = Template.parse(text, origin=origin)
+    card = RateCard.load(rates) if rates is not None else RateCard.default()
+    return MessagePlan(
+        template=parsed, rates=card, max_segments=max_segments, smart_encoding=smart_encoding, category=category
+    )
+
+
+def run_validation(
+    config: Config,
+    path: Path,
+    options: ValidationOptions,
+    *,
+    rejects: Path | None = None,
+    clean: Path | None = None,
+    examples: bool = False,
+    plan: MessagePlan | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ValidationReport:
+    from bulksend.suppression import load_suppressed
+
+    return validate_file(
+        path,
+        options,
+        default_region=config.default_region,
+        suppressed=load_suppressed(config),
+        rejects=rejects,
+        clean=clean,
+        examples_per_reason=3 if examples else 0,
+        plan=plan,
+        progress=progress,
+    )
+
+
+def run_estimate(
+    config: Config,
+    path: Path,
+    options: ValidationOptions,
+    plan: MessagePlan,
+    *,
+    details: Path | None = None,
+    examples: bool = False,
+    progress: Callable[[int], None] | None = None,
+):
+    from bulksend.estimate import summarize
+    from bulksend.recipients import write_details
+
+    report = run_validation(config, path, options, plan=plan, examples=examples, progress=progress)
+    estimate = summarize(report)
+    if details is not None:
+        estimate.details_written = write_details(report.table, details)
+    return estimate

@@ -1,0 +1,686 @@
+"""The recipients pipeline: CSV rows → normalized, consented, deduplicated recipients plus reasoned rejects.
+
+The file is streamed twice at most. Pass one reads only the columns it needs, chunk by chunk, and keeps
+a few compact numbers per row (E.164 as an integer, the number's region, consent class, message cost).
+Rules that need the whole file — an explicit opt-out anywhere wins, the first accepted row of a number
+wins — then run vectorized over those arrays. Pass two (only for --rejects, --clean and the examples of
+the human summary) reads the file again to write rows out; it never needs the whole file in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from bulksend.consent import Consent, classify_many
+from bulksend.csvfile import CsvFile, open_csv
+from bulksend.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bulksend.pricing import RateCard
+    from bulksend.templates import BoundTemplate, Template
+
+PHONE_COLUMNS = ("phone", "mobile", "msisdn", "number", "phone_number", "mobile_number", "cell", "whatsapp", "to")
+CONSENT_COLUMNS = ("consent", "opt_in", "optin", "opted_in")
+COUNTRY_COLUMN = "country"
+CHANNELS = ("sms", "whatsapp")
+WHATSAPP_MAX_CHARS = 4096  # the Cloud API's limit for a text body
+
+
+class Status(IntEnum):
+    """A row's verdict. Reasons are in the brief's order: the first that applies is the one reported."""
+
+    BLANK = -1
+    ACCEPTED = 0
+    INVALID_NUMBER = 1
+    NOT_MOBILE = 2
+    COUNTRY_NOT_ALLOWED = 3
+    SUPPRESSED = 4
+    NO_CONSENT = 5
+    BAD_CONSENT_VALUE = 6
+    MISSING_FIELD = 7
+    TOO_LONG = 8
+    DUPLICATE = 9
+
+    @property
+    def code(self) -> str:
+        return self.name.lower()
+
+
+REASONS = tuple(s for s in Status if s > Status.ACCEPTED)
+
+# Per-row message outcome codes kept from pass one.
+_MSG_OK, _MSG_MISSING, _MSG_TOO_LONG = 0, 1, 2
+ENCODINGS = ("GSM-7", "UCS-2")
+
+
+@dataclass(frozen=True)
+class ValidationOptions:
+    """Everything `validate` (and the commands built on it) lets a user decide about reading a list."""
+
+    phone_column: str | None = None
+    consent_column: str | None = None
+    assume_consent: str | None = None
+    region: str | None = None
+    countries: frozenset[str] | None = None
+    allow_landline: bool = False
+    channel: str = "sms"
+    encoding: str | None = None
+    delimiter: str | None = None
+
+
+@dataclass(frozen=True)
+class MessagePlan:
+    """What `estimate` adds: the message, how it is encoded and limited, and what it costs."""
+
+    template: "Template"
+    rates: "RateCard"
+    max_segments: int = 10
+    smart_encoding: bool = False
+    category: str | None = None
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which header index holds what."""
+
+    phone: int
+    consent: int | None
+    country: int | None
+    template: tuple[int, ...] = ()
+
+    def all(self) -> list[int]:
+        picked = [self.phone, self.consent, self.country, *self.template]
+        return sorted({c for c in picked if c is not None})
+
+
+@dataclass
+class Example:
+    row: int
+    value: str
+    detail: str
+
+
+@dataclass
+class RecipientTable:
+    """The outcome of pass one plus the file-wide rules: one entry per data row of the file."""
+
+    csv: CsvFile
+    columns: Columns
+    options: ValidationOptions
+    regions: list[str]  # region names, indexed by `region`
+    status: np.ndarray  # int8 Status per data row
+    e164: np.ndarray  # int64 digits of the E.164 number (0 when invalid)
+    region: np.ndarray  # int16 index into `regions` (-1 when invalid)
+    consent: np.ndarray  # int8 Consent per row
+    plan: MessagePlan | None = None
+    bound: "BoundTemplate | None" = None
+    units: np.ndarray | None = None  # int32 segments (SMS) or messages (WhatsApp) per row
+    encoding: np.ndarray | None = None  # int8 index into ENCODINGS
+    credits: np.ndarray | None = None  # int64 credits per row
+    alt_units: np.ndarray | None = None  # segments with the other smart-encoding setting (SMS only)
+    alt_credits: np.ndarray | None = None
+    default_region: str | None = None  # --region, else the config's default: for numbers without a prefix
+
+    # --- summaries -------------------------------------------------------------------------------
+    @property
+    def rows(self) -> int:
+        return int(np.count_nonzero(self.status != Status.BLANK))
+
+    @property
+    def blank(self) -> int:
+        return int(np.count_nonzero(self.status == Status.BLANK))
+
+    @property
+    def accepted_mask(self) -> np.ndarray:
+        return self.status == Status.ACCEPTED
+
+    @property
+    def valid(self) -> int:
+        return int(np.count_nonzero(self.accepted_mask))
+
+    @property
+    def rejected(self) -> int:
+        return self.rows - self.valid
+
+    def reasons(self) -> dict[str, int]:
+        counts = np.bincount(self.status[self.status > 0].astype(np.int64), minlength=len(Status))
+        return {r.code: int(counts[r]) for r in REASONS if counts[r]}
+
+    def countries(self) -> dict[str, int]:
+        """Accepted recipients per country, most first."""
+        idx = self.region[self.accepted_mask]
+        counts = np.bincount(idx[idx >= 0].astype(np.int64), minlength=len(self.regions))
+        pairs = [(self.regions[i], int(c)) for i, c in enumerate(counts) if c]
+        return dict(sorted(pairs, key=lambda p: (-p[1], p[0])))
+
+    def e164_text(self, index: int) -> str:
+        return f"+{int(self.e164[index])}" if self.e164[index] else ""
+
+
+# --- column choice ------------------------------------------------------------------------------
+
+
+def choose_columns(csv: CsvFile, options: ValidationOptions) -> Columns:
+    """Find the phone, consent and country columns, or say exactly what is missing."""
+    found = ", ".join(h if h else "(blank)" for h in csv.headers)
+    if options.phone_column:
+        phone = csv.find_column([options.phone_column])
+        if phone is None:
+            raise InputError(
+                f"{csv.path}: no column named {options.phone_column!r} (--phone-column). Headers found: {found}.",
+            )
+    else:
+        phone = csv.find_column(PHONE_COLUMNS)
+        if phone is None:
+            if any(_looks_like_data(h) for h in csv.headers):
+                raise InputError(
+                    f"{csv.path}: the first row looks like data ({found}), not a header row.",
+                    hint="Add a first line naming the columns, for example: phone,consent,first_name",
+                )
+            raise InputError(
+                f"{csv.path}: no phone column. Headers found: {found}.",
+                hint=f"Name the column with --phone-column, or call it one of: {', '.join(PHONE_COLUMNS)}.",
+            )
+    if options.consent_column:
+        consent = csv.find_column([options.consent_column])
+        if consent is None:
+            raise InputError(
+                f"{csv.path}: no column named {options.consent_column!r} (--consent-column). Headers found: {found}.",
+            )
+    else:
+        names = (f"{options.channel}_consent", *CONSENT_COLUMNS)
+        consent = csv.find_column(names)
+        if consent is None and not options.assume_consent:
+            raise InputError(
+                f"{csv.path}: no consent column (looked for {', '.join(names)}). Headers found: {found}.",
+                hint='Add a consent column, name it with --consent-column, or attest with --assume-consent "why".',
+            )
+    country = csv.find_column([COUNTRY_COLUMN])
+    return Columns(phone=phone, consent=consent, country=country)
+
+
+def _looks_like_data(cell: str) -> bool:
+    digits = sum(ch.isdigit() for ch in cell)
+    return digits >= 7 and digits >= len(cell.strip()) * 0.6
+
+
+# --- options checking ---------------------------------------------------------------------------
+
+
+def check_region(region: str | None, flag: str = "--region") -> str | None:
+    if region is None or not region.strip():
+        return None
+    import phonenumbers
+
+    code = region.strip().upper()
+    if code not in phonenumbers.SUPPORTED_REGIONS:
+        raise InputError(f"{flag} {region!r} is not an ISO 3166 alpha-2 region code (for example GB, US, DE).")
+    return code
+
+
+def parse_countries(value: str | None) -> frozenset[str] | None:
+    if value is None or not value.strip():
+        return None
+    return frozenset(check_region(part, "--countries") for part in value.split(",") if part.strip())
+
+
+# --- pass one -----------------------------------------------------------------------------------
+
+
+def build_table(
+    path: Path,
+    options: ValidationOptions,
+    *,
+    default_region: str | None = None,
+    suppressed: frozenset[str] = frozenset(),
+    plan: MessagePlan | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> RecipientTable:
+    """Read, check and decide every row of ``path``. Bad rows become rejects; bad files raise InputError."""
+    from bulksend.phones import NumberChecker
+
+    if options.channel not in CHANNELS:
+        raise InputError(f"--channel {options.channel!r}: choose sms or whatsapp.")
+    csv = open_csv(path, options.encoding, options.delimiter)
+    columns = choose_columns(csv, options)
+    bound = None
+    if plan is not None:
+        bound = plan.template.bind(csv.headers)
+        columns = Columns(
+            phone=columns.phone,
+            consent=columns.consent,
+            country=columns.country,
+            template=tuple(csv.find_column([name]) for name in bound.columns),
+        )
+    region_default = options.region or default_region
+    checker = NumberChecker(allow_landline=options.allow_landline)
+    regions: list[str] = []
+    region_index: dict[str | None, int] = {None: -1}
+
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("status", "e164", "region", "consent", "msg", "units", "enc", "alt")}
+    for chunk in csv.chunks(columns.all()):
+        phones = chunk[columns.phone].tolist()
+        n = len(phones)
+        countries = chunk[columns.country].tolist() if columns.country is not None else None
+        consent_cells = chunk[columns.consent].tolist() if columns.consent is not None else None
+
+        e164 = np.zeros(n, dtype=np.int64)
+        region = np.full(n, -1, dtype=np.int16)
+        status = np.zeros(n, dtype=np.int8)
+        check = checker.check
+        for i, raw in enumerate(phones):
+            row_region = region_default
+            if countries is not None:
+                cell = countries[i].strip()
+                if cell:
+                    row_region = cell.upper()
+            result = check(raw, row_region)
+            if result.e164 is not None:
+                e164[i] = int(result.e164[1:])
+                idx = region_index.get(result.region)
+                if idx is None:
+                    idx = region_index[result.region] = len(regions)
+                    regions.append(result.region)
+                region[i] = idx
+            if result.reason is not None:
+                status[i] = Status.INVALID_NUMBER if result.reason == "invalid_number" else Status.NOT_MOBILE
+
+        blank = _blank_rows(phones, consent_cells, countries)
+        if blank is not None:
+            status[blank] = Status.BLANK
+        if consent_cells is not None:
+            consent = classify_many(consent_cells)
+        else:
+            consent = np.full(n, Consent.GIVEN, dtype=np.int8)
+
+        parts["status"].append(status)
+        parts["e164"].append(e164)
+        parts["region"].append(region)
+        parts["consent"].append(consent)
+        if plan is not None and bound is not None:
+            template_cells = [chunk[c].tolist() for c in columns.template]
+            msg, units, enc, alt = _render_chunk(bound, plan, options.channel, template_cells, status)
+            parts["msg"].append(msg)
+            parts["units"].append(units)
+            parts["enc"].append(enc)
+            parts["alt"].append(alt)
+        if progress is not None:
+            progress(n)
+
+    def joined(key: str, dtype) -> np.ndarray:
+        return np.concatenate(parts[key]) if parts[key] else np.zeros(0, dtype=dtype)
+
+    table = RecipientTable(
+        csv=csv,
+        columns=columns,
+        options=options,
+        regions=regions,
+        status=joined("status", np.int8),
+        e164=joined("e164", np.int64),
+        region=joined("region", np.int16),
+        consent=joined("consent", np.int8),
+        plan=plan,
+        bound=bound,
+        default_region=region_default,
+    )
+    msg = None
+    if plan is not None:
+        msg = joined("msg", np.int8)
+        table.units = joined("units", np.int32)
+        table.encoding = joined("enc", np.int8)
+        table.alt_units = joined("alt", np.int32)
+    _decide(table, suppressed, msg)
+    if plan is not None:
+        _price(table, plan)
+    return table
+
+
+def _blank_rows(phones: list[str], consent: list[str] | None, countries: list[str] | None) -> np.ndarray | None:
+    """Rows with no phone, no consent and no country: blank lines, skipped and not counted."""
+    candidates = [i for i, p in enumerate(phones) if not p.strip()]
+    if not candidates:
+        return None
+    blank = [
+        i
+        for i in candidates
+        if (consent is None or not consent[i].strip()) and (countries is None or not countries[i].strip())
+    ]
+    return np.asarray(blank, dtype=np.int64) if blank else None
+
+
+def _render_chunk(bound, plan: MessagePlan, channel: str, cells: list[list[str]], status: np.ndarray):
+    from bulksend.segments import count_segments, smart_encode
+
+    n = len(status)
+    msg = np.zeros(n, dtype=np.int8)
+    units = np.zeros(n, dtype=np.int32)
+    enc = np.zeros(n, dtype=np.int8)
+    alt = np.zeros(n, dtype=np.int32)
+    render = bound.render
+    rows = zip(*cells) if cells else ((),) * n
+    sms = channel == "sms"
+    limit = plan.max_segments
+    smart = plan.smart_encoding
+    for i, values in enumerate(rows):
+        if status[i] != 0:
+            continue  # the number already decided this row; no need to price it
+        text, missing = render(values)
+        if missing is not None:
+            msg[i] = _MSG_MISSING
+            continue
+        if not sms:
+            units[i] = 1
+            if len(text) > WHATSAPP_MAX_CHARS:
+                msg[i] = _MSG_TOO_LONG
+            continue
+        if smart:
+            plain = count_segments(text)
+            count = count_segments(smart_encode(text)) if plain.encoding == "UCS-2" else plain
+            alt[i] = plain.segments
+        else:
+            count = count_segments(text)
+            # What --smart-encoding would save: it only ever changes non-GSM text.
+            alt[i] = count_segments(smart_encode(text)).segments if count.encoding == "UCS-2" else count.segments
+        units[i] = count.segments
+        enc[i] = 1 if count.encoding == "UCS-2" else 0
+        if count.segments > limit:
+            msg[i] = _MSG_TOO_LONG
+    return msg, units, enc, alt
+
+
+# --- file-wide rules ----------------------------------------------------------------------------
+
+
+def _decide(table: RecipientTable, suppressed: frozenset[str], msg: np.ndarray | None) -> None:
+    """Apply the reasons that need more than one row, in the brief's order, over the whole file."""
+    status = table.status
+    live = status == Status.ACCEPTED  # rows the number checks passed
+    e164 = table.e164
+
+    allowed = table.options.countries
+    if allowed is not None:
+        allowed_idx = np.array([i for i, r in enumerate(table.regions) if r in allowed], dtype=np.int16)
+        status[live & ~np.isin(table.region, allowed_idx)] = Status.COUNTRY_NOT_ALLOWED
+        live = status == Status.ACCEPTED
+
+    if suppressed:
+        suppressed_ints = np.fromiter((int(n[1:]) for n in suppressed if n[1:].isdigit()), dtype=np.int64)
+        status[live & np.isin(e164, suppressed_ints)] = Status.SUPPRESSED
+        live = status == Status.ACCEPTED
+
+    consent = table.consent
+    refused = np.unique(e164[(consent == Consent.REFUSED) & (e164 != 0)])
+    no_consent = (consent == Consent.EMPTY) | (consent == Consent.REFUSED)
+    if refused.size:
+        no_consent |= np.isin(e164, refused)
+    status[live & no_consent] = Status.NO_CONSENT
+    live = status == Status.ACCEPTED
+    status[live & (consent == Consent.UNRECOGNIZED)] = Status.BAD_CONSENT_VALUE
+    live = status == Status.ACCEPTED
+
+    if msg is not None:
+        status[live & (msg == _MSG_MISSING)] = Status.MISSING_FIELD
+        status[live & (msg == _MSG_TOO_LONG)] = Status.TOO_LONG
+        live = status == Status.ACCEPTED
+
+    accepted = np.flatnonzero(live)
+    if accepted.size:
+        _, first = np.unique(e164[accepted], return_index=True)
+        keep = np.zeros(accepted.size, dtype=bool)
+        keep[first] = True
+        status[accepted[~keep]] = Status.DUPLICATE
+
+
+def _price(table: RecipientTable, plan: MessagePlan) -> None:
+    channel = table.options.channel
+    rates = np.zeros(max(len(table.regions), 1), dtype=np.int64)
+    for i, region in enumerate(table.regions):
+        rates[i] = plan.rates.rate(region, channel, plan.category)
+    per_row_rate = np.where(table.region >= 0, rates[np.maximum(table.region, 0)], 0)
+    table.credits = table.units.astype(np.int64) * per_row_rate
+    table.alt_credits = table.alt_units.astype(np.int64) * per_row_rate
+
+
+# --- pass two: writing rows out -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RejectRow:
+    row: int
+    value: str
+    reason: str
+    detail: str
+
+
+def iter_rejects(table: RecipientTable, *, stop_after: int | None = None) -> Iterator[RejectRow]:
+    """Every rejected row with its original value and a human detail, in file order.
+
+    With ``stop_after``, stops once every reason present has that many rows (for the summary's examples).
+    """
+    from bulksend.phones import NumberChecker
+
+    status = table.status
+    rejected = np.flatnonzero(status > 0)
+    if rejected.size == 0:
+        return
+    checker = NumberChecker(allow_landline=table.options.allow_landline)
+    explain = _Explainer(table, checker)
+    wanted: dict[int, int] = {}
+    remaining = len(set(status[rejected].tolist()))
+    columns = table.columns
+    needed = [columns.phone, columns.consent, columns.country, *columns.template]
+    for chunk in table.csv.chunks([c for c in needed if c is not None]):
+        start = int(chunk.index[0])
+        stop = start + len(chunk)
+        lo, hi = np.searchsorted(rejected, [start, stop])
+        if lo == hi:
+            continue
+        phones = chunk[columns.phone].tolist()
+        for index in rejected[lo:hi].tolist():
+            reason = int(status[index])
+            if stop_after is not None:
+                seen = wanted.get(reason, 0)
+                if seen >= stop_after:
+                    continue
+                wanted[reason] = seen + 1
+                if seen + 1 == stop_after:
+                    remaining -= 1
+            local = index - start
+            yield RejectRow(
+                row=index + 1,
+                value=phones[local],
+                reason=Status(reason).code,
+                detail=explain(index, reason, chunk, local),
+            )
+            if stop_after is not None and remaining == 0:
+                return
+
+
+class _Explainer:
+    """Builds the human detail of a reject; only ever called for rejected rows."""
+
+    def __init__(self, table: RecipientTable, checker) -> None:
+        self.table = table
+        self.checker = checker
+        e164 = table.e164
+        refused_rows = np.flatnonzero((table.consent == Consent.REFUSED) & (e164 != 0))
+        order = np.argsort(e164[refused_rows], kind="stable")
+        self.refused_numbers = e164[refused_rows][order]
+        self.refused_first = refused_rows[order]
+        accepted = np.flatnonzero(table.status == Status.ACCEPTED)
+        order = np.argsort(e164[accepted], kind="stable")
+        self.accepted_numbers = e164[accepted][order]
+        self.accepted_rows = accepted[order]
+
+    def _lookup(self, numbers: np.ndarray, rows: np.ndarray, number: int) -> int | None:
+        pos = int(np.searchsorted(numbers, number))
+        if pos < numbers.size and numbers[pos] == number:
+            return int(rows[pos]) + 1
+        return None
+
+    def __call__(self, index: int, reason: int, chunk, local: int) -> str:
+        table = self.table
+        columns = table.columns
+        cell = lambda col: chunk[col].iat[local] if col is not None else ""  # noqa: E731
+        if reason in (Status.INVALID_NUMBER, Status.NOT_MOBILE):
+            region = cell(columns.country).strip().upper() or table.default_region
+            return self.checker.check(cell(columns.phone), region).detail
+        if reason == Status.COUNTRY_NOT_ALLOWED:
+            allowed = ", ".join(sorted(table.options.countries or ()))
+            return f"{table.regions[table.region[index]]} is not in --countries ({allowed})"
+        if reason == Status.SUPPRESSED:
+            return f"{table.e164_text(index)} is on the opt-out list"
+        if reason == Status.NO_CONSENT:
+            value = cell(columns.consent)
+            if table.consent[index] == Consent.EMPTY:
+                return "consent is empty"
+            if table.consent[index] == Consent.REFUSED:
+                return f"consent is {value.strip()!r}"
+            first = self._lookup(self.refused_numbers, self.refused_first, int(table.e164[index]))
+            return f"{table.e164_text(index)} opted out on row {first}"
+        if reason == Status.BAD_CONSENT_VALUE:
+            return f"consent value {cell(columns.consent).strip()!r} is not recognized (use yes/no or a date)"
+        if reason == Status.MISSING_FIELD and table.bound is not None:
+            values = [cell(c) for c in columns.template]
+            _, missing = table.bound.render(values)
+            return f"merge field {{{missing}}} is empty and has no default"
+        if reason == Status.TOO_LONG and table.plan is not None:
+            if table.options.channel == "whatsapp":
+                return f"longer than {WHATSAPP_MAX_CHARS} characters"
+            return f"{int(table.units[index])} segments, over --max-segments {table.plan.max_segments}"
+        if reason == Status.DUPLICATE:
+            first = self._lookup(self.accepted_numbers, self.accepted_rows, int(table.e164[index]))
+            return f"same number as row {first}"
+        return ""
+
+
+def write_rejects(table: RecipientTable, path: Path) -> int:
+    from bulksend.spreadsheet import write_rows
+
+    rows = ((r.row, r.value, r.reason, r.detail) for r in iter_rejects(table))
+    return write_rows(path, ("row", "value", "reason", "detail"), rows)
+
+
+def write_clean(table: RecipientTable, path: Path) -> int:
+    """Accepted rows with every original column, plus their E.164 number."""
+    from bulksend.spreadsheet import atomic_text, safe_cell, safe_series
+
+    accepted = np.flatnonzero(table.accepted_mask)
+    headers = [h if h else f"column_{i + 1}" for i, h in enumerate(table.csv.headers)]
+    written = 0
+    with atomic_text(path) as handle:
+        import csv as csvmod
+
+        csvmod.writer(handle).writerow([safe_cell(h) for h in (*headers, "e164")])
+        for chunk in table.csv.chunks(range(len(headers))):
+            start = int(chunk.index[0])
+            lo, hi = np.searchsorted(accepted, [start, start + len(chunk)])
+            if lo == hi:
+                continue
+            picked = chunk.loc[accepted[lo:hi]]
+            out = picked.apply(safe_series)
+            out["e164"] = ["+" + str(n) for n in table.e164[accepted[lo:hi]].tolist()]
+            out.to_csv(handle, header=False, index=False)
+            written += len(out)
+    return written
+
+
+def write_details(table: RecipientTable, path: Path) -> int:
+    """Per accepted recipient: row, E.164, country, encoding, segments (or messages) and credits."""
+    import pandas as pd
+
+    from bulksend.spreadsheet import atomic_text
+
+    accepted = np.flatnonzero(table.accepted_mask)
+    regions = np.array(table.regions + [""], dtype=object)
+    sms = table.options.channel == "sms"
+    frame = pd.DataFrame(
+        {
+            "row": accepted + 1,
+            "e164": ["+" + str(n) for n in table.e164[accepted].tolist()],
+            "country": regions[table.region[accepted]],
+            "encoding": np.array(ENCODINGS, dtype=object)[table.encoding[accepted]] if sms else "whatsapp",
+            "segments": table.units[accepted],
+            "credits": table.credits[accepted],
+        }
+    )
+    with atomic_text(path) as handle:
+        frame.to_csv(handle, index=False)
+    return len(frame)
+
+
+def examples(table: RecipientTable, per_reason: int = 3) -> dict[str, list[RejectRow]]:
+    out: dict[str, list[RejectRow]] = {}
+    for row in iter_rejects(table, stop_after=per_reason):
+        out.setdefault(row.reason, []).append(row)
+    return out
+
+
+# --- reports ------------------------------------------------------------------------------------
+
+
+@dataclass
+class ValidationReport:
+    """What `validate` tells: the brief's JSON fields, plus what the human summary shows."""
+
+    table: RecipientTable
+    examples: dict[str, list[RejectRow]]
+    rejects_written: int | None = None
+    clean_written: int | None = None
+
+    def as_json(self) -> dict:
+        table = self.table
+        doc = {
+            "file": str(table.csv.path),
+            "rows": table.rows,
+            "valid": table.valid,
+            "rejected": table.rejected,
+            "reasons": table.reasons(),
+            "countries": table.countries(),
+            "encoding": table.csv.encoding_label,
+            "delimiter": table.csv.delimiter,
+            "blank": table.blank,
+            "phone_column": table.csv.headers[table.columns.phone],
+            "consent_column": table.csv.headers[table.columns.consent] if table.columns.consent is not None else None,
+        }
+        if table.options.assume_consent and table.columns.consent is None:
+            doc["assumed_consent"] = table.options.assume_consent
+        if table.csv.encoding_note:
+            doc["encoding_fallback"] = True
+        if self.rejects_written is not None:
+            doc["rejects_file"] = self.rejects_written
+        if self.clean_written is not None:
+            doc["clean_file"] = self.clean_written
+        return doc
+
+
+def validate_file(
+    path: Path,
+    options: ValidationOptions,
+    *,
+    default_region: str | None = None,
+    suppressed: frozenset[str] = frozenset(),
+    rejects: Path | None = None,
+    clean: Path | None = None,
+    examples_per_reason: int = 0,
+    plan: MessagePlan | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ValidationReport:
+    """Validate a recipient file and write the requested rejects and clean files."""
+    table = build_table(
+        path, options, default_region=default_region, suppressed=suppressed, plan=plan, progress=progress
+    )
+    report = ValidationReport(table=table, examples={})
+    if rejects is not None:
+        report.rejects_written = write_rejects(table, rejects)
+    if clean is not None:
+        report.clean_written = write_clean(table, clean)
+    if examples_per_reason and table.rejected:
+        report.examples = examples(table, examples_per_reason)
+    return report

@@ -1,0 +1,68 @@
+"""Writing CSV files that are safe to open in a spreadsheet, atomically (never a half-written file)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from bulksend.errors import InputError
+
+# A spreadsheet runs a cell as a formula when it starts with = @ + - (or a tab/CR that some
+# importers strip first). Plain numbers, E.164 included, are data and stay as they are.
+_FORMULA_START = ("=", "@", "\t", "\r", "+", "-")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_NEEDS_CHECK = re.compile(r"^[=@\t\r+\-]")
+
+
+def safe_cell(value: object) -> str:
+    """The cell as text, prefixed with ' when a spreadsheet would run it as a formula."""
+    text = "" if value is None else str(value)
+    if text.startswith(_FORMULA_START) and not (text[0] in "+-" and _PLAIN_NUMBER.fullmatch(text)):
+        return "'" + text
+    return text
+
+
+def safe_series(series):
+    """Vectorized safe_cell for a pandas Series of strings."""
+    risky = series.str.match(_NEEDS_CHECK)
+    if not risky.any():
+        return series
+    plain = series.str.fullmatch(_PLAIN_NUMBER)
+    return series.where(~risky | plain, "'" + series)
+
+
+@contextmanager
+def atomic_text(path: Path) -> Iterator[IO[str]]:
+    """Open a UTF-8 text file for writing that appears at ``path`` only once it is complete."""
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise InputError(f"{path}: the folder {directory} does not exist.", hint="Create it, or write elsewhere.")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            yield handle
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_rows(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> int:
+    """Write a spreadsheet-safe CSV atomically; returns the number of data rows."""
+    count = 0
+    with atomic_text(path) as handle:
+        writer = csv.writer(handle)
+        writer.writerow([safe_cell(h) for h in header])
+        for row in rows:
+            writer.writerow([safe_cell(v) for v in row])
+            count += 1
+    return count
