@@ -535,7 +535,7 @@ class _Explainer:
             allowed = ", ".join(sorted(table.options.countries or ()))
             return f"{table.regions[table.region[index]]} is not in --countries ({allowed})"
         if reason == Status.SUPPRESSED:
-            return f"{table.e164_text(index)} is on the opt-out list"
+            return f"on the opt-out list ({table.e164_text(index)})"
         if reason == Status.NO_CONSENT:
             value = cell(columns.consent)
             if table.consent[index] == Consent.EMPTY:
@@ -543,7 +543,7 @@ class _Explainer:
             if table.consent[index] == Consent.REFUSED:
                 return f"consent is {value.strip()!r}"
             first = self._lookup(self.refused_numbers, self.refused_first, int(table.e164[index]))
-            return f"{table.e164_text(index)} opted out on row {first}"
+            return f"opted out on row {first} ({table.e164_text(index)})"
         if reason == Status.BAD_CONSENT_VALUE:
             return f"consent value {cell(columns.consent).strip()!r} is not recognized (use yes/no or a date)"
         if reason == Status.MISSING_FIELD and table.bound is not None:
