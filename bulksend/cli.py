@@ -115,6 +115,12 @@ def _register() -> None:
     app.command("validate")(validate.validate)
     app.command("estimate")(estimate.estimate)
 
+    from bulksend.commands import balance, credits, optout
+
+    app.command("balance")(balance.balance)
+    app.add_typer(credits.app, name="credits")
+    app.add_typer(optout.app, name="optout")
+
 
 _register()
 

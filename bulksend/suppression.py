@@ -11,4 +11,10 @@ def load_suppressed(config: Config) -> frozenset[str]:
     Validation loads the list once and checks membership in bulk. A home without a ledger has an
     empty list; reading the list never creates a ledger.
     """
-    return frozenset()
+    from bulksend.ledger import open_existing
+
+    ledger = open_existing(config)
+    if ledger is None:
+        return frozenset()
+    with ledger:
+        return ledger.suppressed()

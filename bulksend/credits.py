@@ -1,0 +1,99 @@
+"""Credit rules that depend on the configuration (minimum top-ups), over the ledger: top-up, balance, history, audit."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from bulksend.config import Config
+from bulksend.errors import ConfigError, InputError, InsufficientCredits, LedgerError
+from bulksend.ledger import (
+    CHANNELS,
+    AuditReport,
+    ChannelBalance,
+    Movement,
+    TopUp,
+    check_channel,
+    open_existing,
+    open_ledger,
+)
+
+#: The service terms' minimum top-ups; ``[credits] min_topup_sms`` / ``min_topup_whatsapp`` override them.
+DEFAULT_MINIMUM_TOPUP = {"sms": 1000, "whatsapp": 5000}
+
+
+def minimum_topup(config: Config, channel: str) -> int:
+    """The smallest top-up accepted for ``channel``."""
+    key = f"min_topup_{channel}"
+    value = config.credits.get(key, DEFAULT_MINIMUM_TOPUP[channel])
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"config.toml: [credits] {key} must be a positive whole number, not {value!r}.")
+    return value
+
+
+def parse_date(text: str, what: str = "date") -> date:
+    """A YYYY-MM-DD date from the command line, or an InputError."""
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise InputError(f"{what} {text!r} is not a date: use YYYY-MM-DD.") from None
+
+
+def topup(config: Config, amount: int, channel: str, on: date | None = None, ref: str | None = None) -> TopUp:
+    """Record a purchase of ``amount`` credits; refuses amounts under the minimum, future dates, used references."""
+    channel = check_channel(channel)
+    minimum = minimum_topup(config, channel)
+    if amount < minimum:
+        raise InputError(
+            f"the minimum {channel} top-up is {minimum} credits; {amount} is less. Nothing recorded."
+        )
+    with open_ledger(config) as ledger:
+        return ledger.topup(channel, amount, on=on, ref=ref)
+
+
+def balance(config: Config, channel: str | None = None) -> dict[str, ChannelBalance]:
+    """Each channel's balance today; a home without a ledger has nothing, and reading creates nothing."""
+    ledger = open_existing(config)
+    if ledger is None:
+        channels = CHANNELS if channel is None else (check_channel(channel),)
+        return {name: ChannelBalance(name, 0, 0) for name in channels}
+    with ledger:
+        return ledger.balance(channel)
+
+
+def check_floor(balances: dict[str, ChannelBalance], floor: int) -> None:
+    """Raise InsufficientCredits (exit 3) naming every channel whose available balance is under ``floor``."""
+    low = [b for b in balances.values() if b.available < floor]
+    if low:
+        raise InsufficientCredits(
+            "; ".join(f"{b.channel} balance {b.available} is below {floor}" for b in low) + "."
+        )
+
+
+def history(config: Config, channel: str | None = None, since: date | None = None) -> list[Movement]:
+    """Every credit movement, newest first (expiries that are due are recorded first)."""
+    if channel is not None:
+        channel = check_channel(channel)
+    ledger = open_existing(config)
+    if ledger is None:
+        return []
+    with ledger:
+        return ledger.history(channel, since)
+
+
+def audit(config: Config) -> AuditReport:
+    """Recompute every balance; raises LedgerError (exit 1) naming each difference."""
+    ledger = open_existing(config)
+    if ledger is None:
+        return AuditReport((), {})
+    with ledger:
+        return ledger.audit()
+
+
+def require_consistent(report: AuditReport) -> None:
+    """Raise LedgerError when the audit found differences."""
+    if not report.consistent:
+        n = len(report.differences)
+        raise LedgerError(
+            f"the ledger is not consistent: {n} difference{'s' if n != 1 else ''}.",
+            hint="Keep a copy of ledger.db before changing anything, and report this.",
+        )
