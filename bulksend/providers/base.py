@@ -1,0 +1,171 @@
+"""The provider interface every adapter implements, its outcome types, and the registry by type name."""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, ClassVar
+
+from bulksend.errors import ConfigError
+
+
+class OutcomeKind(StrEnum):
+    """How the engine must treat one send attempt (DESIGN.md, "Transmissions")."""
+
+    ACCEPTED = "accepted"  # the provider took it: debit, state sent
+    RETRYABLE = "retryable"  # certainly not accepted (connect error, 429, throttling): queue again with backoff
+    AMBIGUOUS = "ambiguous"  # may have been accepted (read timeout, dropped after sending, 5xx): state unknown
+    PERMANENT = "permanent"  # this recipient will never work (invalid number, landline, filtered): failed
+    OPTED_OUT = "opted_out"  # the recipient opted out at the provider: failed, and added to the opt-out list
+    FATAL = "fatal"  # nothing will work (bad credentials, suspended, out of funds): stop the run
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The classified result of one send attempt. Adapters return it; they never raise for a recipient."""
+
+    kind: OutcomeKind
+    provider_id: str | None = None
+    code: str | None = None  # the provider's own error code, as text
+    text: str | None = None  # the provider's message, or ours for transport errors (never a secret)
+    retry_after: float | None = None  # seconds the provider asked us to wait (Retry-After), if any
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message to hand to a provider: what the engine claimed from the ledger."""
+
+    transmission_id: int
+    campaign: str
+    to: str  # E.164
+    text: str
+    channel: str  # "sms" or "whatsapp"
+    encoding: str = "GSM-7"  # "GSM-7" or "UCS-2" (some APIs need to be told)
+    params: dict[str, Any] = field(default_factory=dict)  # template parameters (WhatsApp, Twilio ContentSid)
+
+
+class LookupResult(StrEnum):
+    """What a provider's records say about a message whose fate is unknown."""
+
+    FOUND = "found"  # the provider has it: it was accepted
+    NOT_FOUND = "not_found"  # the provider certainly does not have it: safe to send again
+    CANNOT_TELL = "cannot_tell"  # the provider cannot be asked, or did not answer: leave it unknown
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A provider profile from config.toml ([providers.NAME]); never holds a secret."""
+
+    name: str
+    type: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.settings.get(key, default)
+
+    def require(self, key: str) -> Any:
+        value = self.settings.get(key)
+        if value in (None, ""):
+            raise ConfigError(
+                f"provider profile {self.name!r} needs {key!r}.",
+                hint=f"Add {key} = \"…\" under [providers.{self.name}] in config.toml.",
+            )
+        return value
+
+
+class Provider(ABC):
+    """Base of every adapter. Subclasses state their limits as class attributes and implement send.
+
+    Attributes:
+        type_name: the registry name used as ``type`` in a profile.
+        channels: the channels this provider can send on.
+        default_rate: messages per second when the profile does not set ``rate``.
+        max_body: the longest text body the API accepts, in characters.
+        needs_secret: whether ``secret`` must be given (from the environment or the keyring).
+        secret_env: the provider-specific environment variable for the secret, if any.
+    """
+
+    type_name: ClassVar[str]
+    channels: ClassVar[frozenset[str]]
+    default_rate: ClassVar[float] = 10.0
+    max_body: ClassVar[int] = 1600
+    needs_secret: ClassVar[bool] = True
+    secret_env: ClassVar[str | None] = None
+    can_lookup: ClassVar[bool] = False
+
+    def __init__(self, profile: Profile, secret: str | None, home: Path) -> None:
+        self.profile = profile
+        self.secret = secret
+        self.home = home
+
+    @property
+    def rate(self) -> float:
+        return float(self.profile.get("rate", self.default_rate))
+
+    @abstractmethod
+    def send(self, delivery: Delivery) -> Outcome:
+        """Send one message and classify the outcome. Must be thread-safe; must not raise for a recipient."""
+
+    def lookup(self, delivery: Delivery, sent_after: datetime) -> tuple[LookupResult, str | None]:
+        """Ask the provider whether it holds this message (for reconciliation): (result, provider id)."""
+        return LookupResult.CANNOT_TELL, None
+
+    @abstractmethod
+    def check(self) -> str:
+        """A harmless live call proving the profile works; returns a one-line summary or raises ConfigError."""
+
+    def close(self) -> None:
+        """Release pooled connections and open files."""
+
+    def __repr__(self) -> str:  # never show the secret, whatever a subclass stores
+        return f"<{type(self).__name__} profile={self.profile.name!r}>"
+
+
+_REGISTRY: dict[str, type[Provider]] = {}
+# Adapters live in their own modules and register on import; listed here so lookup by name is lazy.
+_MODULES = {
+    "outbox": "bulksend.providers.outbox",
+    "twilio": "bulksend.providers.twilio",
+    "vonage": "bulksend.providers.vonage",
+    "whatsapp": "bulksend.providers.whatsapp",
+    "http": "bulksend.providers.http",
+}
+
+
+def register(cls: type[Provider]) -> type[Provider]:
+    """Class decorator: make an adapter available under its ``type_name``."""
+    _REGISTRY[cls.type_name] = cls
+    return cls
+
+
+def provider_class(type_name: str) -> type[Provider]:
+    if type_name not in _REGISTRY and type_name in _MODULES:
+        try:
+            importlib.import_module(_MODULES[type_name])
+        except ModuleNotFoundError as exc:
+            if exc.name != _MODULES[type_name]:
+                raise
+    if type_name not in _REGISTRY:
+        known = ", ".join(provider_types())
+        raise ConfigError(f"unknown provider type {type_name!r}.", hint=f"Known types: {known}.")
+    return _REGISTRY[type_name]
+
+
+def provider_types() -> list[str]:
+    """Every provider type that is implemented (importing each adapter module that exists)."""
+    for name, module in _MODULES.items():
+        if name not in _REGISTRY:
+            try:
+                importlib.import_module(module)
+            except ModuleNotFoundError as exc:
+                if exc.name != module:
+                    raise
+    return sorted(_REGISTRY)
+
+
+def create_provider(profile: Profile, secret: str | None, home: Path) -> Provider:
+    return provider_class(profile.type)(profile, secret, home)
