@@ -684,3 +684,59 @@ def validate_file(
     if examples_per_reason and table.rejected:
         report.examples = examples(table, examples_per_reason)
     return report
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One accepted recipient with its rendered message: what a campaign queues."""
+
+    row: int  # 1-based data row number
+    e164: str
+    country: str | None
+    text: str
+    encoding: str  # "GSM-7", "UCS-2", or "whatsapp"
+    units: int  # SMS segments, or 1 for WhatsApp
+    credits: int
+    fields: dict[str, str]  # the row's merge-field values, by CSV header (for provider templates)
+
+
+def iter_messages(table: RecipientTable) -> Iterator[Message]:
+    """Every accepted row, rendered exactly as priced, in file order (a second streaming pass)."""
+    from bulksend.segments import smart_encode
+
+    if table.plan is None or table.bound is None or table.units is None or table.credits is None:
+        raise ValueError("iter_messages needs a table built with a MessagePlan")
+    accepted = np.flatnonzero(table.accepted_mask)
+    if accepted.size == 0:
+        return
+    columns = table.columns
+    sms = table.options.channel == "sms"
+    smart = table.plan.smart_encoding
+    names = table.bound.columns
+    for chunk in table.csv.chunks(columns.all()):
+        start = int(chunk.index[0])
+        lo, hi = np.searchsorted(accepted, [start, start + len(chunk)])
+        if lo == hi:
+            continue
+        cells = [chunk[c].tolist() for c in columns.template]
+        for index in accepted[lo:hi].tolist():
+            local = index - start
+            values = [col[local] for col in cells]
+            text, missing = table.bound.render(values)
+            assert text is not None and missing is None  # accepted rows rendered in pass one
+            if sms and smart:
+                from bulksend.segments import count_segments
+
+                if count_segments(text).encoding == "UCS-2":
+                    text = smart_encode(text)
+            region = int(table.region[index])
+            yield Message(
+                row=index + 1,
+                e164=table.e164_text(index),
+                country=table.regions[region] if region >= 0 else None,
+                text=text,
+                encoding=ENCODINGS[int(table.encoding[index])] if sms else "whatsapp",
+                units=int(table.units[index]),
+                credits=int(table.credits[index]),
+                fields=dict(zip(names, (v.strip() for v in values))),
+            )
