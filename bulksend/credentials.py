@@ -1,0 +1,137 @@
+"""Where a provider profile's secret comes from: the environment first, then the system keyring; never a file."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+
+from bulksend.errors import ConfigError
+from bulksend.providers.base import Profile, Provider
+
+KEYRING_SERVICE = "bulksend"
+
+
+def profile_env_var(profile_name: str) -> str:
+    """``BULKSEND_<PROFILE>_SECRET``: the profile name upper-cased, every non-alphanumeric turned into ``_``."""
+    return f"BULKSEND_{re.sub(r'[^A-Za-z0-9]', '_', profile_name).upper()}_SECRET"
+
+
+def env_vars_for(profile: Profile, provider_cls: type[Provider]) -> list[str]:
+    """The environment variables consulted for this profile, in order of precedence."""
+    names = [profile_env_var(profile.name)]
+    if provider_cls.secret_env and provider_cls.secret_env not in names:
+        names.append(provider_cls.secret_env)
+    return names
+
+
+def _from_env(names: Sequence[str]) -> tuple[str, str] | None:
+    for name in names:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return name, value
+    return None
+
+
+def keyring_problem() -> str | None:
+    """None when a usable keyring back end exists; otherwise why there is none (for error messages)."""
+    import keyring
+    from keyring.backends import fail
+
+    if isinstance(keyring.get_keyring(), fail.Keyring):
+        return "no system keyring is available on this machine"
+    return None
+
+
+def _keyring_get(profile_name: str) -> tuple[str | None, str | None]:
+    """(secret, problem): the stored secret if any, or why the keyring could not be asked."""
+    import keyring
+    from keyring.errors import KeyringError
+
+    try:
+        value = keyring.get_password(KEYRING_SERVICE, profile_name)
+    except KeyringError as exc:
+        return None, _keyring_failure(exc)
+    return (value.strip() or None) if value else None, None
+
+
+def _keyring_failure(exc: Exception) -> str:
+    from keyring.errors import NoKeyringError
+
+    if isinstance(exc, NoKeyringError):
+        return "no system keyring is available on this machine"
+    return f"the system keyring could not be used ({type(exc).__name__})"
+
+
+def _env_hint(env_vars: Sequence[str]) -> str:
+    return " or ".join(env_vars) if env_vars else "the provider's environment variable"
+
+
+def resolve_secret(profile: Profile, provider_cls: type[Provider]) -> str:
+    """The profile's secret: ``BULKSEND_<PROFILE>_SECRET``, then the provider's own variable, then the keyring.
+
+    Raises ConfigError (exit 6) naming what to set when there is none; never includes a secret in any message.
+    """
+    names = env_vars_for(profile, provider_cls)
+    found = _from_env(names)
+    if found:
+        return found[1]
+    secret, problem = _keyring_get(profile.name)
+    if secret:
+        return secret
+    if problem:
+        raise ConfigError(
+            f"no secret for provider profile {profile.name!r}, and {problem} to look in.",
+            hint=f"Set {_env_hint(names)} in the environment (for cron jobs and servers, that is the way).",
+        )
+    raise ConfigError(
+        f"no secret for provider profile {profile.name!r}.",
+        hint=f"Set {_env_hint(names)} in the environment, or run: bulksend provider login {profile.name}",
+    )
+
+
+def secret_source(profile: Profile, provider_cls: type[Provider]) -> str:
+    """Where the secret would come from — "env NAME", "keyring", "missing" or "not needed" — never the value."""
+    if not provider_cls.needs_secret:
+        return "not needed"
+    found = _from_env(env_vars_for(profile, provider_cls))
+    if found:
+        return f"env {found[0]}"
+    secret, _problem = _keyring_get(profile.name)
+    return "keyring" if secret else "missing"
+
+
+def store_secret(name: str, secret: str, *, env_vars: Sequence[str] = ()) -> None:
+    """Keep ``secret`` in the system keyring under service "bulksend", username ``name``.
+
+    ``env_vars`` only serve the error message when there is no keyring: they name what to set instead.
+    """
+    import keyring
+    from keyring.errors import KeyringError
+
+    secret = secret.strip()
+    if not secret:
+        raise ConfigError("the secret is empty; nothing was stored.")
+    try:
+        keyring.set_password(KEYRING_SERVICE, name, secret)
+    except KeyringError as exc:
+        raise ConfigError(
+            f"cannot store the secret for {name!r}: {_keyring_failure(exc)}.",
+            hint=f"Set {_env_hint(list(env_vars) or [profile_env_var(name)])} in the environment instead.",
+        ) from None
+
+
+def delete_secret(name: str) -> bool:
+    """Remove the stored secret for ``name``; False when there was none."""
+    import keyring
+    from keyring.errors import KeyringError, PasswordDeleteError
+
+    try:
+        if keyring.get_password(KEYRING_SERVICE, name) is None:
+            return False
+        keyring.delete_password(KEYRING_SERVICE, name)
+    except PasswordDeleteError:
+        return False
+    except KeyringError as exc:
+        raise ConfigError(f"cannot remove the secret for {name!r}: {_keyring_failure(exc)}.") from None
+    return True
