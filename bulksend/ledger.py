@@ -147,6 +147,7 @@ class NewTransmission:
     cost: int
     row_number: int | None = None
     country: str | None = None
+    params: str | None = None  # JSON: the row's merge fields, for providers that fill templates themselves
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +173,7 @@ class Transmission:
     created_at: str
     updated_at: str
     sent_at: str | None
+    params: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +312,20 @@ class Ledger(ABC):
     @abstractmethod
     def counts(self, campaign_id: int) -> dict[str, int]: ...
     @abstractmethod
+    def failure_codes(self, campaign_id: int) -> dict[str, int]: ...
+    @abstractmethod
+    def campaign_credits(self, campaign_id: int) -> tuple[int, int]: ...
+    @abstractmethod
+    def next_due(self, campaign_id: int) -> datetime | None: ...
+    @abstractmethod
+    def unclaim(
+        self, transmission_ids: Iterable[int], code: str | None = None, text: str | None = None
+    ) -> int: ...
+    @abstractmethod
+    def campaign_settings(self, campaign_id: int) -> dict: ...
+    @abstractmethod
+    def save_campaign_settings(self, campaign_id: int, settings: dict) -> None: ...
+    @abstractmethod
     def outstanding_cost(self, campaign_id: int) -> int: ...
 
     # opt-outs
@@ -323,6 +339,8 @@ class Ledger(ABC):
     def optouts(self) -> list[OptOut]: ...
     @abstractmethod
     def suppressed(self) -> frozenset[str]: ...
+    @abstractmethod
+    def suppressed_among(self, numbers: Iterable[str]) -> frozenset[str]: ...
 
 
 # --------------------------------------------------------------------------------------- the schema
@@ -409,12 +427,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             source   TEXT NOT NULL CHECK (source IN ('manual', 'import', 'provider'))
         ) WITHOUT ROWID""",
     ),
+    (
+        # What `campaigns resume` needs to run a campaign again without its files (JSON), and a row's
+        # merge fields for providers that fill their own templates (JSON, WhatsApp only).
+        "ALTER TABLE campaigns ADD COLUMN settings TEXT",
+        "ALTER TABLE transmissions ADD COLUMN params TEXT",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _TRANSMISSION_COLUMNS = (
     "id, campaign_id, e164, state, attempts, not_before, message, units, cost, row_number, country, "
-    "provider_id, error_code, error_text, debited, refunded, created_at, updated_at, sent_at"
+    "provider_id, error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params"
 )
 _CAMPAIGN_COLUMNS = "id, name, channel, provider, fingerprint, attestation, state, created_at"
 _LOT_COLUMNS = "id, channel, amount, remaining, expired, purchased_on, expires_on, ref"
@@ -844,9 +868,10 @@ class SqliteLedger(Ledger):
             now = self._now
             self._conn.executemany(
                 "INSERT INTO transmissions (campaign_id, e164, message, units, cost, row_number, country, "
-                "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (campaign_id, e164) DO NOTHING",
+                "created_at, updated_at, params) VALUES (?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT (campaign_id, e164) DO NOTHING",
                 (
-                    (campaign_id, r.e164, r.message, r.units, r.cost, r.row_number, r.country, now, now)
+                    (campaign_id, r.e164, r.message, r.units, r.cost, r.row_number, r.country, now, now, r.params)
                     for r in rows
                 ),
             )
@@ -1076,6 +1101,73 @@ class SqliteLedger(Ledger):
             )
         )
 
+    def failure_codes(self, campaign_id: int) -> dict[str, int]:
+        """Failed rows by error code (``None`` for a failure without one), most frequent first."""
+        return dict(
+            self._conn.execute(
+                "SELECT error_code, COUNT(*) AS n FROM transmissions WHERE campaign_id = ? AND state = 'failed' "
+                "GROUP BY error_code ORDER BY n DESC, error_code",
+                (campaign_id,),
+            )
+        )
+
+    def campaign_credits(self, campaign_id: int) -> tuple[int, int]:
+        """(credits debited, credits refunded) over the campaign's transmissions."""
+        debited, refunded = self._conn.execute(
+            "SELECT COALESCE(SUM(debited), 0), COALESCE(SUM(refunded), 0) FROM transmissions WHERE campaign_id = ?",
+            (campaign_id,),
+        ).fetchone()
+        return debited, refunded
+
+    def next_due(self, campaign_id: int) -> datetime | None:
+        """When the earliest ``queued`` row may be sent (now, if one has no wait); None when none is queued."""
+        row = self._conn.execute(
+            "SELECT COUNT(*), MIN(COALESCE(not_before, '')) FROM transmissions WHERE campaign_id = ? "
+            "AND state = 'queued'",
+            (campaign_id,),
+        ).fetchone()
+        if not row[0]:
+            return None
+        if not row[1]:
+            return datetime.now(timezone.utc)
+        return datetime.strptime(row[1], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+
+    def unclaim(self, transmission_ids: Iterable[int], code: str | None = None, text: str | None = None) -> int:
+        """Claimed rows that were never handed to the provider go back to ``queued``; attempts unchanged."""
+        ids = list(transmission_ids)
+        if not ids:
+            return 0
+        with self._write():
+            changed = 0
+            for start in range(0, len(ids), 500):
+                part = ids[start:start + 500]
+                changed += self._conn.execute(
+                    "UPDATE transmissions SET state = 'queued', error_code = COALESCE(?, error_code), "
+                    "error_text = COALESCE(?, error_text), updated_at = ? WHERE state = 'sending' "
+                    f"AND id IN ({_placeholders(len(part))})",
+                    (code, text, self._now, *part),
+                ).rowcount
+            return changed
+
+    def campaign_settings(self, campaign_id: int) -> dict:
+        """What was stored with ``save_campaign_settings`` ({} when nothing was)."""
+        import json
+
+        row = self._conn.execute("SELECT settings FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
+        if row is None:
+            raise LedgerError(f"no campaign with id {campaign_id} in the ledger.")
+        return json.loads(row[0]) if row[0] else {}
+
+    def save_campaign_settings(self, campaign_id: int, settings: dict) -> None:
+        import json
+
+        with self._write():
+            self._require_campaign(campaign_id)
+            self._conn.execute(
+                "UPDATE campaigns SET settings = ?, updated_at = ? WHERE id = ?",
+                (json.dumps(settings, sort_keys=True), self._now, campaign_id),
+            )
+
     def outstanding_cost(self, campaign_id: int) -> int:
         """Credits the campaign may still spend: rows queued, sending or unknown."""
         return self._conn.execute(
@@ -1121,6 +1213,20 @@ class SqliteLedger(Ledger):
 
     def suppressed(self) -> frozenset[str]:
         return frozenset(r[0] for r in self._conn.execute("SELECT e164 FROM optouts"))
+
+    def suppressed_among(self, numbers: Iterable[str]) -> frozenset[str]:
+        """Which of ``numbers`` are on the opt-out list now (the check made at send time)."""
+        wanted = list(numbers)
+        found: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            part = wanted[start:start + 500]
+            found.update(
+                r[0]
+                for r in self._conn.execute(
+                    f"SELECT e164 FROM optouts WHERE e164 IN ({_placeholders(len(part))})", part
+                )
+            )
+        return frozenset(found)
 
     # -- audit ---------------------------------------------------------------------------------
 
