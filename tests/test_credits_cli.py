@@ -258,3 +258,22 @@ def test_audit_names_each_difference_and_exits_1(cli, home):
     document = json.loads(cli("credits", "audit", "--json").stdout)
     assert document["consistent"] is False
     assert len(document["differences"]) == 2
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("balance",),
+        ("credits", "topup"),
+        ("credits", "history"),
+        ("credits", "audit"),
+        ("optout", "add"),
+        ("optout", "remove"),
+        ("optout", "list"),
+        ("optout", "import"),
+    ],
+)
+def test_every_ledger_command_has_help_with_an_example(cli, command):
+    result = cli(*command, "--help")
+    assert result.exit_code == 0
+    assert "Example" in result.stdout and "bulksend " + " ".join(command) in result.stdout
