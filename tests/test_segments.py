@@ -1,4 +1,4 @@
-"""Segment counting and splitting at every boundary, smart encoding, and properties against a slow reference."""
+"""Segment counting and splitting at every boundary, smart encoding, properties against a slow reference."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from bulksend.segments import (
 )
 from bulksend import segments
 
-FAMILY = "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466"  # 👨‍👩‍👧‍👦: 7 code points, 11 units
+# 👨‍👩‍👧‍👦: seven code points, 11 UTF-16 units, one grapheme cluster
+FAMILY = "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466"
 FLAG_GB = "\U0001f1ec\U0001f1e7"  # 🇬🇧: two regional indicators, 4 units
 GRIN = "\U0001f600"  # 😀: one surrogate pair
 ZH = "ж"  # a BMP letter outside GSM-7: forces UCS-2, one unit each
