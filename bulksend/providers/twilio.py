@@ -1,0 +1,315 @@
+"""The ``twilio`` provider: the Programmable Messaging API (2010-04-01 Messages resource), SMS and WhatsApp."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import requests
+
+from bulksend.errors import BulksendError, ConfigError
+from bulksend.providers import http_common
+from bulksend.providers.base import Delivery, LookupResult, Outcome, OutcomeKind, Provider, register
+
+DEFAULT_BASE_URL = "https://api.twilio.com"
+ERROR_DOCS = "https://www.twilio.com/docs/api/errors/{code}"
+
+RETRYABLE, PERMANENT, OPTED_OUT, FATAL = (
+    OutcomeKind.RETRYABLE,
+    OutcomeKind.PERMANENT,
+    OutcomeKind.OPTED_OUT,
+    OutcomeKind.FATAL,
+)
+
+# Twilio error codes seen on create, and what each means for the run. docs/providers.md gives the source of
+# every row (https://www.twilio.com/docs/api/errors/<code>) and why it is classed so. Codes not listed here:
+# HTTP 5xx → ambiguous, 401/403/404 → fatal, any other 4xx → permanent with Twilio's code and message.
+TWILIO_ERRORS: dict[int, tuple[OutcomeKind, str]] = {
+    # Not accepted, and worth trying again later.
+    20429: (RETRYABLE, "too many concurrent requests"),
+    21611: (RETRYABLE, "the sender's queue is full (more than 10 hours of messages)"),
+    21730: (RETRYABLE, "Twilio is under maintenance"),
+    30001: (RETRYABLE, "queue overflow"),
+    63017: (RETRYABLE, "account message rate limit exceeded"),
+    # The recipient said no.
+    21610: (OPTED_OUT, "the recipient has unsubscribed (replied STOP)"),
+    63014: (OPTED_OUT, "the recipient blocked this sender"),
+    # This recipient (or this message) will never work.
+    21211: (PERMANENT, "invalid 'To' number"),
+    21265: (PERMANENT, "'To' is a short code"),
+    21408: (PERMANENT, "sending to this region is not enabled (Geo Permissions)"),
+    21602: (PERMANENT, "message body is required"),
+    21604: (PERMANENT, "'To' number is required"),
+    21612: (PERMANENT, "'To' cannot be reached from this sender"),
+    21614: (PERMANENT, "'To' is not a mobile number"),
+    21617: (PERMANENT, "message body exceeds 1600 characters"),
+    21635: (PERMANENT, "'To' is a landline"),
+    30003: (PERMANENT, "unreachable destination handset"),
+    30004: (PERMANENT, "message blocked"),
+    30005: (PERMANENT, "unknown destination handset"),
+    30006: (PERMANENT, "landline or unreachable carrier"),
+    30007: (PERMANENT, "message filtered by the carrier"),
+    30008: (PERMANENT, "unknown delivery error"),
+    63003: (PERMANENT, "the channel could not find the 'To' address"),
+    63016: (PERMANENT, "outside the WhatsApp 24-hour window: use a template (ContentSid)"),
+    # Nothing will work until the account or profile is fixed: stop the run, keep the rest queued.
+    10001: (FATAL, "the account is not active"),
+    20003: (FATAL, "authentication failed"),
+    20005: (FATAL, "the account is not active (out of funds, or trial not activated)"),
+    20403: (FATAL, "the account may not use the API (suspended or closed)"),
+    20404: (FATAL, "account or messaging service not found"),
+    21606: (FATAL, "the 'From' number cannot send messages for this account"),
+    21608: (FATAL, "trial account: recipients must be verified numbers"),
+    30002: (FATAL, "the account is suspended"),
+    30016: (FATAL, "'To' and 'From' are on different channels"),
+    63007: (FATAL, "no channel (e.g. WhatsApp sender) for the 'From' address"),
+    63038: (FATAL, "the account's daily message limit is reached"),
+}
+
+LOOKUP_PAGE_SIZE = 100
+LOOKUP_MAX_PAGES = 10
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+class _Undecidable(Exception):
+    """Twilio's records could not be read to the end: the lookup cannot tell."""
+
+
+@register
+class TwilioProvider(Provider):
+    """Sends through Twilio's Messages API: form-encoded POSTs with HTTP basic auth.
+
+    Profile settings:
+        account_sid: the account (AC…); the URL's account and, without an API key, the user name.
+        api_key_sid: an API key (SK…) to authenticate with instead; the secret is then the key's secret.
+        sender: the From number or alphanumeric ID; ``whatsapp_sender`` overrides it on WhatsApp.
+        messaging_service_sid: a Messaging Service (MG…), instead of or besides a sender.
+        status_callback: a URL Twilio posts delivery reports to.
+        content_sid: a Content template (HX…) for every message; ``params["content_sid"]`` overrides it.
+        base_url: default https://api.twilio.com (a regional edge, a proxy, a test server).
+        concurrency: requests in flight, sizes the connection pool (default 16).
+        timeout, connect_timeout: seconds to wait for an answer (30) and for a connection (5).
+    The secret is the auth token (``TWILIO_AUTH_TOKEN``), or the API key's secret.
+    """
+
+    type_name: ClassVar[str] = "twilio"
+    channels: ClassVar[frozenset[str]] = frozenset({"sms", "whatsapp"})
+    default_rate: ClassVar[float] = 10.0
+    max_body: ClassVar[int] = 1600
+    needs_secret: ClassVar[bool] = True
+    secret_env: ClassVar[str | None] = "TWILIO_AUTH_TOKEN"
+    can_lookup: ClassVar[bool] = True
+
+    def __init__(self, profile, secret, home) -> None:
+        super().__init__(profile, secret, home)
+        if not secret:
+            raise ConfigError(f"provider profile {profile.name!r} has no secret.")
+        self.account_sid = str(profile.require("account_sid")).strip()
+        if not self.account_sid.isalnum():
+            raise ConfigError(f"provider profile {profile.name!r}: account_sid {self.account_sid!r} is not a SID.")
+        self.sender = profile.get("sender")
+        self.whatsapp_sender = profile.get("whatsapp_sender") or self.sender
+        self.messaging_service_sid = profile.get("messaging_service_sid")
+        if not (self.sender or self.messaging_service_sid or profile.get("whatsapp_sender")):
+            raise ConfigError(
+                f"provider profile {profile.name!r} needs a sender or a messaging_service_sid.",
+                hint=f'Add sender = "+1…" or messaging_service_sid = "MG…" under [providers.{profile.name}].',
+            )
+        self.status_callback = profile.get("status_callback")
+        self.content_sid = profile.get("content_sid")
+        base_url = str(profile.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
+        if not base_url.startswith(("https://", "http://")):
+            raise ConfigError(f"provider profile {profile.name!r}: base_url must start with https://.")
+        self.base_url = base_url
+        account = f"{base_url}/2010-04-01/Accounts/{quote(self.account_sid, safe='')}"
+        self._messages_url = f"{account}/Messages.json"
+        self._balance_url = f"{account}/Balance.json"
+        self._timeouts = http_common.timeouts(profile)
+        username = str(profile.get("api_key_sid") or self.account_sid)
+        auth = http_common.StaticAuth.basic(username, secret)
+        self._scrub = http_common.Scrubber([secret, auth.header_value.split(" ", 1)[1]])
+        self._session = http_common.make_session(http_common.pool_size(profile), auth)
+
+    # -- sending ---------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def address(number: str, channel: str) -> str:
+        """A number as Twilio wants it on this channel: ``whatsapp:+E164`` on WhatsApp, E.164 otherwise."""
+        if channel == "whatsapp" and not number.startswith("whatsapp:"):
+            return f"whatsapp:{number}"
+        return number
+
+    def form(self, delivery: Delivery) -> dict[str, str]:
+        """The form fields of the create request for one delivery."""
+        fields = {"To": self.address(delivery.to, delivery.channel)}
+        sender = self.whatsapp_sender if delivery.channel == "whatsapp" else self.sender
+        if sender:
+            fields["From"] = self.address(str(sender), delivery.channel)
+        if self.messaging_service_sid:
+            fields["MessagingServiceSid"] = str(self.messaging_service_sid)
+        content_sid = delivery.params.get("content_sid") or self.content_sid
+        if content_sid:
+            # A Content template replaces the body; Twilio refuses Body with a template outside the window.
+            fields["ContentSid"] = str(content_sid)
+            variables = delivery.params.get("variables")
+            if variables:
+                fields["ContentVariables"] = (
+                    variables if isinstance(variables, str) else json.dumps(variables, ensure_ascii=False, default=str)
+                )
+        else:
+            fields["Body"] = delivery.text
+        if self.status_callback:
+            fields["StatusCallback"] = str(self.status_callback)
+        return fields
+
+    def send(self, delivery: Delivery) -> Outcome:
+        if delivery.channel not in self.channels:
+            return Outcome(OutcomeKind.PERMANENT, code="unsupported_channel", text=f"no {delivery.channel} channel")
+        try:
+            response = self._session.post(
+                self._messages_url, data=self.form(delivery), timeout=self._timeouts, allow_redirects=False
+            )
+        except requests.RequestException as exc:
+            return http_common.classify_transport_error(exc, self._scrub, self._timeouts[1])
+        return self.classify(response)
+
+    def classify(self, response: requests.Response) -> Outcome:
+        """The outcome of one create request that got an HTTP answer."""
+        status = response.status_code
+        body = http_common.json_body(response)
+        error = body if isinstance(body, dict) else {}
+        code = error.get("code")
+        code = code if isinstance(code, int) else (int(code) if isinstance(code, str) and code.isdigit() else None)
+        retry_after = http_common.parse_retry_after(response.headers.get("Retry-After"))
+
+        if 200 <= status < 300:
+            sid = error.get("sid")
+            if isinstance(sid, str) and sid:
+                return Outcome(OutcomeKind.ACCEPTED, provider_id=sid)
+            # Twilio may well have created it: never count it as sent, never send it blindly again.
+            what = "a body without a message sid" if body is not None else "a body that is not JSON"
+            return Outcome(OutcomeKind.AMBIGUOUS, code=f"http_{status}", text=f"HTTP {status} with {what}")
+
+        text = self._error_text(response, error, code)
+        code_text = str(code) if code is not None else f"http_{status}"
+        if status == 429 or code == 20429:
+            return Outcome(OutcomeKind.RETRYABLE, code=code_text, text=text, retry_after=retry_after)
+        if status >= 500:
+            return Outcome(OutcomeKind.AMBIGUOUS, code=code_text, text=text, retry_after=retry_after)
+        if 300 <= status < 400:
+            return Outcome(OutcomeKind.FATAL, code=code_text, text=f"unexpected redirect ({text}); check base_url")
+        if code in TWILIO_ERRORS:
+            kind = TWILIO_ERRORS[code][0]
+        elif status in (401, 403, 404):
+            kind = OutcomeKind.FATAL  # credentials, account or URL: the same for every message
+        elif status == 408:
+            kind = OutcomeKind.RETRYABLE  # the server gave up reading the request: nothing was created
+        else:
+            kind = OutcomeKind.PERMANENT
+        return Outcome(kind, code=code_text, text=text, retry_after=retry_after if kind is RETRYABLE else None)
+
+    def _error_text(self, response: requests.Response, error: dict[str, Any], code: int | None) -> str:
+        message = error.get("message")
+        if isinstance(message, str) and message.strip():
+            text = message
+            detail = error.get("detail")
+            if isinstance(detail, str) and detail.strip() and detail not in message:
+                text = f"{message}: {detail}"
+        elif code in TWILIO_ERRORS:
+            text = TWILIO_ERRORS[code][1]
+        else:
+            text = f"HTTP {response.status_code}: {http_common.body_excerpt(response)}"
+        return self._scrub(http_common.short(text))
+
+    # -- reconciliation --------------------------------------------------------------------------------------
+
+    def lookup(self, delivery: Delivery, sent_after: datetime) -> tuple[LookupResult, str | None]:
+        """Find the message in Twilio's log: same To, same body, created since ``sent_after`` (less clock skew).
+
+        First with the ``DateSent>`` filter; then, because a message still in Twilio's queue has no date_sent
+        yet and that filter cannot see it, through every message to the number. Any error: cannot tell.
+        """
+        since = _utc(sent_after) - CLOCK_SKEW
+        to = self.address(delivery.to, delivery.channel)
+        body = None if (delivery.params.get("content_sid") or self.content_sid) else delivery.text
+        try:
+            date_filter = {"DateSent>": (since - timedelta(days=1)).date().isoformat()}
+            sid = self._search(to, body, since, date_filter)
+            if sid is None:
+                sid = self._search(to, body, since, {})
+        except (_Undecidable, requests.RequestException, ValueError):
+            return LookupResult.CANNOT_TELL, None
+        if sid is None:
+            return LookupResult.NOT_FOUND, None
+        return LookupResult.FOUND, sid
+
+    def _search(self, to: str, body: str | None, since: datetime, extra: dict[str, str]) -> str | None:
+        url: str | None = self._messages_url
+        params: dict[str, Any] | None = {"To": to, "PageSize": LOOKUP_PAGE_SIZE, **extra}
+        for _page in range(LOOKUP_MAX_PAGES):
+            response = self._session.get(url, params=params, timeout=self._timeouts, allow_redirects=False)
+            page = http_common.json_body(response)
+            if response.status_code != 200 or not isinstance(page, dict) or not isinstance(page.get("messages"), list):
+                raise _Undecidable
+            for message in page["messages"]:
+                if isinstance(message, dict) and self._matches(message, to, body, since):
+                    return str(message.get("sid") or "") or None
+            next_page = page.get("next_page_uri")
+            if not next_page:
+                return None
+            url, params = (next_page if next_page.startswith("http") else f"{self.base_url}{next_page}"), None
+        raise _Undecidable  # more pages than we are willing to read
+
+    @staticmethod
+    def _matches(message: dict[str, Any], to: str, body: str | None, since: datetime) -> bool:
+        if message.get("to") != to or not str(message.get("direction", "")).startswith("outbound"):
+            return False
+        if body is not None and (message.get("body") or "").strip() != body.strip():
+            return False
+        try:
+            created = parsedate_to_datetime(str(message.get("date_created")))
+        except (TypeError, ValueError, IndexError):
+            return True  # no usable date: claiming it was sent is the side that never sends twice
+        return created is None or _utc(created) >= since
+
+    # -- checking --------------------------------------------------------------------------------------------
+
+    def check(self) -> str:
+        try:
+            response = self._session.get(self._balance_url, timeout=self._timeouts, allow_redirects=False)
+        except requests.RequestException as exc:
+            outcome = http_common.classify_transport_error(exc, self._scrub, self._timeouts[1])
+            raise BulksendError(f"cannot reach Twilio at {self._scrub(self.base_url)}: {outcome.text}.") from None
+        body = http_common.json_body(response)
+        error = body if isinstance(body, dict) else {}
+        if response.status_code == 200 and "balance" in error:
+            return (
+                f"twilio account {self.account_sid}: balance {error.get('balance')} {error.get('currency') or ''}"
+            ).rstrip()
+        code = error.get("code")
+        text = self._error_text(response, error, code if isinstance(code, int) else None)
+        where = f"HTTP {response.status_code}" + (f", code {code}" if code else "")
+        if response.status_code in (401, 403) or code == 20003:
+            raise ConfigError(
+                f"Twilio refused the credentials of profile {self.profile.name!r} ({where}: {text}).",
+                hint=(
+                    f"Check account_sid (and api_key_sid) in config.toml and the secret "
+                    f"(bulksend provider list shows where it comes from; bulksend provider login {self.profile.name})."
+                ),
+            )
+        if response.status_code == 404:
+            raise ConfigError(
+                f"Twilio does not know account {self.account_sid} at {self._scrub(self.base_url)} ({where}).",
+                hint="Check account_sid and base_url in config.toml.",
+            )
+        raise BulksendError(f"Twilio balance check failed ({where}: {text}).")
+
+    def close(self) -> None:
+        self._session.close()
