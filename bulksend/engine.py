@@ -1,0 +1,663 @@
+"""The send loop: claim due transmissions, send them concurrently under a rate limit, record every outcome once.
+
+The hot path is claim → HTTP → commit. The main thread is the only one that touches the ledger: it
+claims a batch of due ``queued`` rows (the ledger marks them ``sending`` and commits *before* any request
+goes out), hands each row to a bounded pool of worker threads that take a token from the rate limiter
+and call ``provider.send``, and commits the outcomes that came back in one transaction per batch. It
+claims the next batch while the current one is still in flight, so the pool never waits on the ledger.
+
+What each outcome does (DESIGN.md, "Transmissions: the state machine"):
+
+=============  =================================================================================
+accepted       ``sent`` with the provider's id, debited in the same transaction
+retryable      ``queued`` again after a backoff (exponential, full jitter, never shorter than the
+               provider's Retry-After); ``failed`` with the last code once attempts run out
+ambiguous      ``unknown``: reconciled with ``provider.lookup`` before it can ever be sent again
+permanent      ``failed`` with the provider's code and text
+opted_out      ``failed``, and the number joins the opt-out list (source "provider")
+fatal          the run stops at once; the row and every unsent claimed row go back to ``queued``
+=============  =================================================================================
+
+Nothing here knows about Typer, rich, files or flags: the caller passes a ledger, an open provider and
+:class:`EngineSettings`, and gets an :class:`EngineResult` back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import queue
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from enum import StrEnum
+from functools import lru_cache
+
+from bulksend.errors import InsufficientCredits
+from bulksend.ledger import Campaign, Ledger, Transmission
+from bulksend.providers.base import Delivery, LookupResult, Outcome, OutcomeKind, Provider
+
+DEFAULT_CONCURRENCY = 16
+DEFAULT_MAX_ATTEMPTS = 5
+#: Consecutive failed attempts (retryable, ambiguous or permanent) that stop the run.
+DEFAULT_BREAKER = 20
+#: The longest the loop waits for a backoff or for unknown rows to settle before it gives up (seconds).
+DEFAULT_MAX_WAIT = 600.0
+#: How long an ``unknown`` row rests before it is looked up: a request that timed out on our side may
+#: still be working its way through the provider, and a lookup that comes too early would miss it.
+DEFAULT_RECONCILE_AFTER = 30.0
+BACKOFF_BASE = 1.0  # seconds: the first retry waits up to this, the next up to twice as long…
+BACKOFF_CAP = 300.0
+#: An outcome waits at most this long for its batch's commit (a slow trickle still reaches the ledger).
+COMMIT_INTERVAL = 0.25
+#: After a claim found nothing due, the next attempt to claim waits this long (while others are in flight).
+IDLE_CLAIM_INTERVAL = 0.2
+
+
+class StopReason(StrEnum):
+    """Why a run ended."""
+
+    DONE = "done"  # nothing is left that this run could send
+    LIMIT = "limit"  # --limit rows were attempted
+    WAITING = "waiting"  # the rest is queued for later than the longest wait
+    INTERRUPTED = "interrupted"  # Ctrl-C / SIGTERM: the batch in flight was recorded
+    FATAL = "fatal"  # the provider refused everything (credentials, account, funds)
+    BREAKER = "breaker"  # too many consecutive failures
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How a run sends. ``rate`` ≤ 0 or None means no rate limit (only ``concurrency`` bounds it)."""
+
+    rate: float | None = None
+    concurrency: int = DEFAULT_CONCURRENCY
+    batch_size: int | None = None
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    retry_unknown: bool = False
+    limit: int | None = None
+    breaker: int = DEFAULT_BREAKER
+    max_wait: float = DEFAULT_MAX_WAIT
+    reconcile_after: float = DEFAULT_RECONCILE_AFTER
+    backoff_base: float = BACKOFF_BASE
+    backoff_cap: float = BACKOFF_CAP
+
+    @property
+    def batch(self) -> int:
+        """Rows per claim and per commit: 4 per worker, but no more than ~2 seconds of sending at ``rate``.
+
+        Claimed rows sit in ``sending`` until their outcome is committed; a crash turns them into ``unknown``.
+        Keeping a batch to a couple of seconds of work keeps that window small at low rates.
+        """
+        if self.batch_size:
+            return max(1, int(self.batch_size))
+        size = self.concurrency * 4
+        if self.rate and self.rate > 0:
+            size = min(size, max(self.concurrency, math.ceil(self.rate * 2)))
+        return max(1, min(size, 1000))
+
+    def backoff(self, attempts: int, retry_after: float | None) -> float:
+        """Seconds before the next attempt: full jitter over an exponential ceiling, at least Retry-After."""
+        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** min(attempts, 30))
+        wait = random.uniform(0, ceiling)
+        if retry_after is not None and retry_after > wait:
+            wait = retry_after
+        return wait
+
+
+@dataclass
+class RunStats:
+    """What a run did so far (read by the progress display after every commit)."""
+
+    pending: int = 0  # rows not final when the run started (queued, sending or unknown)
+    attempts: int = 0  # requests made
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0  # retryable outcomes scheduled again
+    unknown: int = 0  # ambiguous outcomes
+    suppressed: int = 0  # found on the opt-out list at send time
+    opted_out: int = 0  # opted out at the provider
+    recovered: int = 0  # rows a crashed run left ``sending``
+    found: int = 0  # unknown rows the provider had (now sent)
+    not_found: int = 0  # unknown rows the provider did not have (queued again)
+    undecided: int = 0  # unknown rows the provider could not tell about (left unknown unless retry_unknown)
+    credits: int = 0  # debited by this run
+    batches: int = 0
+    failures: Counter = field(default_factory=Counter)  # failed rows of this run by code
+    retrying: set = field(default_factory=set)  # ids waiting for another attempt
+    started: float = field(default_factory=time.monotonic)
+    last_outcome: Outcome | None = None
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def finished(self) -> int:
+        """Rows that reached a final state in this run."""
+        return self.sent + self.failed
+
+    @property
+    def per_second(self) -> float:
+        elapsed = self.elapsed
+        return self.attempts / elapsed if elapsed > 0 else 0.0
+
+
+@dataclass
+class EngineResult:
+    """How a run ended, what it did, and what stopped it."""
+
+    reason: StopReason
+    stats: RunStats
+    fatal: Outcome | None = None  # the outcome that stopped a FATAL run
+    tripped_by: Outcome | None = None  # the last outcome of a BREAKER run
+    next_due: datetime | None = None  # when the rest may be sent (WAITING)
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileResult:
+    """What a reconciliation of ``unknown`` rows found."""
+
+    looked_up: int
+    found: int
+    not_found: int
+    undecided: int
+    requeued: int  # NOT_FOUND rows, or undecided ones with retry_unknown, queued again
+    failed: int  # NOT_FOUND rows out of attempts
+    waiting: int  # rows too recent to look up yet
+
+    def plus(self, later: "ReconcileResult") -> "ReconcileResult":
+        """This result followed by ``later`` (whose ``waiting`` is what is still waiting)."""
+        return ReconcileResult(
+            self.looked_up + later.looked_up,
+            self.found + later.found,
+            self.not_found + later.not_found,
+            self.undecided + later.undecided,
+            self.requeued + later.requeued,
+            self.failed + later.failed,
+            later.waiting,
+        )
+
+
+Progress = Callable[[RunStats], None]
+
+
+class TokenBucket:
+    """Spaces requests ``1/rate`` seconds apart across every worker (GCRA: one token, refilled continuously).
+
+    Each caller reserves the next free slot under a lock and sleeps until it comes, so the waits are fair
+    and the limiter costs one lock and one clock read per message.
+    """
+
+    def __init__(self, rate: float | None) -> None:
+        self.interval = 1.0 / rate if rate and rate > 0 else 0.0
+        self._next = time.monotonic()
+        self._lock = threading.Lock()
+
+    def acquire(self, halt: threading.Event) -> bool:
+        """Wait for a token; False when ``halt`` is set first."""
+        if not self.interval:
+            return not halt.is_set()
+        with self._lock:
+            now = time.monotonic()
+            slot = self._next if self._next > now else now
+            self._next = slot + self.interval
+        wait = slot - time.monotonic()
+        if wait > 0:
+            return not halt.wait(wait)
+        return not halt.is_set()
+
+
+@lru_cache(maxsize=4096)
+def _encoding(text: str) -> str:
+    from bulksend.segments import is_gsm7
+
+    return "GSM-7" if is_gsm7(text) else "UCS-2"
+
+
+def _parse_timestamp(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+
+
+def _later(moment: datetime, seconds: float) -> datetime:
+    # The ledger keeps milliseconds and truncates: round up, so a wait is never a hair shorter than asked.
+    return moment + timedelta(seconds=seconds, milliseconds=1)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Engine:
+    """Sends one campaign's due transmissions through one provider and records every outcome.
+
+    ``stop`` is an event the caller sets (on Ctrl-C or SIGTERM) to end the run after the requests in
+    flight: their outcomes are committed, claimed rows that never went out return to ``queued``.
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        provider: Provider,
+        campaign: Campaign,
+        settings: EngineSettings,
+        *,
+        progress: Progress | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.provider = provider
+        self.campaign = campaign
+        self.settings = settings
+        self.progress = progress
+        self.stop = stop or threading.Event()
+        self.stats = RunStats()
+        self._halt = threading.Event()  # workers start no new request once set
+        self._bucket = TokenBucket(settings.rate)
+        self._results: queue.SimpleQueue = queue.SimpleQueue()
+        self._pending: list[tuple[Transmission, Outcome | None, datetime]] = []
+        self._pending_since = 0.0
+        self._in_flight = 0
+        self._consecutive_failures = 0
+        self._fatal: Outcome | None = None
+        self._tripped: Outcome | None = None
+        self._bug: BaseException | None = None
+        self._undecided: set[int] = set()  # unknown rows the provider could not tell about in this run
+
+    # ------------------------------------------------------------------------------------------ run
+
+    def run(self) -> EngineResult:
+        """Recover, reconcile, then send until nothing is due, the limit is reached, or something stops it."""
+        cid = self.campaign.id
+        self.stats.recovered = self.ledger.recover_sending(cid)
+        counts = self.ledger.counts(cid)
+        pending = counts.get("queued", 0) + counts.get("unknown", 0)
+        limit = self.settings.limit
+        self.stats.pending = pending if limit is None else min(limit, pending)
+        reason = StopReason.DONE
+        next_due: datetime | None = None
+        interrupted = False
+        pool = ThreadPoolExecutor(max_workers=max(1, self.settings.concurrency), thread_name_prefix="send")
+        try:
+            self._reconcile(pool, ripe_only=True)
+            reason, next_due = self._loop(pool)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            self._halt.set()
+            pool.shutdown(wait=True)
+            self._collect(block=False)
+            if self._pending:
+                self._commit()
+        if self._bug is not None:
+            raise self._bug
+        if self._fatal is not None:
+            reason = StopReason.FATAL
+        elif self._tripped is not None:
+            reason = StopReason.BREAKER
+        elif interrupted or self.stop.is_set():
+            reason = StopReason.INTERRUPTED
+        return EngineResult(reason, self.stats, self._fatal, self._tripped, next_due)
+
+    def _loop(self, pool: ThreadPoolExecutor) -> tuple[StopReason, datetime | None]:
+        settings = self.settings
+        batch = settings.batch
+        attempted = 0
+        claim_after = 0.0  # after an empty claim, do not claim again before this (monotonic) time
+        stalls = 0
+        while True:
+            if self.stop.is_set():
+                self._halt.set()
+            halted = self._halt.is_set()
+            limit_reached = settings.limit is not None and attempted >= settings.limit
+            claimed = 0
+            if (
+                not halted
+                and not limit_reached
+                and self._in_flight < batch
+                and (not self._in_flight or time.monotonic() >= claim_after)
+            ):
+                want = batch if settings.limit is None else min(batch, settings.limit - attempted)
+                rows = self._claim(want)
+                claimed = len(rows)
+                attempted += claimed
+                for row in rows:
+                    pool.submit(self._attempt, row)
+                self._in_flight += claimed
+                claim_after = 0.0 if claimed else time.monotonic() + IDLE_CLAIM_INTERVAL
+                if claimed:
+                    stalls = 0
+            if self._in_flight:
+                self._collect(block=True)
+            if self._pending and (
+                len(self._pending) >= batch
+                or not self._in_flight
+                or self._halt.is_set()
+                or time.monotonic() - self._pending_since >= COMMIT_INTERVAL
+            ):
+                self._commit()
+            if self._in_flight or self._pending or claimed:
+                continue
+            # Nothing in flight, nothing to record, and the claim just made found nothing due.
+            if self._halt.is_set():
+                return StopReason.INTERRUPTED, None
+            if limit_reached:
+                return StopReason.LIMIT, None
+            if self._reconcile(pool, ripe_only=True):
+                continue
+            wake = self._next_event()
+            if wake is None:
+                return StopReason.DONE, None
+            delay = (wake - _now()).total_seconds()
+            if delay > settings.max_wait:
+                return StopReason.WAITING, wake
+            if delay <= 0:
+                # Due rows the claim did not take: only possible when the campaign's hold cannot pay for them.
+                stalls += 1
+                if stalls >= 3:
+                    raise InsufficientCredits(
+                        f"campaign {self.campaign.name!r}: its credit hold does not cover the next message.",
+                        hint="Run it again: the next run holds what the rest of the campaign needs.",
+                    )
+                continue
+            if self.stop.wait(min(delay, 1.0)):
+                self._halt.set()
+                return StopReason.INTERRUPTED, None
+
+    # ------------------------------------------------------------------------------- the hot path
+
+    def _claim(self, limit: int) -> list[Transmission]:
+        """Mark up to ``limit`` due rows ``sending`` (committed); rows on the opt-out list fail instead."""
+        ledger = self.ledger
+        with ledger.transaction():
+            rows = ledger.claim(self.campaign.id, limit, _now())
+            if rows:
+                blocked = ledger.suppressed_among(r.e164 for r in rows)
+                if blocked:
+                    for row in rows:
+                        if row.e164 in blocked:
+                            ledger.mark_failed(row.id, "suppressed", "on the opt-out list at send time; not sent")
+                            self.stats.suppressed += 1
+                            self.stats.failed += 1
+                            self.stats.failures["suppressed"] += 1
+                            self.stats.retrying.discard(row.id)
+                    rows = [r for r in rows if r.e164 not in blocked]
+        return rows
+
+    def _delivery(self, row: Transmission) -> Delivery:
+        return Delivery(
+            transmission_id=row.id,
+            campaign=self.campaign.name,
+            to=row.e164,
+            text=row.message,
+            channel=self.campaign.channel,
+            encoding=_encoding(row.message),
+            params=json.loads(row.params) if row.params else {},
+        )
+
+    def _attempt(self, row: Transmission) -> None:
+        """Worker thread: one request, unless the run is stopping. Never touches the ledger."""
+        outcome: Outcome | None = None
+        try:
+            if self._bucket.acquire(self._halt):
+                try:
+                    outcome = self.provider.send(self._delivery(row))
+                except BaseException as exc:  # an adapter must not raise: a bug, but the message may be out
+                    self._bug = exc
+                    self._halt.set()
+                    outcome = Outcome(
+                        OutcomeKind.AMBIGUOUS,
+                        code="adapter_error",
+                        text=f"{type(exc).__name__} in the {self.provider.type_name} adapter; it may have been sent",
+                    )
+                if outcome.kind is OutcomeKind.FATAL:
+                    self._halt.set()
+        finally:
+            self._results.put((row, outcome, _now()))
+
+    def _collect(self, *, block: bool) -> None:
+        """Move finished attempts to the pending list (waiting briefly for the first one when ``block``)."""
+        got = 0
+        if block:
+            timeout = COMMIT_INTERVAL
+            if self._pending:
+                timeout = max(0.0, self._pending_since + COMMIT_INTERVAL - time.monotonic())
+            try:
+                item = self._results.get(timeout=timeout)
+            except queue.Empty:
+                return
+            self._add_pending(item)
+            got = 1
+        while True:
+            try:
+                item = self._results.get_nowait()
+            except queue.Empty:
+                break
+            self._add_pending(item)
+            got += 1
+        self._in_flight = max(0, self._in_flight - got)
+
+    def _add_pending(self, item) -> None:
+        if not self._pending:
+            self._pending_since = time.monotonic()
+        self._pending.append(item)
+
+    def _commit(self) -> None:
+        """Record a batch of outcomes in one transaction."""
+        settings = self.settings
+        stats = self.stats
+        ledger = self.ledger
+        unsent: list[int] = []
+        opted_out: list[str] = []
+        pending, self._pending = self._pending, []
+        try:
+            with ledger.transaction():
+                for row, outcome, when in pending:
+                    if outcome is None:
+                        unsent.append(row.id)
+                        continue
+                    stats.attempts += 1
+                    stats.last_outcome = outcome
+                    kind = outcome.kind
+                    if kind is OutcomeKind.ACCEPTED:
+                        stats.credits += ledger.mark_sent(row.id, outcome.provider_id)
+                        stats.sent += 1
+                        stats.retrying.discard(row.id)
+                        self._consecutive_failures = 0
+                        continue
+                    if kind is OutcomeKind.FATAL:
+                        ledger.unclaim([row.id], outcome.code, outcome.text)
+                        if self._fatal is None:
+                            self._fatal = outcome
+                        continue
+                    if kind is OutcomeKind.OPTED_OUT:
+                        ledger.mark_failed(row.id, outcome.code or "opted_out", outcome.text)
+                        opted_out.append(row.e164)
+                        stats.opted_out += 1
+                        self._final_failure(row, outcome.code or "opted_out")
+                        continue  # a recipient's own choice says nothing about the provider's health
+                    if kind is OutcomeKind.RETRYABLE:
+                        if row.attempts + 1 >= settings.max_attempts:
+                            ledger.mark_failed(
+                                row.id,
+                                outcome.code,
+                                f"{outcome.text or 'not accepted'} (gave up after {row.attempts + 1} attempts)",
+                            )
+                            self._final_failure(row, outcome.code)
+                        else:
+                            wait = settings.backoff(row.attempts, outcome.retry_after)
+                            ledger.mark_retry(row.id, _later(when, wait), outcome.code, outcome.text)
+                            stats.retried += 1
+                            stats.retrying.add(row.id)
+                    elif kind is OutcomeKind.AMBIGUOUS:
+                        ledger.mark_unknown(row.id, outcome.code, outcome.text)
+                        stats.unknown += 1
+                        stats.retrying.discard(row.id)
+                    else:  # PERMANENT
+                        ledger.mark_failed(row.id, outcome.code, outcome.text)
+                        self._final_failure(row, outcome.code)
+                    self._consecutive_failures += 1
+                    if settings.breaker and self._consecutive_failures >= settings.breaker and self._tripped is None:
+                        self._tripped = outcome
+                        self._halt.set()
+                if unsent:
+                    ledger.unclaim(unsent)
+                if opted_out:
+                    ledger.add_optouts(opted_out, reason="opted out at the provider", source="provider")
+        except BaseException:
+            self._pending = pending + self._pending  # nothing was recorded: try again on the way out
+            raise
+        stats.batches += 1
+        if self.progress is not None:
+            self.progress(stats)
+
+    def _final_failure(self, row: Transmission, code: str | None) -> None:
+        self.stats.failed += 1
+        self.stats.failures[code or "unknown_error"] += 1
+        self.stats.retrying.discard(row.id)
+
+    # ---------------------------------------------------------------------------- reconciliation
+
+    def _next_event(self) -> datetime | None:
+        """When something may next be done: the earliest queued row, or an unknown row ready for lookup."""
+        events = [t for t in (self.ledger.next_due(self.campaign.id), self.next_ripening()) if t is not None]
+        return min(events) if events else None
+
+    def next_ripening(self) -> datetime | None:
+        """When the earliest ``unknown`` row becomes old enough to look up (None: none to look up)."""
+        if not self.provider.can_lookup:
+            return None
+        settle = timedelta(seconds=self.settings.reconcile_after)
+        times = [
+            _parse_timestamp(row.updated_at) + settle
+            for row in self.ledger.transmissions(self.campaign.id, states=("unknown",))
+            if row.id not in self._undecided
+        ]
+        return min(times) if times else None
+
+    def _reconcile(self, pool: ThreadPoolExecutor | None, *, ripe_only: bool) -> int:
+        """Look up ``unknown`` rows; returns how many changed state."""
+        result = self.reconcile(pool, ripe_only=ripe_only)
+        return result.found + result.requeued + result.failed
+
+    def reconcile(
+        self, pool: ThreadPoolExecutor | None = None, *, ripe_only: bool = True, assume: str | None = None
+    ) -> ReconcileResult:
+        """Ask the provider about every ``unknown`` row (old enough, when ``ripe_only``) and record the answers.
+
+        FOUND → ``sent`` and debited; NOT_FOUND → ``queued`` after a backoff (``failed`` when out of attempts);
+        CANNOT_TELL → stays ``unknown``, unless ``retry_unknown`` (queued again) or ``assume`` is
+        ``"sent"``, ``"failed"`` or ``"queued"`` (the user's decision, from ``campaigns reconcile``).
+        """
+        rows = [
+            r for r in self.ledger.transmissions(self.campaign.id, states=("unknown",)) if r.id not in self._undecided
+        ]
+        if not rows:
+            return ReconcileResult(0, 0, 0, 0, 0, 0, 0)
+        now = _now()
+        waiting = 0
+        if self.provider.can_lookup and ripe_only:
+            settle = timedelta(seconds=self.settings.reconcile_after)
+            ripe = [r for r in rows if _parse_timestamp(r.updated_at) + settle <= now]
+            waiting = len(rows) - len(ripe)
+            rows = ripe
+        if not rows:
+            return ReconcileResult(0, 0, 0, 0, 0, 0, waiting)
+        answers = self._lookups(rows, pool) if self.provider.can_lookup else [(LookupResult.CANNOT_TELL, None)] * len(rows)
+        found = not_found = undecided = requeued = failed = 0
+        stats = self.stats
+        ledger = self.ledger
+        batch = max(self.settings.batch, 200)
+        for start in range(0, len(rows), batch):
+            with ledger.transaction():
+                for row, (answer, provider_id) in zip(rows[start:start + batch], answers[start:start + batch]):
+                    if answer is LookupResult.FOUND:
+                        stats.credits += ledger.mark_sent(row.id, provider_id or row.provider_id)
+                        stats.sent += 1
+                        stats.found += 1
+                        stats.retrying.discard(row.id)
+                        found += 1
+                        continue
+                    if answer is LookupResult.NOT_FOUND:
+                        stats.not_found += 1
+                        not_found += 1
+                        decision = "queued"
+                    else:
+                        undecided += 1
+                        stats.undecided += 1
+                        decision = assume or ("queued" if self.settings.retry_unknown else None)
+                    if decision is None:
+                        self._undecided.add(row.id)
+                    elif decision == "sent":  # the user's word that the provider has it
+                        stats.credits += ledger.mark_sent(row.id, row.provider_id)
+                        stats.sent += 1
+                        found += 1
+                    elif decision == "failed":
+                        ledger.mark_failed(row.id, "unreconciled", "given up by the user after an unknown outcome")
+                        self._final_failure(row, "unreconciled")
+                        failed += 1
+                    elif self._requeue(row, now):
+                        requeued += 1
+                    else:
+                        failed += 1
+        if self.progress is not None:
+            self.progress(self.stats)
+        return ReconcileResult(len(rows), found, not_found, undecided, requeued, failed, waiting)
+
+    def _requeue(self, row: Transmission, now: datetime) -> bool:
+        """An unknown row the provider does not have goes back to ``queued`` (False: out of attempts, failed)."""
+        if row.attempts + 1 >= self.settings.max_attempts:
+            self.ledger.mark_failed(
+                row.id,
+                row.error_code,
+                f"{row.error_text or 'not accepted'} (gave up after {row.attempts + 1} attempts)",
+            )
+            self._final_failure(row, row.error_code)
+            return False
+        wait = self.settings.backoff(row.attempts, None)
+        self.ledger.mark_retry(row.id, _later(now, wait), row.error_code, row.error_text)
+        self.stats.retrying.add(row.id)
+        return True
+
+    def _lookups(
+        self, rows: list[Transmission], pool: ThreadPoolExecutor | None
+    ) -> list[tuple[LookupResult, str | None]]:
+        def ask(row: Transmission) -> tuple[LookupResult, str | None]:
+            if not self._bucket.acquire(self._halt):
+                return LookupResult.CANNOT_TELL, None
+            return self.provider.lookup(self._delivery(row), _parse_timestamp(row.created_at))
+
+        if pool is None:
+            with ThreadPoolExecutor(max_workers=max(1, self.settings.concurrency)) as own:
+                return list(own.map(ask, rows))
+        return list(pool.map(ask, rows))
+
+
+def reconcile_campaign(
+    ledger: Ledger,
+    provider: Provider,
+    campaign: Campaign,
+    settings: EngineSettings,
+    *,
+    assume: str | None = None,
+    wait: bool = True,
+) -> tuple[ReconcileResult, int]:
+    """``campaigns reconcile``: recover rows a crash left ``sending``, then look up every ``unknown`` row.
+
+    Rows too recent to look up are waited for (at most ``settings.reconcile_after``) when ``wait``.
+    Returns the result and how many ``sending`` rows were recovered. The caller holds the campaign lock.
+    """
+    engine = Engine(ledger, provider, campaign, settings)
+    recovered = ledger.recover_sending(campaign.id)
+    total = engine.reconcile(ripe_only=True, assume=assume)
+    while wait and total.waiting and provider.can_lookup:
+        wake = engine.next_ripening()
+        if wake is not None:
+            time.sleep(max(0.0, (wake - _now()).total_seconds()))
+        again = engine.reconcile(ripe_only=True, assume=assume)
+        total = total.plus(again)
+    return total, recovered
