@@ -121,6 +121,10 @@ def _register() -> None:
     app.add_typer(credits.app, name="credits")
     app.add_typer(optout.app, name="optout")
 
+    from bulksend.commands import provider
+
+    app.add_typer(provider.app, name="provider")
+
 
 _register()
 

@@ -162,6 +162,11 @@ def _root_cause(exc: BaseException) -> BaseException:
     return current
 
 
+def describe(exc: BaseException, scrub: Scrubber) -> str:
+    """A short, secret-free description of a transport error ("connection refused", "read timed out"…)."""
+    return scrub(short(_describe(exc), 200)) or type(exc).__name__
+
+
 def _describe(exc: BaseException) -> str:
     root = _root_cause(exc)
     if isinstance(root, OSError) and root.strerror:
@@ -187,7 +192,7 @@ def _never_connected(exc: requests.ConnectionError) -> bool:
 
 def classify_transport_error(exc: requests.RequestException, scrub: Scrubber, read_timeout: float) -> Outcome:
     """The outcome of a request that got no HTTP response: not sent (retryable) or maybe sent (ambiguous)."""
-    detail = scrub(short(_describe(exc), 200))
+    detail = describe(exc, scrub)
     if isinstance(exc, requests.ConnectTimeout):
         return Outcome(OutcomeKind.RETRYABLE, code="connect_timeout", text=f"connect timeout ({detail}); not sent")
     if isinstance(exc, requests.ReadTimeout):

@@ -285,8 +285,8 @@ class TwilioProvider(Provider):
         try:
             response = self._session.get(self._balance_url, timeout=self._timeouts, allow_redirects=False)
         except requests.RequestException as exc:
-            outcome = http_common.classify_transport_error(exc, self._scrub, self._timeouts[1])
-            raise BulksendError(f"cannot reach Twilio at {self._scrub(self.base_url)}: {outcome.text}.") from None
+            detail = http_common.describe(exc, self._scrub)
+            raise BulksendError(f"cannot reach Twilio at {self._scrub(self.base_url)} ({detail}).") from None
         body = http_common.json_body(response)
         error = body if isinstance(body, dict) else {}
         if response.status_code == 200 and "balance" in error:
