@@ -252,7 +252,7 @@ def test_human_summary_names_counts_examples_and_next_step(cli, tmp_path):
     out = _one_line(result.stdout)
     assert "r.csv: 9 rows (UTF-8, comma-delimited, phone column 'Phone')" in out
     assert "✓ 2 can be messaged ✗ 7 rejected" in out
-    assert "row 4 '12'" in out
+    assert "row 4 invalid_number '12':" in out
     assert "Next: list every reject with bulksend validate" in out
 
 

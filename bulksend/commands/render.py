@@ -23,20 +23,24 @@ def _source_line(report) -> str:
     )
 
 
-def _reason_table(report):
+def _show_rejects(out, report) -> None:
+    """Counts by reason, then a few example rows of each, one per line."""
     from rich.table import Table
+    from rich.text import Text
 
-    table = report.table
-    reasons = table.reasons()
+    reasons = report.table.reasons()
     grid = Table(title="Rejected, by reason", title_justify="left", show_edge=False, pad_edge=False)
     grid.add_column("reason")
     grid.add_column("rows", justify="right")
-    grid.add_column("examples")
     for code, count in reasons.items():
-        shown = report.examples.get(code, [])
-        text = "; ".join(f"row {r.row} {r.value!r}: {r.detail}" for r in shown)
-        grid.add_row(code, f"{count:,}", text)
-    return grid
+        grid.add_row(code, f"{count:,}")
+    out.print(grid)
+    if report.examples:
+        out.print()
+        out.print("Examples:", style="bold")
+        for code in reasons:
+            for r in report.examples.get(code, []):
+                out.print(Text(f"  row {r.row:<6} {code:<18} {r.value!r}: {r.detail}"))
 
 
 def _country_table(report):
@@ -75,7 +79,7 @@ def show_validation(report, *, json_output: bool, argv_path: Path) -> None:
     )
     if table.rejected:
         out.print()
-        out.print(_reason_table(report))
+        _show_rejects(out, report)
     if table.valid:
         out.print()
         out.print(_country_table(report))
@@ -132,19 +136,19 @@ def show_estimate(estimate, *, json_output: bool, argv_path: Path) -> None:
         out.print(costly)
     if table.rejected and report.examples:
         out.print()
-        out.print(_reason_table(report))
+        _show_rejects(out, report)
     out.print()
     if estimate.channel == "sms":
         if estimate.smart_encoding:
             out.print(
                 f"Smart encoding saved {_plural(estimate.smart_segments_delta, 'segment')} "
-                f"({estimate.smart_credits_delta:,} credits).",
+                f"({_plural(estimate.smart_credits_delta, 'credit')}).",
                 markup=False,
             )
         elif estimate.smart_segments_delta:
             out.print(
                 f"--smart-encoding would save {_plural(estimate.smart_segments_delta, 'segment')} "
-                f"({estimate.smart_credits_delta:,} credits) by replacing look-alike characters.",
+                f"({_plural(estimate.smart_credits_delta, 'credit')}) by replacing look-alike characters.",
                 markup=False,
             )
     if estimate.details_written is not None:
