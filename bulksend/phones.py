@@ -1,0 +1,464 @@
+"""Phone number normalization: phonenumbers' exact verdict (E.164, region, can it take SMS), computed fast."""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberType
+from phonenumbers import phonenumberutil as _pnu
+from phonenumbers.phonemetadata import PhoneMetadata
+
+# How this stays exact: phonenumbers.parse + is_valid_number + number_type is ~35 µs a number, most of it
+# spent on generic regexes (extension, viability, unicode digits) and on re-compiling metadata patterns
+# through re's cache. For the shapes real files contain (ASCII digits with an optional leading "+" and
+# the separators " -.()/") those generic steps provably do nothing, so `_parse_digits` replays only the
+# region-specific steps of parse() (IDD, country code, national prefix, possible lengths) on
+# precompiled metadata. Validity and type are one combined regex per (metadata, length) that tests the
+# type patterns in `_number_type_helper`'s order. Anything else goes through phonenumbers.parse itself.
+# tests/test_phones.py checks both halves against the library, step by step and end to end.
+
+INVALID_NUMBER = "invalid_number"
+NOT_MOBILE = "not_mobile"
+
+_SMS_CAPABLE = frozenset(
+    {
+        PhoneNumberType.MOBILE,
+        PhoneNumberType.FIXED_LINE_OR_MOBILE,
+        PhoneNumberType.VOIP,
+        PhoneNumberType.PERSONAL_NUMBER,
+    }
+)
+
+_TYPE_LABELS = {
+    PhoneNumberType.FIXED_LINE: "fixed line",
+    PhoneNumberType.TOLL_FREE: "toll free",
+    PhoneNumberType.PREMIUM_RATE: "premium rate",
+    PhoneNumberType.SHARED_COST: "shared cost",
+    PhoneNumberType.PAGER: "pager",
+    PhoneNumberType.UAN: "UAN (universal access number)",
+    PhoneNumberType.VOICEMAIL: "voicemail",
+}
+
+_EMPTY = "empty"
+_NO_REGION = "no international prefix and no region: pass --region or fill the country column"
+_NOT_A_NUMBER = "not a phone number"
+_BAD_COUNTRY_CODE = "unknown country calling code"
+_TOO_SHORT = "too short to be a phone number"
+_TOO_LONG = "too long to be a phone number"
+
+_PARSE_ERROR_DETAILS = {
+    NumberParseException.INVALID_COUNTRY_CODE: _BAD_COUNTRY_CODE,
+    NumberParseException.NOT_A_NUMBER: _NOT_A_NUMBER,
+    NumberParseException.TOO_SHORT_AFTER_IDD: _TOO_SHORT,
+    NumberParseException.TOO_SHORT_NSN: _TOO_SHORT,
+    NumberParseException.TOO_LONG: _TOO_LONG,
+}
+# The message parse() raises when a number has no "+" and the default region is missing or unknown.
+_MISSING_REGION_MESSAGE = "Missing or invalid default region."
+
+# Excel shows long numbers as 4.47700900123E+11 and sometimes appends ".0"; the digits are then lost or
+# wrong, which the user fixes in the source sheet (format the column as text), not here.
+_SPREADSHEET_FLOAT = re.compile(r"[+-]?\d(?:[.,]\d+)?[eE][+-]?\d+|\+?\d{6,}\.0+")
+
+_SUPPORTED_REGIONS = frozenset(_pnu.SUPPORTED_REGIONS)
+_CC_BY_PREFIX = {str(cc): cc for cc in _pnu.COUNTRY_CODE_TO_REGION_CODE}
+_MIN_LENGTH_FOR_NSN = _pnu._MIN_LENGTH_FOR_NSN
+_MAX_LENGTH_FOR_NSN = _pnu._MAX_LENGTH_FOR_NSN
+_MAX_INPUT_STRING_LENGTH = _pnu._MAX_INPUT_STRING_LENGTH
+# Lengths _test_number_length is tabulated for: any input parse() accepts, plus what a national prefix
+# transform rule can add ("9\\1", "242\\1"…); longer is TOO_LONG for every region.
+_LENGTH_TABLE_SIZE = _MAX_INPUT_STRING_LENGTH + 64
+
+_UNKNOWN = PhoneNumberType.UNKNOWN
+_VR = _pnu.ValidationResult
+
+# Returned by the fast path when it meets something it does not replay; phonenumbers.parse decides.
+_SLOW = "slow path"
+
+
+class NumberCheck(NamedTuple):
+    """The verdict on one raw phone value."""
+
+    e164: str | None  # set whenever the number is valid, even when it is then rejected as not_mobile
+    region: str | None  # phonenumbers.region_code_for_number ("001" for non-geographic); None if invalid
+    reason: str | None  # None (accepted), "invalid_number" or "not_mobile"
+    detail: str  # a short explanation for the rejects file; "" when accepted
+
+
+class _Metadata:
+    """One PhoneMetadata with its patterns compiled once, as parse() and number_type() use them."""
+
+    __slots__ = (
+        "region_code",
+        "country_code",
+        "country_code_str",
+        "idd",
+        "national_prefix",
+        "transform_rule",
+        "general",
+        "length_results",
+        "leading_digits",
+        "metadata",
+        "_types_by_length",
+        "fast_parse",
+    )
+
+    def __init__(self, region_code: str, metadata: PhoneMetadata) -> None:
+        self.region_code = region_code
+        self.metadata = metadata
+        self.country_code = metadata.country_code
+        self.country_code_str = str(metadata.country_code)
+        self.idd = re.compile(metadata.international_prefix) if metadata.international_prefix else None
+        npfp = metadata.national_prefix_for_parsing
+        self.national_prefix = re.compile(npfp) if npfp else None
+        self.transform_rule = metadata.national_prefix_transform_rule or None
+        general = metadata.general_desc
+        pattern = general.national_number_pattern if general is not None else None
+        self.general = re.compile(pattern) if pattern else None
+        self.leading_digits = re.compile(metadata.leading_digits) if metadata.leading_digits else None
+        self._types_by_length: dict[int, tuple[re.Pattern[str] | None, tuple[int, ...] | None]] = {}
+        # parse() would fail on its own internals (IndexError) or behave in ways we do not replay when
+        # these hold; such regions simply take the slow path.
+        self.fast_parse = (
+            general is not None
+            and bool(general.possible_length)
+            and not (self.transform_rule and self.national_prefix and self.national_prefix.groups == 0)
+        )
+        self.length_results = self._length_results(metadata) if self.fast_parse else ()
+
+    @staticmethod
+    def _length_results(metadata: PhoneMetadata) -> tuple[int, ...]:
+        """_test_number_length(number, metadata) for every length a parsed number can have."""
+        possible = sorted(metadata.general_desc.possible_length)
+        local = metadata.general_desc.possible_length_local_only
+        results = []
+        for length in range(_LENGTH_TABLE_SIZE):
+            if length in local:
+                results.append(_VR.IS_POSSIBLE_LOCAL_ONLY)
+            elif possible[0] == length:
+                results.append(_VR.IS_POSSIBLE)
+            elif possible[0] > length:
+                results.append(_VR.TOO_SHORT)
+            elif possible[-1] < length:
+                results.append(_VR.TOO_LONG)
+            elif length in possible[1:]:
+                results.append(_VR.IS_POSSIBLE)
+            else:
+                results.append(_VR.INVALID_LENGTH)
+        return tuple(results)
+
+    def matches_general(self, number: str) -> bool:
+        return self.general is not None and self.general.fullmatch(number) is not None
+
+    def strip_national_prefix(self, number: str) -> str:
+        """phonenumberutil._maybe_strip_national_prefix_carrier_code, without the carrier code."""
+        prefix = self.national_prefix
+        if not number or prefix is None:
+            return number
+        match = prefix.match(number)
+        if match is None:
+            return number
+        viable_original = self.matches_general(number)
+        groups = match.groups()
+        if self.transform_rule is None or groups[-1] is None:
+            stripped = number[match.end() :]
+        else:
+            stripped = prefix.sub(self.transform_rule, number, count=1)
+        if viable_original and not self.matches_general(stripped):
+            return number
+        return stripped
+
+    def number_type(self, nsn: str) -> int:
+        """phonenumberutil._number_type_helper(nsn, metadata), with one regex per number length."""
+        compiled = self._types_by_length.get(len(nsn))
+        if compiled is None:
+            compiled = self._types_by_length[len(nsn)] = self._compile_types(len(nsn))
+        pattern, types = compiled
+        if pattern is None:
+            return _UNKNOWN if types is not None else _pnu._number_type_helper(nsn, self.metadata)
+        match = pattern.match(nsn)
+        if match is None:
+            return _UNKNOWN
+        return types[match.lastindex - 1]
+
+    def _compile_types(self, length: int) -> tuple[re.Pattern[str] | None, tuple[int, ...] | None]:
+        """Combine the type patterns that allow `length` into one alternation, in the helper's order.
+
+        Each alternative is anchored at the end and followed by an empty marker group, so the first
+        alternative that matches the whole number wins and `lastindex` names its type. (None, ()) means
+        no type can match; (None, None) means use the library's helper.
+        """
+        metadata = self.metadata
+
+        def usable(desc) -> str | None:
+            if desc is None or not desc.national_number_pattern:
+                return None
+            if desc.possible_length and length not in desc.possible_length:
+                return None
+            return desc.national_number_pattern
+
+        general = usable(metadata.general_desc)
+        if general is None:
+            return None, ()
+        alternatives: list[tuple[str, int]] = []
+        for desc, kind in (
+            (metadata.premium_rate, PhoneNumberType.PREMIUM_RATE),
+            (metadata.toll_free, PhoneNumberType.TOLL_FREE),
+            (metadata.shared_cost, PhoneNumberType.SHARED_COST),
+            (metadata.voip, PhoneNumberType.VOIP),
+            (metadata.personal_number, PhoneNumberType.PERSONAL_NUMBER),
+            (metadata.pager, PhoneNumberType.PAGER),
+            (metadata.uan, PhoneNumberType.UAN),
+            (metadata.voicemail, PhoneNumberType.VOICEMAIL),
+        ):
+            pattern = usable(desc)
+            if pattern is not None:
+                alternatives.append((f"(?:{pattern})\\Z", kind))
+        fixed = usable(metadata.fixed_line)
+        mobile = usable(metadata.mobile)
+        same = metadata.same_mobile_and_fixed_line_pattern
+        if fixed is not None:
+            if same:
+                alternatives.append((f"(?:{fixed})\\Z", PhoneNumberType.FIXED_LINE_OR_MOBILE))
+            else:
+                if mobile is not None:
+                    alternatives.append(
+                        (f"(?=(?:{fixed})\\Z)(?:{mobile})\\Z", PhoneNumberType.FIXED_LINE_OR_MOBILE)
+                    )
+                alternatives.append((f"(?:{fixed})\\Z", PhoneNumberType.FIXED_LINE))
+        if not same and mobile is not None:
+            alternatives.append((f"(?:{mobile})\\Z", PhoneNumberType.MOBILE))
+        if not alternatives:
+            return None, ()
+        body = "|".join(f"{pattern}()" for pattern, _ in alternatives)
+        combined = re.compile(f"(?=(?:{general})\\Z)(?:{body})")
+        if combined.groups != len(alternatives):
+            # A capturing group inside a metadata pattern would shift the markers: let the library decide.
+            return None, None
+        return combined, tuple(kind for _, kind in alternatives)
+
+
+class _CallingCode:
+    """The regions sharing one country calling code, as region_code_for_number walks them."""
+
+    __slots__ = ("country_code", "country_code_str", "main", "candidates", "single")
+
+    def __init__(self, country_code: int, regions: tuple[str, ...]) -> None:
+        self.country_code = country_code
+        self.country_code_str = str(country_code)
+        # parse() reads the national number with the main region's metadata (region_code_for_country_code).
+        self.main = _metadata_for(country_code, regions[0])
+        # (region, metadata for region_code_for_number's walk, metadata for validity and type)
+        self.candidates: list[tuple[str, _Metadata | None, _Metadata | None]] = []
+        for region in regions:
+            walk = _metadata_for_region(region.upper()) if region != "001" else None
+            typed = _metadata_for(country_code, region)
+            if typed is not None and region != "001" and typed.country_code != country_code:
+                typed = None  # is_valid_number_for_region refuses a calling code that is not the region's
+            self.candidates.append((region, walk, typed))
+        self.single = len(regions) == 1
+
+    def classify(self, nsn: str) -> tuple[str | None, int]:
+        """(region_code_for_number, number_type) for a valid number; type UNKNOWN when invalid."""
+        if self.single:
+            region, _, typed = self.candidates[0]
+            return region, (typed.number_type(nsn) if typed is not None else _UNKNOWN)
+        for region, walk, typed in self.candidates:
+            if walk is None:
+                continue
+            if walk.leading_digits is not None:
+                if walk.leading_digits.match(nsn):
+                    return region, (typed.number_type(nsn) if typed is not None else _UNKNOWN)
+            else:
+                kind = walk.number_type(nsn)
+                if kind != _UNKNOWN:
+                    if typed is not walk:
+                        kind = typed.number_type(nsn) if typed is not None else _UNKNOWN
+                    return region, kind
+        return None, _UNKNOWN
+
+
+_REGION_METADATA: dict[str, _Metadata | None] = {}
+_NONGEO_METADATA: dict[int, _Metadata | None] = {}
+_CALLING_CODES: dict[int, _CallingCode | None] = {}
+
+
+def _metadata_for_region(region: str) -> _Metadata | None:
+    try:
+        return _REGION_METADATA[region]
+    except KeyError:
+        metadata = PhoneMetadata.metadata_for_region(region, None)
+        compiled = _REGION_METADATA[region] = _Metadata(region, metadata) if metadata is not None else None
+        return compiled
+
+
+def _metadata_for(country_code: int, region: str) -> _Metadata | None:
+    """PhoneMetadata.metadata_for_region_or_calling_code, compiled."""
+    if region != "001":
+        return _metadata_for_region(region)
+    try:
+        return _NONGEO_METADATA[country_code]
+    except KeyError:
+        metadata = PhoneMetadata.metadata_for_nongeo_region(country_code, None)
+        compiled = _NONGEO_METADATA[country_code] = _Metadata("001", metadata) if metadata is not None else None
+        return compiled
+
+
+def _calling_code(country_code: int) -> _CallingCode | None:
+    try:
+        return _CALLING_CODES[country_code]
+    except KeyError:
+        regions = _pnu.COUNTRY_CODE_TO_REGION_CODE.get(country_code)
+        compiled = _CALLING_CODES[country_code] = _CallingCode(country_code, regions) if regions else None
+        return compiled
+
+
+def _country_code_prefix(number: str) -> _CallingCode | None:
+    """phonenumberutil._extract_country_code: the calling code `number` starts with, or None."""
+    if not number or number[0] == "0":
+        return None
+    for end in (1, 2, 3):
+        country_code = _CC_BY_PREFIX.get(number[:end])
+        if country_code is not None:
+            return _CALLING_CODES.get(country_code) or _calling_code(country_code)
+    return None
+
+
+def _extract_country_code(digits: str, default: _Metadata | None) -> tuple[int, str] | str:
+    """phonenumberutil._maybe_extract_country_code for a number without "+": (code, rest), or an error."""
+    if default is not None and default.idd is not None:
+        match = default.idd.match(digits)
+        # An IDD followed by 0 is not an IDD: calling codes never start with 0.
+        if match is not None and not digits.startswith("0", match.end()):
+            rest = digits[match.end() :]
+            if len(rest) <= _MIN_LENGTH_FOR_NSN:
+                return _TOO_SHORT
+            calling_code = _country_code_prefix(rest)
+            if calling_code is None:
+                return _BAD_COUNTRY_CODE
+            return calling_code.country_code, rest[len(calling_code.country_code_str) :]
+    if default is not None and digits.startswith(default.country_code_str):
+        # A national number written with the region's calling code but no "+" or IDD ("447700900123").
+        potential = default.strip_national_prefix(digits[len(default.country_code_str) :])
+        if (not default.matches_general(digits) and default.matches_general(potential)) or default.length_results[
+            len(digits)
+        ] == _VR.TOO_LONG:
+            return default.country_code, potential
+    return 0, ""
+
+
+def _parse_digits(digits: str, plus: bool, default: _Metadata | None) -> tuple[int, str] | str:
+    """phonenumbers.parse for ASCII digits, optionally after "+": (country code, NSN) or an error detail.
+
+    `default` is the compiled metadata of a region in SUPPORTED_REGIONS, or None for no region.
+    """
+    if plus:
+        if len(digits) <= _MIN_LENGTH_FOR_NSN:
+            return _TOO_SHORT
+        calling_code = _country_code_prefix(digits)
+        if calling_code is not None:
+            country_code, national = calling_code.country_code, digits[len(calling_code.country_code_str) :]
+        else:
+            # parse() retries an unknown code after "+" as if the "+" were absent ("+0044…", "+447…" in GB).
+            extracted = _extract_country_code(digits, default)
+            if isinstance(extracted, str):
+                return extracted
+            country_code, national = extracted
+            if country_code == 0:
+                return _BAD_COUNTRY_CODE
+    else:
+        if default is None:
+            return _NO_REGION
+        extracted = _extract_country_code(digits, default)
+        if isinstance(extracted, str):
+            return extracted
+        country_code, national = extracted
+    if country_code == 0:
+        country_code, national, metadata = default.country_code, digits, default
+    else:
+        metadata = (_CALLING_CODES.get(country_code) or _calling_code(country_code)).main
+        if metadata is None or not metadata.fast_parse:
+            return _SLOW
+    if len(national) < _MIN_LENGTH_FOR_NSN:
+        return _TOO_SHORT
+    stripped = metadata.strip_national_prefix(national)
+    if stripped is not national and metadata.length_results[len(stripped)] in (_VR.IS_POSSIBLE, _VR.TOO_LONG):
+        national = stripped
+    if len(national) > _MAX_LENGTH_FOR_NSN:
+        return _TOO_LONG
+    return country_code, national
+
+
+def _parse_slow(value: str, region: str | None) -> tuple[int, str] | str:
+    try:
+        number = phonenumbers.parse(value, region)
+    except NumberParseException as error:
+        if error.error_type == NumberParseException.INVALID_COUNTRY_CODE and error.args == (_MISSING_REGION_MESSAGE,):
+            if region is None:
+                return _NO_REGION
+            return f"unknown region {region!r}: expected an upper-case ISO alpha-2 code such as GB"
+        return _PARSE_ERROR_DETAILS.get(error.error_type, _NOT_A_NUMBER)
+    return number.country_code, _pnu.national_significant_number(number)
+
+
+def _where(number_region: str | None, country_code: int, region: str | None) -> str:
+    """Name the place an invalid number was judged for: its region, else the row's, else its calling code."""
+    if number_region is not None and number_region != "001":
+        return number_region
+    if region in _SUPPORTED_REGIONS and _pnu.country_code_for_region(region) == country_code:
+        return region
+    return f"+{country_code}"
+
+
+class NumberChecker:
+    """Normalizes raw phone values to E.164 and decides whether they can receive SMS/WhatsApp."""
+
+    def __init__(self, allow_landline: bool = False) -> None:
+        self.allow_landline = allow_landline
+
+    def check(self, raw: str, region: str | None) -> NumberCheck:
+        """The verdict on `raw`; `region` (ISO alpha-2) reads numbers written without "+" or an IDD."""
+        value = raw.strip()
+        if not value:
+            return NumberCheck(None, None, INVALID_NUMBER, _EMPTY)
+        # Six replaces beat str.translate and a regex on these short strings.
+        digits = value.replace(" ", "").replace("-", "").replace(".", "").replace("(", "").replace(")", "")
+        digits = digits.replace("/", "")
+        plus = digits.startswith("+")
+        if plus:
+            digits = digits[1:]
+        parsed: tuple[int, str] | str = _SLOW
+        # Only these shapes are replayed: parse()'s extension, viability and unicode steps are no-ops on them.
+        if (
+            len(digits) >= 3
+            and digits.isdigit()
+            and digits.isascii()
+            and len(value) <= _MAX_INPUT_STRING_LENGTH
+            and (region is None or region in _SUPPORTED_REGIONS)
+        ):
+            default = None if region is None else _REGION_METADATA.get(region) or _metadata_for_region(region)
+            if default is None or default.fast_parse:
+                parsed = _parse_digits(digits, plus, default)
+        if parsed is _SLOW:
+            parsed = _parse_slow(value, region)
+        if isinstance(parsed, str):
+            return self._invalid(value, parsed)
+        country_code, nsn = parsed
+        calling_code = _CALLING_CODES.get(country_code) or _calling_code(country_code)
+        if calling_code is None:
+            return self._invalid(value, _BAD_COUNTRY_CODE)
+        number_region, kind = calling_code.classify(nsn)
+        if number_region is None or kind == _UNKNOWN:
+            return self._invalid(value, f"not a valid number for {_where(number_region, country_code, region)}")
+        e164 = "+" + calling_code.country_code_str + nsn
+        if kind in _SMS_CAPABLE or self.allow_landline:
+            return NumberCheck(e164, number_region, None, "")
+        return NumberCheck(e164, number_region, NOT_MOBILE, f"{_TYPE_LABELS[kind]}: cannot receive SMS")
+
+    @staticmethod
+    def _invalid(value: str, detail: str) -> NumberCheck:
+        if _SPREADSHEET_FLOAT.fullmatch(value):
+            detail = f"looks like a spreadsheet turned it into a number ({value})"
+        return NumberCheck(None, None, INVALID_NUMBER, detail)
