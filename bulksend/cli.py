@@ -125,6 +125,12 @@ def _register() -> None:
 
     app.add_typer(provider.app, name="provider")
 
+    from bulksend.commands import campaigns, send
+
+    app.command("send")(send.send)
+    app.command("send-one")(send.send_one)
+    app.add_typer(campaigns.app, name="campaigns")
+
 
 _register()
 

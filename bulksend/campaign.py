@@ -1,0 +1,989 @@
+"""Campaigns: the campaign file, a campaign's identity, and a run from estimate to summary (send, resume, send-one).
+
+A run goes: lock the campaign (exit 5 when another run holds it) → check the inputs are the ones the
+campaign was started with → validate, render and price the list (a new campaign only; a started one
+already has every message in the ledger) → check the balance (exit 3) → the caller confirms → queue
+every accepted row (idempotent) → hold the outstanding cost → the engine → release what is left of the
+hold, whatever happened → a report with counts, failures, credits, the exit code and the next command.
+
+Nothing here knows about Typer or rich; ``commands/send.py`` and ``commands/campaigns.py`` render it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import signal
+import tempfile
+import threading
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bulksend.config import Config
+from bulksend.engine import Engine, EngineResult, EngineSettings, Progress, StopReason, reconcile_campaign
+from bulksend.errors import ConfigError, ExitCode, InputError, InsufficientCredits
+from bulksend.ledger import Campaign, NewTransmission, SqliteLedger, open_existing, open_ledger
+from bulksend.locks import CampaignLock
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bulksend.engine import ReconcileResult
+    from bulksend.estimate import Estimate
+    from bulksend.providers.base import Provider
+
+DEFAULT_PROVIDER = "outbox"
+QUEUE_CHUNK = 5000  # rows per transaction while queueing: other campaigns' writes never wait long
+#: States in which a transmission still needs something from a run.
+OPEN_STATES = ("queued", "sending", "unknown")
+
+# Campaign file keys → (type, what it is). Paths are relative to the file.
+CAMPAIGN_KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "name": (str, "the campaign's name"),
+    "recipients": (str, "the recipient CSV"),
+    "template": (str, "a file holding the message"),
+    "message": (str, "the message text"),
+    "channel": (str, "sms or whatsapp"),
+    "provider": (str, "the provider profile"),
+    "sender": (str, "the sender, overriding the profile's"),
+    "region": (str, "ISO code for numbers without a country prefix"),
+    "rates": (str, "a rate card CSV"),
+    "countries": ((str, list), "ISO codes allowed"),
+    "max_segments": (int, "the longest message, in SMS segments"),
+    "smart_encoding": (bool, "replace look-alike characters with GSM ones"),
+    "assume_consent": (str, "the attestation for a file without a consent column"),
+    "category": (str, "the WhatsApp pricing category"),
+    "phone_column": (str, "the phone column"),
+    "consent_column": (str, "the consent column"),
+    "allow_landline": (bool, "accept numbers that cannot receive SMS"),
+    "encoding": (str, "the CSV's text encoding"),
+    "delimiter": (str, "the CSV's delimiter"),
+    "rate": ((int, float), "messages per second"),
+    "concurrency": (int, "requests in flight"),
+    "batch_size": (int, "rows per claim and commit"),
+    "max_attempts": (int, "attempts before a retryable failure is final"),
+    "retry_unknown": (bool, "send unknown rows again when the provider cannot tell"),
+}
+_PATH_KEYS = ("recipients", "template", "rates")
+
+
+# ------------------------------------------------------------------------------------------ the inputs
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to send, from flags, the campaign file, or what a campaign stored; None: the profile decides."""
+
+    sender: str | None = None
+    rate: float | None = None
+    concurrency: int | None = None
+    batch_size: int | None = None
+    max_attempts: int | None = None
+    retry_unknown: bool = False
+
+    def merged(self, other: "RunOptions") -> "RunOptions":
+        """These options, with every value ``other`` sets taking precedence."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for f in fields(other):
+            value = getattr(other, f.name)
+            if value is not None and value is not False:
+                values[f.name] = value
+        return RunOptions(**values)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class CampaignSpec:
+    """Everything a ``send`` was asked to do: the list, the message, how to read and price it, how to send."""
+
+    name: str
+    recipients: Path
+    message: str | None = None
+    template: Path | None = None
+    channel: str = "sms"
+    provider: str | None = None
+    region: str | None = None
+    rates: Path | None = None
+    countries: str | None = None
+    max_segments: int = 10
+    smart_encoding: bool = False
+    assume_consent: str | None = None
+    category: str | None = None
+    phone_column: str | None = None
+    consent_column: str | None = None
+    allow_landline: bool = False
+    encoding: str | None = None
+    delimiter: str | None = None
+    run: RunOptions = field(default_factory=RunOptions)
+    source: Path | None = None  # the file given to send (CSV or campaign file)
+    send_one: bool = False
+
+
+def _check_value(key: str, value: Any, where: str) -> Any:
+    kind, what = CAMPAIGN_KEYS[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    wrong_bool = isinstance(value, bool) and bool not in kinds  # true/false where a number belongs
+    if wrong_bool or not isinstance(value, kinds):
+        expected = " or ".join({str: "text", int: "a whole number", float: "a number", bool: "true or false",
+                                list: "a list"}[k] for k in kinds)
+        raise InputError(f"{where}: {key} ({what}) must be {expected}, not {value!r}.")
+    minimum = {"max_segments": 1, "rate": 0, "concurrency": 1, "batch_size": 1, "max_attempts": 1}.get(key)
+    if minimum is not None and value < minimum:
+        raise InputError(f"{where}: {key} ({what}) must be at least {minimum}, not {value!r}.")
+    if key == "countries" and isinstance(value, list):
+        if not all(isinstance(v, str) for v in value):
+            raise InputError(f"{where}: countries must be ISO codes, like [\"GB\", \"IE\"].")
+        value = ",".join(value)
+    return value
+
+
+def read_campaign_file(path: Path) -> dict[str, Any]:
+    """The keys of a campaign file, checked, with paths made relative to the file's own directory."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such campaign file.") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not a valid campaign file ({exc}).") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror}).") from None
+    unknown = sorted(set(data) - set(CAMPAIGN_KEYS))
+    if unknown:
+        raise InputError(
+            f"{path}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}.",
+            hint="A campaign file may set: " + ", ".join(CAMPAIGN_KEYS) + ".",
+        )
+    values = {key: _check_value(key, value, str(path)) for key, value in data.items()}
+    for key in _PATH_KEYS:
+        if key in values:
+            values[key] = (path.parent / Path(values[key]).expanduser()).resolve()
+    if "recipients" not in values:
+        raise InputError(f"{path}: the campaign file needs recipients = \"FILE.csv\".")
+    return values
+
+
+def is_campaign_file(path: Path) -> bool:
+    return path.suffix.lower() == ".toml"
+
+
+def check_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 200 or any(ord(c) < 32 for c in name):
+        raise InputError(f"campaign name {name!r}: use 1 to 200 printable characters.")
+    return name
+
+
+def build_spec(path: Path, flags: dict[str, Any], run: RunOptions) -> CampaignSpec:
+    """The campaign a ``send PATH`` means: a campaign file's keys (or a bare CSV), then the flags on top."""
+    values: dict[str, Any] = {}
+    if is_campaign_file(path):
+        values = read_campaign_file(path)
+        recipients = values.pop("recipients")
+    else:
+        recipients = path
+    if flags.get("message") is not None or flags.get("template") is not None:
+        values.pop("message", None)
+        values.pop("template", None)
+    file_run = RunOptions(**{k: values.pop(k) for k in list(values) if k in RunOptions.__dataclass_fields__})
+    for key, value in flags.items():
+        if value is not None and value is not False:
+            values[key] = value
+    name = check_name(str(values.pop("name", None) or Path(path).stem))
+    if "template" in values and values["template"] is not None:
+        values["template"] = Path(values["template"])
+    if "rates" in values and values["rates"] is not None:
+        values["rates"] = Path(values["rates"])
+    spec_fields = set(CampaignSpec.__dataclass_fields__)
+    extra = set(values) - spec_fields
+    if extra:  # pragma: no cover - flags and keys are both checked before this
+        raise InputError(f"unexpected campaign settings: {', '.join(sorted(extra))}.")
+    return CampaignSpec(name=name, recipients=Path(recipients), run=file_run.merged(run), source=path, **values)
+
+
+def fingerprint(recipients: Path, message: str, channel: str) -> str:
+    """What makes two runs the same campaign: the recipient file's bytes, the message as written, the channel."""
+    digest = hashlib.sha256()
+    digest.update(f"bulksend-campaign-v1\0{channel}\0{len(message)}\0{message}\0".encode("utf-8"))
+    try:
+        with open(recipients, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except FileNotFoundError:
+        raise InputError(f"{recipients}: no such file.") from None
+    except IsADirectoryError:
+        raise InputError(f"{recipients}: is a directory, not a CSV file.") from None
+    except OSError as exc:
+        raise InputError(f"{recipients}: cannot be read ({exc.strerror}).") from None
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------------------------------- preparing a run
+
+
+@dataclass
+class Prepared:
+    """A run ready to go: the lock held, the ledger open, the provider open, what it will cost.
+
+    ``status`` is ``new`` (validated, nothing in the ledger yet), ``resume`` (messages already queued),
+    ``done`` (nothing left to send) or ``cancelled``. Close it (``with``) to release the lock.
+    """
+
+    config: Config
+    name: str
+    channel: str
+    provider_name: str
+    status: str
+    ledger: SqliteLedger
+    lock: CampaignLock
+    run: RunOptions
+    limit: int | None = None
+    campaign: Campaign | None = None
+    spec: CampaignSpec | None = None
+    fingerprint: str | None = None
+    estimate: "Estimate | None" = None
+    provider: "Provider | None" = None
+    messages: int = 0  # rows this run would send (queued and unknown)
+    credits: int = 0  # their cost: what the run holds
+    available: int = 0  # credits of the channel available to this campaign now
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def close(self) -> None:
+        if self.provider is not None:
+            self.provider.close()
+            self.provider = None
+        self.ledger.close()
+        self.lock.release()
+
+    def __enter__(self) -> "Prepared":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _read_options(spec: CampaignSpec):
+    from bulksend.pipeline import read_options
+
+    return read_options(
+        phone_column=spec.phone_column,
+        consent_column=spec.consent_column,
+        assume_consent=spec.assume_consent,
+        region=spec.region,
+        countries=spec.countries,
+        allow_landline=spec.allow_landline,
+        channel=spec.channel,
+        encoding=spec.encoding,
+        delimiter=spec.delimiter,
+    )
+
+
+def _provider_overrides(run: RunOptions) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if run.sender:
+        overrides["sender"] = run.sender
+    if run.rate is not None:
+        overrides["rate"] = run.rate
+    if run.concurrency is not None:
+        overrides["concurrency"] = run.concurrency
+    return overrides
+
+
+def open_campaign_provider(config: Config, name: str, channel: str, run: RunOptions) -> "Provider":
+    """The provider profile opened for this run (credentials resolved: exit 6 when missing)."""
+    from bulksend.profiles import open_provider
+
+    provider = open_provider(config, name, _provider_overrides(run))
+    if channel not in provider.channels:
+        provider.close()
+        raise ConfigError(
+            f"provider profile {name!r} ({provider.type_name}) cannot send {channel}.",
+            hint=f"It sends: {', '.join(sorted(provider.channels))}.",
+        )
+    return provider
+
+
+def _refresh(prepared: Prepared) -> None:
+    """Counts, outstanding cost and availability of a campaign already in the ledger."""
+    ledger = prepared.ledger
+    campaign = prepared.campaign
+    assert campaign is not None
+    prepared.counts = ledger.counts(campaign.id)
+    prepared.messages = sum(prepared.counts.get(s, 0) for s in OPEN_STATES)
+    prepared.credits = ledger.outstanding_cost(campaign.id)
+    prepared.available = ledger.balance(campaign.channel)[campaign.channel].available + ledger.held(campaign.id)
+
+
+def _check_credits(prepared: Prepared) -> None:
+    if prepared.credits > prepared.available:
+        short = prepared.credits - prepared.available
+        raise InsufficientCredits(
+            f"campaign {prepared.name!r} needs {prepared.credits:,} {prepared.channel} credits but "
+            f"{prepared.available:,} are available: {short:,} short. Nothing was sent.",
+            hint=f"Top up with: bulksend credits topup N --channel {prepared.channel}",
+        )
+
+
+def prepare_send(config: Config, spec: CampaignSpec, *, limit: int | None = None, dry_run: bool = False) -> Prepared:
+    """Lock, identify, validate and price a ``send``; raises before anything is sent or written to the ledger."""
+    from bulksend.pipeline import read_message
+
+    lock = CampaignLock.acquire(config.home, spec.name)
+    try:
+        ledger = open_ledger(config)
+    except BaseException:
+        lock.release()
+        raise
+    provider_name = spec.provider or str(config.defaults.get("provider") or DEFAULT_PROVIDER)
+    prepared = Prepared(
+        config, spec.name, spec.channel, provider_name, "new", ledger, lock, spec.run, limit=limit, spec=spec
+    )
+    try:
+        options = _read_options(spec)  # flags first: a bad flag is exit 2 before any file is read
+        prepared.channel = options.channel
+        text, _ = read_message(spec.message, spec.template)
+        prepared.fingerprint = fingerprint(spec.recipients, text, options.channel)
+        existing = ledger.get_campaign(spec.name)
+        if existing is not None:
+            _check_same(existing, prepared.fingerprint, options.channel, spec)
+            prepared.campaign = existing
+            prepared.provider_name = existing.provider if spec.provider is None else provider_name
+            if existing.state == "cancelled":
+                prepared.status = "cancelled"
+                _refresh(prepared)
+                return prepared
+            if ledger.campaign_settings(existing.id).get("queued"):
+                _refresh(prepared)
+                if not prepared.messages:
+                    prepared.status = "done"
+                    if existing.state != "done" and not dry_run:
+                        ledger.set_campaign_state(existing.id, "done")
+                    return prepared
+                prepared.status = "resume"
+        prepared.provider = open_campaign_provider(config, prepared.provider_name, options.channel, spec.run)
+        if prepared.status == "new":
+            _validate(prepared, spec, options)
+        _check_credits(prepared)
+        return prepared
+    except BaseException:
+        prepared.close()
+        raise
+
+
+def _check_same(existing: Campaign, fp: str, channel: str, spec: CampaignSpec) -> None:
+    if existing.channel != channel:
+        raise InputError(
+            f"campaign {existing.name!r} sends on {existing.channel}, not {channel}; nothing was sent.",
+            hint="Give this campaign another name with --name.",
+        )
+    if existing.fingerprint != fp:
+        raise InputError(
+            f"campaign {existing.name!r} was started on {existing.created_at[:10]} with a different recipient "
+            "file or message; sending these under the same name would mix two campaigns. Nothing was sent.",
+            hint=f"Give the new one another name (--name), or see the old one: bulksend campaigns show {existing.id}",
+        )
+
+
+def _validate(prepared: Prepared, spec: CampaignSpec, options) -> None:
+    from bulksend.estimate import summarize
+    from bulksend.pipeline import read_plan, run_validation
+
+    plan = read_plan(
+        message=spec.message,
+        template=spec.template,
+        rates=spec.rates,
+        max_segments=spec.max_segments,
+        smart_encoding=spec.smart_encoding,
+        category=spec.category,
+    )
+    report = run_validation(prepared.config, spec.recipients, options, plan=plan)
+    estimate = summarize(report)
+    prepared.estimate = estimate
+    if not estimate.recipients:
+        table = report.table
+        if spec.send_one:
+            from bulksend.recipients import iter_rejects
+
+            for reject in iter_rejects(table, stop_after=1):
+                raise InputError(f"{reject.value!r}: {reject.reason} ({reject.detail}); nothing was sent.")
+        reasons = ", ".join(f"{code} {n:,}" for code, n in table.reasons().items()) or "no data rows"
+        raise InputError(
+            f"{spec.recipients}: no row can be messaged ({reasons}); nothing was sent.",
+            hint=f"See every reject with: bulksend validate {spec.recipients} --rejects rejects.csv",
+        )
+    prepared.messages = estimate.recipients
+    prepared.credits = estimate.credits
+    balance = prepared.ledger.balance(options.channel)[options.channel]
+    own = prepared.ledger.held(prepared.campaign.id) if prepared.campaign else 0
+    prepared.available = balance.available + own
+
+
+def prepare_resume(config: Config, key: str, run: RunOptions, *, limit: int | None = None) -> Prepared:
+    """``campaigns resume ID``: the campaign's stored settings (flags on top), from the ledger alone."""
+    ledger, campaign = _find(config, key)
+    try:
+        lock = CampaignLock.acquire(config.home, campaign.name)
+    except BaseException:
+        ledger.close()
+        raise
+    stored = ledger.campaign_settings(campaign.id)
+    base = RunOptions(**{k: v for k, v in stored.get("run", {}).items() if k in RunOptions.__dataclass_fields__})
+    prepared = Prepared(
+        config, campaign.name, campaign.channel, campaign.provider, "resume", ledger, lock, base.merged(run),
+        limit=limit, campaign=campaign,
+    )
+    try:
+        _refresh(prepared)
+        if campaign.state == "cancelled":
+            prepared.status = "cancelled"
+            return prepared
+        if not stored.get("queued"):
+            raise InputError(
+                f"campaign {campaign.name!r} was never fully queued; run the send that started it again.",
+                hint="bulksend send FILE --yes (the same file and message) queues the rest and sends.",
+            )
+        if not prepared.messages:
+            prepared.status = "done"
+            if campaign.state != "done":
+                ledger.set_campaign_state(campaign.id, "done")
+            return prepared
+        prepared.provider = open_campaign_provider(config, campaign.provider, campaign.channel, prepared.run)
+        _check_credits(prepared)
+        return prepared
+    except BaseException:
+        prepared.close()
+        raise
+
+
+# ------------------------------------------------------------------------------------------- running
+
+
+@dataclass
+class SendReport:
+    """What a run did and where the campaign stands: the ``send --json`` document and the summary."""
+
+    campaign: Campaign
+    state: str  # the campaign's state after the run: open, done or cancelled
+    counts: dict[str, int]
+    failures: dict[str, int]
+    credits_debited: int
+    credits_refunded: int
+    status: str  # what this invocation found: new, resume, done, cancelled
+    result: EngineResult | None = None
+    queued: int = 0  # rows added to the ledger by this run
+    released: int = 0  # credits of the hold given back at the end
+    limit: int | None = None
+    source: Path | None = None  # the file a `send` was given (for the next command)
+    rows: list = field(default_factory=list)  # the transmissions themselves, for send-one's one-line answer
+
+    @property
+    def open_rows(self) -> int:
+        return sum(self.counts.get(s, 0) for s in OPEN_STATES)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        reason = self.result.reason if self.result else None
+        if reason in (StopReason.FATAL, StopReason.BREAKER):
+            return ExitCode.ERROR
+        if reason is StopReason.INTERRUPTED:
+            return ExitCode.INTERRUPTED
+        if self.result is None:  # nothing ran: done or cancelled before
+            return ExitCode.OK
+        if self.counts.get("failed") or self.counts.get("unknown") or reason is StopReason.WAITING:
+            return ExitCode.INCOMPLETE
+        return ExitCode.OK
+
+    def next_command(self) -> str:
+        """The command to run next, for the summary (and the JSON ``next`` field)."""
+        name = _quote(self.campaign.name)
+        if self.status == "cancelled" or self.state == "cancelled":
+            return f"bulksend campaigns show {name}"
+        if self.counts.get("queued") or self.counts.get("sending"):
+            return f"bulksend campaigns resume {name} --yes"
+        if self.counts.get("unknown"):
+            return f"bulksend campaigns reconcile {name}"
+        return f"bulksend campaigns show {name}"
+
+    def as_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "campaign": self.campaign.name,
+            "id": self.campaign.id,
+            "state": self.state,
+            "counts": dict(sorted(self.counts.items())),
+            "credits_debited": self.credits_debited,
+            "credits_refunded": self.credits_refunded,
+            "channel": self.campaign.channel,
+            "provider": self.campaign.provider,
+            "status": self.status,
+            "failures": self.failures,
+            "queued_now": self.queued,
+            "hold_released": self.released,
+            "exit_code": int(self.exit_code),
+            "next": self.next_command(),
+        }
+        if self.result is not None:
+            stats = self.result.stats
+            doc["stopped"] = self.result.reason.value
+            doc["run"] = {
+                "attempts": stats.attempts,
+                "sent": stats.sent,
+                "failed": stats.failed,
+                "retried": stats.retried,
+                "unknown": stats.unknown,
+                "suppressed": stats.suppressed,
+                "opted_out": stats.opted_out,
+                "recovered": stats.recovered,
+                "reconciled": {"found": stats.found, "not_found": stats.not_found, "cannot_tell": stats.undecided},
+                "credits": stats.credits,
+                "seconds": round(stats.elapsed, 3),
+                "per_second": round(stats.per_second, 1),
+            }
+            if self.result.fatal is not None:
+                doc["error"] = {"code": self.result.fatal.code, "text": self.result.fatal.text}
+            elif self.result.tripped_by is not None:
+                doc["error"] = {"code": self.result.tripped_by.code, "text": self.result.tripped_by.text}
+            if self.result.next_due is not None:
+                doc["next_due"] = self.result.next_due.isoformat(timespec="seconds")
+        return doc
+
+
+def _quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def engine_settings(provider: "Provider", run: RunOptions, limit: int | None) -> EngineSettings:
+    """The engine's settings: flags and campaign file first, then the profile, then the defaults."""
+    profile = provider.profile
+
+    def number(key: str, value: Any, default: Any, cast, minimum) -> Any:
+        if value is None:
+            value = profile.get(key, default)
+        try:
+            value = cast(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"provider profile {profile.name!r}: {key} must be a number, not {value!r}.") from None
+        if value < minimum:
+            raise ConfigError(f"{key} must be at least {minimum}, not {value}.")
+        return value
+
+    rate = number("rate", run.rate, provider.default_rate, float, 0)
+    return EngineSettings(
+        rate=rate or None,
+        concurrency=number("concurrency", run.concurrency, 16, int, 1),
+        batch_size=number("batch_size", run.batch_size, 0, int, 0) or None,
+        max_attempts=number("max_attempts", run.max_attempts, 5, int, 1),
+        retry_unknown=run.retry_unknown or bool(profile.get("retry_unknown", False)),
+        limit=limit,
+        breaker=number("circuit_breaker", None, 20, int, 0),
+        max_wait=number("max_wait", None, 600, float, 0),
+        reconcile_after=number("reconcile_after", None, 30, float, 0),
+    )
+
+
+def _queue(prepared: Prepared) -> int:
+    """Put every accepted row in the ledger (idempotent), then mark the campaign fully queued."""
+    from bulksend.recipients import iter_messages
+
+    ledger = prepared.ledger
+    spec = prepared.spec
+    assert prepared.estimate is not None and spec is not None and prepared.fingerprint is not None
+    campaign = prepared.campaign or ledger.open_campaign(
+        prepared.name, prepared.channel, prepared.provider_name, prepared.fingerprint, spec.assume_consent
+    )
+    prepared.campaign = campaign
+    whatsapp = campaign.channel == "whatsapp"
+    added = 0
+    chunk: list[NewTransmission] = []
+    for message in iter_messages(prepared.estimate.table):
+        chunk.append(
+            NewTransmission(
+                message.e164,
+                message.text,
+                message.units,
+                message.credits,
+                row_number=message.row,
+                country=message.country,
+                params=json.dumps(message.fields, ensure_ascii=False) if whatsapp else None,
+            )
+        )
+        if len(chunk) >= QUEUE_CHUNK:
+            added += ledger.add_transmissions(campaign.id, chunk)
+            chunk = []
+    if chunk:
+        added += ledger.add_transmissions(campaign.id, chunk)
+    ledger.save_campaign_settings(campaign.id, _stored_settings(prepared))
+    return added
+
+
+def _stored_settings(prepared: Prepared) -> dict[str, Any]:
+    spec = prepared.spec
+    assert spec is not None
+    return {
+        "queued": True,
+        "source": str(spec.source) if spec.source else None,
+        "recipients": None if spec.send_one else str(spec.recipients),
+        "template": str(spec.template) if spec.template else None,
+        "send_one": spec.send_one,
+        "run": {k: v for k, v in spec.run.as_dict().items() if v not in (None, False)},
+    }
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by the first Ctrl-C or SIGTERM (the run then stops after the batch in flight).
+
+    A second Ctrl-C raises KeyboardInterrupt as usual: the engine still records what came back.
+    """
+    event = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+
+    def on_signal(signum, frame) -> None:
+        if event.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        event.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield event
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def execute(prepared: Prepared, *, progress: Progress | None = None, stop: threading.Event | None = None) -> SendReport:
+    """Queue (a new campaign), hold, send, release: the part of a run that talks to the provider."""
+    ledger = prepared.ledger
+    if prepared.status in ("done", "cancelled"):
+        assert prepared.campaign is not None
+        return _report(prepared, None, 0, 0)
+    queued = _queue(prepared) if prepared.status == "new" else 0
+    campaign = prepared.campaign
+    assert campaign is not None and prepared.provider is not None
+    if campaign.state == "done":  # a finished campaign reopened by a lookup that found nothing
+        ledger.set_campaign_state(campaign.id, "open")
+    need = ledger.outstanding_cost(campaign.id) - ledger.held(campaign.id)
+    if need > 0:
+        ledger.hold(campaign.id, campaign.channel, need)
+    settings = engine_settings(prepared.provider, prepared.run, prepared.limit)
+    engine = Engine(ledger, prepared.provider, campaign, settings, progress=progress, stop=stop)
+    released = 0
+    try:
+        result = engine.run()
+    finally:
+        released = ledger.release(campaign.id)
+        if not any(ledger.counts(campaign.id).get(s) for s in OPEN_STATES):
+            ledger.set_campaign_state(campaign.id, "done")
+    return _report(prepared, result, queued, released)
+
+
+def _report(prepared: Prepared, result: EngineResult | None, queued: int, released: int) -> SendReport:
+    ledger = prepared.ledger
+    campaign = ledger.get_campaign(prepared.campaign.id)
+    assert campaign is not None
+    debited, refunded = ledger.campaign_credits(campaign.id)
+    return SendReport(
+        campaign=campaign,
+        state=campaign.state,
+        counts=ledger.counts(campaign.id),
+        failures=ledger.failure_codes(campaign.id),
+        credits_debited=debited,
+        credits_refunded=refunded,
+        status=prepared.status,
+        result=result,
+        queued=queued,
+        released=released,
+        limit=prepared.limit,
+        source=prepared.spec.source if prepared.spec else None,
+        rows=ledger.transmissions(campaign.id) if prepared.spec is not None and prepared.spec.send_one else [],
+    )
+
+
+# ------------------------------------------------------------------------------------------- dry run
+
+
+@dataclass
+class DryRunReport:
+    """What a run would send now, written to ``<home>/outbox/<campaign>.dry-run.jsonl``; nothing else changed."""
+
+    campaign: str
+    status: str
+    path: Path
+    messages: int
+    credits: int
+    suppressed: int  # queued rows on the opt-out list now: a real run fails them as suppressed
+    unknown: int  # rows a real run would reconcile first
+    available: int
+    channel: str
+    limit: int | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "campaign": self.campaign,
+            "state": "dry-run",
+            "status": self.status,
+            "dry_run": True,
+            "file": str(self.path),
+            "messages": self.messages,
+            "credits": self.credits,
+            "channel": self.channel,
+            "available": self.available,
+            "suppressed": self.suppressed,
+            "unknown": self.unknown,
+            "counts": {"would_send": self.messages},
+            "credits_debited": 0,
+            "credits_refunded": 0,
+        }
+
+
+def dry_run_path(home: Path, campaign: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", campaign).lstrip(".") or "_"
+    return home / "outbox" / f"{safe}.dry-run.jsonl"
+
+
+def dry_run(prepared: Prepared) -> DryRunReport:
+    """Write what a real run would send now, one JSON line per message. No ledger write, no provider call."""
+    path = dry_run_path(prepared.config.home, prepared.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    limit = prepared.limit
+    written = credits = suppressed = unknown = 0
+    from bulksend.engine import _encoding
+
+    tmp = path.with_suffix(".jsonl.tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+
+        def write(to: str, text: str, units: int, cost: int, row: int | None, encoding: str) -> None:
+            record = {
+                "campaign": prepared.name, "to": to, "channel": prepared.channel, "encoding": encoding,
+                "units": units, "credits": cost, "row": row, "text": text,
+            }
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+        if prepared.status == "new":
+            from bulksend.recipients import iter_messages
+
+            assert prepared.estimate is not None
+            for message in iter_messages(prepared.estimate.table):
+                if limit is not None and written >= limit:
+                    break
+                write(message.e164, message.text, message.units, message.credits, message.row, message.encoding)
+                written += 1
+                credits += message.credits
+        elif prepared.status == "resume":
+            assert prepared.campaign is not None
+            rows = prepared.ledger.transmissions(prepared.campaign.id, ("queued",))
+            blocked = prepared.ledger.suppressed_among(r.e164 for r in rows)
+            unknown = prepared.counts.get("unknown", 0) + prepared.counts.get("sending", 0)
+            for row in rows:
+                if row.e164 in blocked:
+                    suppressed += 1
+                    continue
+                if limit is not None and written >= limit:
+                    continue
+                write(row.e164, row.message, row.units, row.cost, row.row_number, _encoding(row.message))
+                written += 1
+                credits += row.cost
+    os.replace(tmp, path)
+    return DryRunReport(
+        prepared.name, prepared.status, path, written, credits, suppressed, unknown, prepared.available,
+        prepared.channel, limit,
+    )
+
+
+# ------------------------------------------------------------------------------------------- send-one
+
+
+def send_one_spec(
+    number: str, message: str, *, provider: str | None, channel: str, region: str | None, run: RunOptions
+) -> tuple[CampaignSpec, Path]:
+    """A one-row campaign for ``send-one``: the number in a private temporary CSV, the text taken literally.
+
+    The row goes through the same validation as a list (number, country, length; consent is the sender's
+    own word, recorded as the attestation), and the same accounting. Returns the spec and the temporary file.
+    """
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    name = f"send-one-{stamp}-{secrets.token_hex(3)}"
+    handle, tmp = tempfile.mkstemp(prefix="bulksend-send-one-", suffix=".csv")
+    with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+        import csv
+
+        writer = csv.writer(out)
+        writer.writerow(["phone"])
+        writer.writerow([number])
+    literal = message.replace("{", "{{").replace("}", "}}")  # a person's text: braces are just braces
+    spec = CampaignSpec(
+        name=name,
+        recipients=Path(tmp),
+        message=literal,
+        channel=channel,
+        provider=provider,
+        region=region,
+        assume_consent="person-to-person message (send-one)",
+        phone_column="phone",
+        delimiter=",",
+        max_segments=10,
+        run=run,
+        source=None,
+        send_one=True,
+    )
+    return spec, Path(tmp)
+
+
+# ------------------------------------------------------------------------------------------ campaigns
+
+
+@dataclass
+class CampaignStatus:
+    """A campaign as ``campaigns list`` and ``campaigns show`` present it."""
+
+    campaign: Campaign
+    counts: dict[str, int]
+    failures: dict[str, int]
+    credits_debited: int
+    credits_refunded: int
+    held: int
+    settings: dict[str, Any]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def next_command(self) -> str | None:
+        name = _quote(self.campaign.name)
+        if self.campaign.state == "cancelled":
+            return f"bulksend campaigns reconcile {name}" if self.counts.get("unknown") else None
+        if self.counts.get("queued") or self.counts.get("sending"):
+            return f"bulksend campaigns resume {name} --yes"
+        if self.counts.get("unknown"):
+            return f"bulksend campaigns reconcile {name}"
+        return None
+
+    def as_json(self) -> dict[str, Any]:
+        c = self.campaign
+        return {
+            "id": c.id,
+            "campaign": c.name,
+            "state": c.state,
+            "channel": c.channel,
+            "provider": c.provider,
+            "created_at": c.created_at,
+            "counts": dict(sorted(self.counts.items())),
+            "total": self.total,
+            "failures": self.failures,
+            "credits_debited": self.credits_debited,
+            "credits_refunded": self.credits_refunded,
+            "held": self.held,
+            "attestation": c.attestation,
+            "source": self.settings.get("source"),
+            "next": self.next_command(),
+        }
+
+
+def _status(ledger: SqliteLedger, campaign: Campaign) -> CampaignStatus:
+    debited, refunded = ledger.campaign_credits(campaign.id)
+    return CampaignStatus(
+        campaign,
+        ledger.counts(campaign.id),
+        ledger.failure_codes(campaign.id),
+        debited,
+        refunded,
+        ledger.held(campaign.id),
+        ledger.campaign_settings(campaign.id),
+    )
+
+
+def _find(config: Config, key: str) -> tuple[SqliteLedger, Campaign]:
+    """The ledger and the campaign named or numbered ``key`` (a name wins over an id that looks the same)."""
+    ledger = open_existing(config)
+    campaign = None
+    if ledger is not None:
+        campaign = ledger.get_campaign(key)
+        if campaign is None and key.isdigit():
+            campaign = ledger.get_campaign(int(key))
+    if campaign is None:
+        if ledger is not None:
+            ledger.close()
+        raise InputError(f"no campaign {key!r} in the ledger.", hint="List them with: bulksend campaigns list")
+    return ledger, campaign
+
+
+def list_campaigns(config: Config) -> list[CampaignStatus]:
+    ledger = open_existing(config)
+    if ledger is None:
+        return []
+    with ledger:
+        return [_status(ledger, c) for c in ledger.campaigns()]
+
+
+def show_campaign(config: Config, key: str) -> CampaignStatus:
+    ledger, campaign = _find(config, key)
+    with ledger:
+        return _status(ledger, campaign)
+
+
+@dataclass(frozen=True)
+class CancelReport:
+    status: CampaignStatus
+    released: int
+    already: str | None  # "done" or "cancelled" when nothing changed
+
+
+def cancel_campaign(config: Config, key: str) -> CancelReport:
+    """Cancel: queued rows are never sent, the hold is released. Refused (exit 5) while a run is sending."""
+    ledger, campaign = _find(config, key)
+    with ledger:
+        with CampaignLock.acquire(config.home, campaign.name):
+            if campaign.state in ("done", "cancelled"):
+                return CancelReport(_status(ledger, campaign), 0, campaign.state)
+            with ledger.transaction():
+                ledger.set_campaign_state(campaign.id, "cancelled")
+                released = ledger.release(campaign.id)
+            return CancelReport(_status(ledger, ledger.get_campaign(campaign.id)), released, None)
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    status: CampaignStatus
+    result: "ReconcileResult"
+    recovered: int
+    can_lookup: bool
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.INCOMPLETE if self.status.counts.get("unknown") else ExitCode.OK
+
+
+def reconcile(config: Config, key: str, *, assume: str | None = None, wait: bool = True) -> ReconcileReport:
+    """``campaigns reconcile``: ask the provider about every ``unknown`` row, or apply the user's decision."""
+    if assume not in (None, "sent", "failed", "queued"):
+        raise InputError(f"--assume {assume!r}: choose sent, failed or queued.")
+    ledger, campaign = _find(config, key)
+    with ledger, CampaignLock.acquire(config.home, campaign.name):
+        provider = open_campaign_provider(config, campaign.provider, campaign.channel, RunOptions())
+        try:
+            # Only rows the provider may have accepted can be debited here: hold what they cost.
+            maybe = sum(r.cost for r in ledger.transmissions(campaign.id, ("unknown", "sending")))
+            need = maybe - ledger.held(campaign.id)
+            if need > 0 and assume != "failed":
+                ledger.hold(campaign.id, campaign.channel, need)
+            try:
+                settings = replace(engine_settings(provider, RunOptions(), None), retry_unknown=False)
+                result, recovered = reconcile_campaign(ledger, provider, campaign, settings, assume=assume, wait=wait)
+            finally:
+                ledger.release(campaign.id)
+            if campaign.state == "open" and not any(ledger.counts(campaign.id).get(s) for s in OPEN_STATES):
+                ledger.set_campaign_state(campaign.id, "done")
+            return ReconcileReport(_status(ledger, ledger.get_campaign(campaign.id)), result, recovered,
+                                   provider.can_lookup)
+        finally:
+            provider.close()

@@ -1,0 +1,222 @@
+"""``bulksend campaigns``: list, show, resume, cancel and reconcile the campaigns in the ledger."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from bulksend.commands import send as sending
+from bulksend.commands.options import JsonOutput
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bulksend.campaign import CampaignStatus
+
+app = typer.Typer(
+    help="Campaigns in the ledger: list, show, resume, cancel, reconcile.",
+    no_args_is_help=True,
+)
+
+CampaignId = Annotated[str, typer.Argument(metavar="ID", help="The campaign's id or name.", show_default=False)]
+
+
+def _line(text: str) -> None:
+    from bulksend import output
+
+    output.stdout().print(text, markup=False, highlight=False)
+
+
+def _counts(status: "CampaignStatus") -> str:
+    order = ("sent", "delivered", "undelivered", "failed", "unknown", "queued", "sending")
+    return "  ".join(f"{s} {status.counts[s]:,}" for s in order if status.counts.get(s)) or "no messages"
+
+
+@app.command("list")
+def list_(ctx: typer.Context, json_output: JsonOutput = False) -> None:
+    """List every campaign with its state and its messages by state.
+
+    Example: bulksend campaigns list --json
+    """
+    from bulksend import output
+    from bulksend.campaign import list_campaigns
+
+    statuses = list_campaigns(ctx.obj.config())
+    if json_output:
+        output.emit_json([s.as_json() for s in statuses])
+        return
+    if not statuses:
+        _line("No campaigns yet. Start one with: bulksend send CAMPAIGN.toml")
+        return
+    from rich.table import Table
+
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("id", "name", "state", "channel", "provider", "messages", "credits", "created"):
+        table.add_column(column, justify="right" if column in ("id", "credits") else "left")
+    for s in statuses:
+        c = s.campaign
+        table.add_row(
+            str(c.id), c.name, c.state, c.channel, c.provider, _counts(s), f"{s.credits_debited:,}", c.created_at[:16]
+        )
+    output.stdout().print(table)
+
+
+@app.command("show")
+def show(ctx: typer.Context, campaign: CampaignId, json_output: JsonOutput = False) -> None:
+    """Show one campaign: messages by state, failures by code, credits, and what to do next.
+
+    Example: bulksend campaigns show spring-sale
+    """
+    from bulksend import output
+    from bulksend.campaign import show_campaign
+
+    status = show_campaign(ctx.obj.config(), campaign)
+    if json_output:
+        output.emit_json(status.as_json())
+        return
+    c = status.campaign
+    _line(f"Campaign {c.name!r} (#{c.id}): {c.state}")
+    _line(f"  {c.channel} via {c.provider}, started {c.created_at}")
+    if status.settings.get("source"):
+        _line(f"  from {status.settings['source']}")
+    if c.attestation:
+        _line(f"  consent attested: {c.attestation}")
+    _line(f"  {status.total:,} messages: {_counts(status)}")
+    if status.failures:
+        _line("  failures by code: " + ", ".join(f"{code or 'no code'} ×{n:,}" for code, n in status.failures.items()))
+    held = f"; {status.held:,} held" if status.held else ""
+    _line(f"  credits: {status.credits_debited:,} debited, {status.credits_refunded:,} refunded{held}")
+    nxt = status.next_command()
+    if nxt:
+        _line(f"Next: {nxt}")
+
+
+@app.command("resume")
+def resume(
+    ctx: typer.Context,
+    campaign: CampaignId,
+    yes: sending.Yes = False,
+    limit: sending.Limit = None,
+    rate: sending.Rate = None,
+    concurrency: sending.Concurrency = None,
+    batch_size: sending.BatchSize = None,
+    max_attempts: sending.MaxAttempts = None,
+    retry_unknown: sending.RetryUnknown = False,
+    quiet: sending.Quiet = False,
+    json_output: JsonOutput = False,
+) -> None:
+    """Send what is left of a campaign, from the ledger alone (the CSV is not needed any more).
+
+    It uses the provider and settings the campaign was started with; flags override them for this run.
+
+    Example, from cron: bulksend campaigns resume spring-sale --yes
+    """
+    from bulksend.campaign import RunOptions, prepare_resume
+
+    sending._require_confirmation_or_yes(yes)
+    run = RunOptions(None, rate, concurrency, batch_size, max_attempts, retry_unknown)
+    with sending._interrupts_exit_130():
+        with prepare_resume(ctx.obj.config(), campaign, run, limit=limit) as prepared:
+            sending._show_plan(prepared, quiet=quiet and yes)
+            if prepared.status not in ("done", "cancelled"):
+                sending._confirm(prepared, yes)
+            report = sending._execute(prepared, quiet=quiet or prepared.status in ("done", "cancelled"))
+    sending._finish(report, json_output=json_output)
+
+
+@app.command("cancel")
+def cancel(ctx: typer.Context, campaign: CampaignId, json_output: JsonOutput = False) -> None:
+    """Cancel a campaign: messages still queued are never sent, and its credit hold is released.
+
+    Messages already sent stay sent (and debited). A campaign being sent right now cannot be
+    cancelled (exit 5): stop that run first.
+
+    Example: bulksend campaigns cancel spring-sale
+    """
+    from bulksend import output
+    from bulksend.campaign import cancel_campaign
+
+    report = cancel_campaign(ctx.obj.config(), campaign)
+    status = report.status
+    if json_output:
+        doc = status.as_json()
+        doc["released"] = report.released
+        doc["changed"] = report.already is None
+        output.emit_json(doc)
+        return
+    c = status.campaign
+    if report.already:
+        _line(f"Campaign {c.name!r} is already {report.already}; nothing changed.")
+        return
+    queued = status.counts.get("queued", 0)
+    _line(f"Cancelled {c.name!r}: {queued:,} queued messages will never be sent; {report.released:,} held "
+          "credits released.")
+    _line(f"  {_counts(status)}")
+    if status.counts.get("unknown"):
+        _line(f"Next: bulksend campaigns reconcile {c.name}   ({status.counts['unknown']:,} outcomes unknown)")
+
+
+@app.command("reconcile")
+def reconcile(
+    ctx: typer.Context,
+    campaign: CampaignId,
+    assume: Annotated[
+        str | None,
+        typer.Option(
+            "--assume",
+            metavar="sent|failed|queued",
+            help="For messages the provider cannot tell about: count them as sent (and debit), give them up "
+            "as failed, or queue them to be sent again (risking a duplicate).",
+        ),
+    ] = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """Find out what happened to messages whose outcome is unknown, by asking the provider.
+
+    Found ones become sent (and are debited); ones the provider does not have go back to the queue
+    for the next run; the rest stay unknown until you decide with --assume. Exit 4 while any remain.
+
+    Example: bulksend campaigns reconcile spring-sale
+    """
+    from bulksend import output
+    from bulksend.campaign import reconcile as run_reconcile
+
+    report = run_reconcile(ctx.obj.config(), campaign, assume=assume)
+    result = report.result
+    status = report.status
+    if json_output:
+        doc = status.as_json()
+        doc["reconciled"] = {
+            "looked_up": result.looked_up,
+            "found": result.found,
+            "not_found": result.not_found,
+            "cannot_tell": result.undecided,
+            "requeued": result.requeued,
+            "failed": result.failed,
+            "recovered": report.recovered,
+        }
+        output.emit_json(doc)
+    else:
+        c = status.campaign
+        if report.recovered:
+            _line(f"{report.recovered:,} messages left in flight by an interrupted run are now unknown.")
+        if not result.looked_up:
+            _line(f"Campaign {c.name!r}: no message with an unknown outcome.")
+        else:
+            how = "looked up" if report.can_lookup else "decided"
+            _line(
+                f"Campaign {c.name!r}: {result.looked_up:,} {how}: {result.found:,} sent, {result.not_found:,} "
+                f"not found (queued again: {result.requeued:,}), {result.undecided:,} the provider cannot tell"
+                + (f", {result.failed:,} failed" if result.failed else "")
+                + "."
+            )
+        _line(f"  {_counts(status)}")
+        if status.counts.get("unknown"):
+            _line(
+                f"{status.counts['unknown']:,} still unknown. Decide with --assume sent|failed|queued, "
+                "or try again later."
+            )
+        nxt = status.next_command()
+        if nxt:
+            _line(f"Next: {nxt}")
+    if report.exit_code:
+        raise typer.Exit(int(report.exit_code))
