@@ -364,7 +364,8 @@ def twilio_message(status: str = "queued", **fields: Any) -> dict[str, Any]:
 
 def twilio_error(code: int, message: str, status: int = 400) -> dict[str, Any]:
     """An error as the 2010-04-01 API returns it."""
-    return {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status}
+    more_info = f"https://www.twilio.com/docs/errors/{code}"
+    return {"code": code, "message": message, "more_info": more_info, "status": status}
 
 
 def _in_two_minutes() -> dict[str, str]:
@@ -447,7 +448,9 @@ TWILIO_RESPONSES = [
         OutcomeKind.AMBIGUOUS,
         code="20500",
     ),
-    RecordedResponse("bad_gateway_502_html", 502, HTML_502, OutcomeKind.AMBIGUOUS, code="http_502", content_type="text/html"),
+    RecordedResponse(
+        "bad_gateway_502_html", 502, HTML_502, OutcomeKind.AMBIGUOUS, code="http_502", content_type="text/html"
+    ),
     RecordedResponse(
         "unavailable_503_retry_after",
         503,
@@ -486,7 +489,9 @@ TWILIO_RESPONSES = [
         "region_disabled_21408",
         400,
         twilio_error(
-            21408, "Permission to send an SMS has not been enabled for the region indicated by the 'To' number: +447700900123."
+            21408,
+            "Permission to send an SMS has not been enabled for the region indicated by the 'To' number: "
+            "+447700900123.",
         ),
         OutcomeKind.PERMANENT,
         code="21408",
@@ -559,7 +564,9 @@ TWILIO_RESPONSES = [
         code="20003",
         text_has="incorrect",
     ),
-    RecordedResponse("unauthorized_401_without_body", 401, "", OutcomeKind.FATAL, code="http_401", content_type="text/plain"),
+    RecordedResponse(
+        "unauthorized_401_without_body", 401, "", OutcomeKind.FATAL, code="http_401", content_type="text/plain"
+    ),
     RecordedResponse(
         "account_not_active_20005",
         403,
@@ -586,14 +593,18 @@ TWILIO_RESPONSES = [
     RecordedResponse(
         "trial_unverified_21608",
         400,
-        twilio_error(21608, "The number +447700900123 is unverified. Trial accounts cannot send messages to unverified numbers."),
+        twilio_error(
+            21608, "The number +447700900123 is unverified. Trial accounts cannot send messages to unverified numbers."
+        ),
         OutcomeKind.FATAL,
         code="21608",
     ),
     RecordedResponse(
         "account_not_found_20404",
         404,
-        twilio_error(20404, f"The requested resource /2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json was not found", 404),
+        twilio_error(
+            20404, f"The requested resource /2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json was not found", 404
+        ),
         OutcomeKind.FATAL,
         code="20404",
     ),

@@ -160,7 +160,8 @@ def test_a_write_that_fails_stops_the_run(tmp_path):
 
 
 def test_check_says_where_it_writes(tmp_path):
-    assert outbox(tmp_path).check() == f"outbox: writes each message as a JSON line to {tmp_path}/outbox/<campaign>.jsonl"
+    expected = f"outbox: writes each message as a JSON line to {tmp_path}/outbox/<campaign>.jsonl"
+    assert outbox(tmp_path).check() == expected
     assert outbox(tmp_path, path="all.jsonl").check().endswith(f"{tmp_path}/all.jsonl")
     assert not (tmp_path / "outbox").exists(), "a check writes nothing"
 
@@ -175,3 +176,11 @@ def test_check_refuses_a_directory_it_cannot_write(tmp_path):
             outbox(tmp_path, path=str(locked / "out")).check()
     finally:
         locked.chmod(0o700)
+
+
+def test_provider_check_outbox_command(home, cli):
+    result = cli("provider", "check", "outbox")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == f"outbox: writes each message as a JSON line to {home}/outbox/<campaign>.jsonl\n"
+    document = json.loads(cli("provider", "check", "outbox", "--json").stdout)
+    assert (document["profile"], document["type"], document["ok"]) == ("outbox", "outbox", True)

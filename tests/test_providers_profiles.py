@@ -100,7 +100,9 @@ def test_identifiers_are_not_secrets_and_nested_tables_are_searched(tmp_path):
         '[providers.gw.headers]\nAuthorization = "Bearer {secret}"\n',
     )
     assert profiles.load_profile(allowed, "gw").settings["api_key_sid"] == "SK1"
-    refused = config(tmp_path, '[providers.gw]\ntype = "outbox"\n[providers.gw.headers]\nAuthorization = "Bearer abc"\n')
+    refused = config(
+        tmp_path, '[providers.gw]\ntype = "outbox"\n[providers.gw.headers]\nAuthorization = "Bearer abc"\n'
+    )
     with pytest.raises(ConfigError, match="'headers.Authorization'"):
         profiles.load_profile(refused, "gw")
 
@@ -123,7 +125,8 @@ def test_open_provider_resolves_the_secret_and_builds_the_adapter(tmp_path, monk
 
 def test_open_provider_overrides_settings_for_one_run(tmp_path, monkeypatch):
     monkeypatch.setenv("BULKSEND_TWILIO_SECRET", "s3cret")
-    provider = profiles.open_provider(config(tmp_path, TWO_PROFILES), "twilio", overrides={"concurrency": 64, "rate": 50})
+    overrides = {"concurrency": 64, "rate": 50}
+    provider = profiles.open_provider(config(tmp_path, TWO_PROFILES), "twilio", overrides=overrides)
     try:
         assert provider.profile.get("concurrency") == 64 and provider.rate == 50.0
         assert provider._session.get_adapter("https://api.twilio.com")._pool_maxsize == 64

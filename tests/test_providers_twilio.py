@@ -326,7 +326,8 @@ def test_lookup_ignores_other_bodies_older_messages_and_inbound_ones(api, twilio
 
 
 def test_lookup_of_a_template_message_matches_without_the_body(api, twilio):
-    serve_pages(api, lambda query: page([listed(sid="SM" + "5" * 32, body="Rendered by Twilio", to="whatsapp:+447700900123")]))
+    rendered = listed(sid="SM" + "5" * 32, body="Rendered by Twilio", to="whatsapp:+447700900123")
+    serve_pages(api, lambda query: page([rendered]))
     delivery = Delivery(1, "c", "+447700900123", "our text", "whatsapp", params={"content_sid": "HX" + "e" * 32})
     assert twilio().lookup(delivery, datetime.now(timezone.utc)) == (LookupResult.FOUND, "SM" + "5" * 32)
     assert queries(api)[0]["To"] == "whatsapp:+447700900123"
@@ -469,3 +470,20 @@ def test_provider_check_with_debug_shows_a_traceback_but_never_the_secret(api, t
     assert "Traceback" in result.stderr and "ConfigError" in result.stderr
     assert_no_secret(result.stdout, result.stderr)
     assert basic(ACCOUNT_SID, CANARY).split()[1] not in result.stderr
+
+
+# -- the documentation -----------------------------------------------------------------------------------------
+
+
+def test_docs_list_every_classified_code_with_its_class_and_source():
+    from bulksend.providers.twilio import TWILIO_ERRORS
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "providers.md").read_text(encoding="utf-8")
+    rows = {}
+    for line in docs.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].isdigit():
+            code, kind, _meaning, source = cells
+            rows[int(code)] = (kind, source)
+    source = "https://www.twilio.com/docs/api/errors/{}"
+    assert rows == {code: (kind.value, source.format(code)) for code, (kind, _) in TWILIO_ERRORS.items()}

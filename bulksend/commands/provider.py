@@ -47,7 +47,9 @@ def login(
     if stdin:
         secret = sys.stdin.readline()
     else:
-        secret = typer.prompt(f"Secret for provider profile {profile.name!r}", hide_input=True, default="", show_default=False)
+        secret = typer.prompt(
+            f"Secret for provider profile {profile.name!r}", hide_input=True, default="", show_default=False
+        )
     secret = secret.strip()
     if not secret:
         raise InputError("no secret given; nothing was stored.")

@@ -11,6 +11,7 @@ from email.utils import parsedate_to_datetime
 import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
+from requests.exceptions import InvalidSchema, InvalidURL, MissingSchema
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError, ProxyError
 from urllib3.exceptions import SSLError as Urllib3SSLError
 
@@ -209,7 +210,7 @@ def classify_transport_error(exc: requests.RequestException, scrub: Scrubber, re
             code="connection_dropped",
             text=f"connection lost after sending ({detail}); the provider may have accepted it",
         )
-    if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema | requests.exceptions.InvalidSchema):
+    if isinstance(exc, InvalidURL | MissingSchema | InvalidSchema):
         return Outcome(OutcomeKind.FATAL, code="bad_base_url", text=f"the provider URL is not usable ({detail})")
     # Anything else broke while the request or response was in flight: it may have been accepted.
     return Outcome(OutcomeKind.AMBIGUOUS, code="transport_error", text=f"request failed ({detail})")
