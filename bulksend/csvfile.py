@@ -67,7 +67,9 @@ class CsvFile:
                 header=0,
                 names=list(range(len(self.headers))),
                 usecols=usecols,
-                dtype=str,
+                # object, not str: pandas 3's Arrow-backed strings cost twice as much to turn into
+                # the Python lists the per-row checks walk over.
+                dtype=object,
                 na_filter=False,
                 keep_default_na=False,
                 skip_blank_lines=False,
