@@ -53,6 +53,12 @@ class CampaignLocked(BulksendError):
     exit_code = ExitCode.LOCKED
 
 
+class ProviderError(BulksendError):
+    """A provider could not be reached or refused a call that is not about one recipient."""
+
+    exit_code = ExitCode.ERROR
+
+
 class LedgerError(BulksendError):
     """The ledger is inconsistent or cannot be used."""
 

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import requests
 
-from bulksend.errors import BulksendError, ConfigError
+from bulksend.errors import ConfigError, ProviderError
 from bulksend.providers import http_common
 from bulksend.providers.base import Delivery, LookupResult, Outcome, OutcomeKind, Provider, register
 
@@ -286,7 +286,7 @@ class TwilioProvider(Provider):
             response = self._session.get(self._balance_url, timeout=self._timeouts, allow_redirects=False)
         except requests.RequestException as exc:
             detail = http_common.describe(exc, self._scrub)
-            raise BulksendError(f"cannot reach Twilio at {self._scrub(self.base_url)} ({detail}).") from None
+            raise ProviderError(f"cannot reach Twilio at {self._scrub(self.base_url)} ({detail}).") from None
         body = http_common.json_body(response)
         error = body if isinstance(body, dict) else {}
         if response.status_code == 200 and "balance" in error:
@@ -309,7 +309,7 @@ class TwilioProvider(Provider):
                 f"Twilio does not know account {self.account_sid} at {self._scrub(self.base_url)} ({where}).",
                 hint="Check account_sid and base_url in config.toml.",
             )
-        raise BulksendError(f"Twilio balance check failed ({where}: {text}).")
+        raise ProviderError(f"Twilio balance check failed ({where}: {text}).")
 
     def close(self) -> None:
         self._session.close()
