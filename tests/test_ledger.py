@@ -535,3 +535,55 @@ def test_migrations_run_once_and_in_order(tmp_path, monkeypatch):
     with SqliteLedger.open(path) as again:  # a second open does not re-run the ALTER
         columns = [r[1] for r in again._conn.execute("PRAGMA table_info(campaigns)")]
         assert columns.count("sender") == 1
+
+
+# ------------------------------------------------------------------------ what the engine also uses
+
+
+def test_unclaim_returns_rows_without_spending_an_attempt(ledger):
+    ledger.topup("sms", 1000)
+    c = campaign(ledger, rows=3)
+    ledger.hold(c.id, "sms", 3)
+    rows = ledger.claim(c.id, 3)
+    assert ledger.unclaim([r.id for r in rows[:2]], "fatal", "account suspended") == 2
+    assert ledger.unclaim([rows[0].id]) == 0  # already queued
+    assert ledger.counts(c.id) == {"queued": 2, "sending": 1}
+    first = ledger.transmission(rows[0].id)
+    assert (first.attempts, first.error_code) == (0, "fatal")
+
+
+def test_next_due_is_the_earliest_queued_row(ledger, clock):
+    c = campaign(ledger, rows=2)
+    assert ledger.next_due(c.id) == datetime(2026, 11, 24, 12, tzinfo=timezone.utc)
+    ledger.topup("sms", 1000)
+    ledger.hold(c.id, "sms", 2)
+    rows = ledger.claim(c.id, 2)
+    assert ledger.next_due(c.id) is None
+    later = datetime(2026, 11, 24, 12, 5, tzinfo=timezone.utc)
+    ledger.mark_retry(rows[0].id, later)
+    ledger.mark_retry(rows[1].id, later + timedelta(minutes=5))
+    assert ledger.next_due(c.id) == later
+
+
+def test_campaign_summaries(ledger):
+    ledger.topup("sms", 1000)
+    c = campaign(ledger, rows=4, cost=2)
+    ledger.hold(c.id, "sms", 8)
+    rows = ledger.claim(c.id, 4)
+    ledger.mark_sent(rows[0].id, "SM1")
+    ledger.mark_sent(rows[1].id, "SM2")
+    ledger.refund(rows[1].id)
+    ledger.mark_failed(rows[2].id, "21211", "invalid")
+    ledger.mark_failed(rows[3].id, "21211", "invalid")
+    assert ledger.campaign_credits(c.id) == (4, 2)
+    assert ledger.failure_codes(c.id) == {"21211": 2}
+    assert ledger.campaign_settings(c.id) == {}
+    ledger.save_campaign_settings(c.id, {"run": {"rate": 10}, "sender": "+15550001111"})
+    assert ledger.campaign_settings(c.id) == {"run": {"rate": 10}, "sender": "+15550001111"}
+
+
+def test_suppressed_among_checks_only_the_numbers_asked(ledger):
+    ledger.add_optouts([f"+4479111{i:05d}" for i in range(0, 1200, 2)], "STOP", "import")
+    asked = [f"+4479111{i:05d}" for i in range(1000, 1200)]
+    assert ledger.suppressed_among(asked) == {n for n in asked if int(n[-5:]) % 2 == 0}
+    assert ledger.suppressed_among([]) == frozenset()
