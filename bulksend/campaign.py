@@ -333,9 +333,7 @@ def _check_credits(prepared: Prepared) -> None:
 
 def prepare_send(config: Config, spec: CampaignSpec, *, limit: int | None = None, dry_run: bool = False) -> Prepared:
     """Lock, identify, validate and price a ``send``; raises before anything is sent or written to the ledger."""
-    from bulksend.pipeline import read_message
-
-    lock = CampaignLock.acquire(config.home, spec.name)
+    lock = CampaignLock.acquire(config.home, spec.name)  # first: an overlapping run must exit within a second
     try:
         ledger = open_ledger(config)
     except BaseException:
@@ -346,6 +344,8 @@ def prepare_send(config: Config, spec: CampaignSpec, *, limit: int | None = None
         config, spec.name, spec.channel, provider_name, "new", ledger, lock, spec.run, limit=limit, spec=spec
     )
     try:
+        from bulksend.pipeline import read_message
+
         options = _read_options(spec)  # flags first: a bad flag is exit 2 before any file is read
         prepared.channel = options.channel
         text, _ = read_message(spec.message, spec.template)
@@ -586,6 +586,8 @@ def engine_settings(provider: "Provider", run: RunOptions, limit: int | None) ->
         breaker=number("circuit_breaker", None, 20, int, 0),
         max_wait=number("max_wait", None, 600, float, 0),
         reconcile_after=number("reconcile_after", None, 30, float, 0),
+        backoff_base=number("backoff_base", None, 1.0, float, 0),
+        backoff_cap=number("backoff_cap", None, 300.0, float, 0),
     )
 
 

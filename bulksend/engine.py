@@ -46,6 +46,9 @@ DEFAULT_CONCURRENCY = 16
 DEFAULT_MAX_ATTEMPTS = 5
 #: Consecutive failed attempts (retryable, ambiguous or permanent) that stop the run.
 DEFAULT_BREAKER = 20
+#: Outcomes that count towards the breaker. An accepted message resets the count; an opt-out is the
+#: recipient's own choice and says nothing about the provider's health, so it neither counts nor resets.
+BREAKER_KINDS = frozenset({OutcomeKind.RETRYABLE, OutcomeKind.AMBIGUOUS, OutcomeKind.PERMANENT})
 #: The longest the loop waits for a backoff or for unknown rows to settle before it gives up (seconds).
 DEFAULT_MAX_WAIT = 600.0
 #: How long an ``unknown`` row rests before it is looked up: a request that timed out on our side may
@@ -263,6 +266,7 @@ class Engine:
         self._pending_since = 0.0
         self._in_flight = 0
         self._consecutive_failures = 0
+        self._breaker_lock = threading.Lock()
         self._fatal: Outcome | None = None
         self._tripped: Outcome | None = None
         self._bug: BaseException | None = None
@@ -414,10 +418,24 @@ class Engine:
                         code="adapter_error",
                         text=f"{type(exc).__name__} in the {self.provider.type_name} adapter; it may have been sent",
                     )
-                if outcome.kind is OutcomeKind.FATAL:
-                    self._halt.set()
+                self._watch(outcome)
         finally:
             self._results.put((row, outcome, _now()))
+
+    def _watch(self, outcome: Outcome) -> None:
+        """Stop sending at once on a fatal outcome, or when the circuit breaker trips (in completion order)."""
+        kind = outcome.kind
+        if kind is OutcomeKind.FATAL:
+            self._halt.set()
+        elif kind is OutcomeKind.ACCEPTED:
+            self._consecutive_failures = 0  # a plain store: no lock needed to reset
+        elif kind in BREAKER_KINDS:
+            with self._breaker_lock:
+                self._consecutive_failures += 1
+                limit = self.settings.breaker
+                if limit and self._consecutive_failures >= limit and self._tripped is None:
+                    self._tripped = outcome
+                    self._halt.set()
 
     def _collect(self, *, block: bool) -> None:
         """Move finished attempts to the pending list (waiting briefly for the first one when ``block``)."""
@@ -467,7 +485,6 @@ class Engine:
                         stats.credits += ledger.mark_sent(row.id, outcome.provider_id)
                         stats.sent += 1
                         stats.retrying.discard(row.id)
-                        self._consecutive_failures = 0
                         continue
                     if kind is OutcomeKind.FATAL:
                         ledger.unclaim([row.id], outcome.code, outcome.text)
@@ -479,7 +496,7 @@ class Engine:
                         opted_out.append(row.e164)
                         stats.opted_out += 1
                         self._final_failure(row, outcome.code or "opted_out")
-                        continue  # a recipient's own choice says nothing about the provider's health
+                        continue
                     if kind is OutcomeKind.RETRYABLE:
                         if row.attempts + 1 >= settings.max_attempts:
                             ledger.mark_failed(
@@ -500,10 +517,6 @@ class Engine:
                     else:  # PERMANENT
                         ledger.mark_failed(row.id, outcome.code, outcome.text)
                         self._final_failure(row, outcome.code)
-                    self._consecutive_failures += 1
-                    if settings.breaker and self._consecutive_failures >= settings.breaker and self._tripped is None:
-                        self._tripped = outcome
-                        self._halt.set()
                 if unsent:
                     ledger.unclaim(unsent)
                 if opted_out:
