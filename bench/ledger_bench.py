@@ -156,11 +156,15 @@ def main() -> None:
     try:
         env = _env(home)
         version = time_balance_cmd([sys.executable, "-m", "bulksend", "--version"], env, args.runs)
+        floor_script = home / "typer_floor.py"
+        floor_script.write_text(TYPER_FLOOR)
+        floor = time_balance_cmd([sys.executable, str(floor_script), "balance", "--json"], env, args.runs)
         times = time_balance(home, args.runs)
         print(
             f"balance --json: median {statistics.median(times) * 1000:.0f} ms, min {min(times) * 1000:.0f} ms, "
             f"max {max(times) * 1000:.0f} ms over {len(times)} processes "
-            f"(bulksend --version: median {statistics.median(version) * 1000:.0f} ms)"
+            f"(bulksend --version: median {statistics.median(version) * 1000:.0f} ms; an empty Typer app with "
+            f"one Path option: median {statistics.median(floor) * 1000:.0f} ms)"
         )
         per_tx, overall = time_debits(path, args.debits)
         print(
@@ -170,6 +174,22 @@ def main() -> None:
     finally:
         if args.keep is None:
             shutil.rmtree(home, ignore_errors=True)
+
+
+# The framework's own floor: typer 0.29 coerces every non-boolean parameter through pydantic.
+TYPER_FLOOR = """
+from pathlib import Path
+from typing import Annotated
+import typer
+app = typer.Typer()
+@app.callback()
+def root(home: Annotated[Path | None, typer.Option("--home", envvar="BULKSEND_HOME", file_okay=False)] = None):
+    pass
+@app.command()
+def balance(json_output: Annotated[bool, typer.Option("--json")] = False):
+    print("{}")
+app()
+"""
 
 
 def time_balance_cmd(command: list[str], env: dict, runs: int) -> list[float]:
