@@ -47,17 +47,22 @@ def list_(ctx: typer.Context, json_output: JsonOutput = False) -> None:
     if not statuses:
         _line("No campaigns yet. Start one with: bulksend send CAMPAIGN.toml")
         return
-    from rich.table import Table
-
-    table = Table(show_edge=False, pad_edge=False)
-    for column in ("id", "name", "state", "channel", "provider", "messages", "credits", "created"):
-        table.add_column(column, justify="right" if column in ("id", "credits") else "left")
+    header = ("id", "name", "state", "via", "sent", "failed", "unknown", "queued", "credits", "started")
+    rows = [header]
     for s in statuses:
-        c = s.campaign
-        table.add_row(
-            str(c.id), c.name, c.state, c.channel, c.provider, _counts(s), f"{s.credits_debited:,}", c.created_at[:16]
-        )
-    output.stdout().print(table)
+        c, n = s.campaign, s.counts
+        sent = n.get("sent", 0) + n.get("delivered", 0) + n.get("undelivered", 0)
+        rows.append((
+            str(c.id), c.name, c.state, f"{c.channel}/{c.provider}", f"{sent:,}", f"{n.get('failed', 0):,}",
+            f"{n.get('unknown', 0) + n.get('sending', 0):,}", f"{n.get('queued', 0):,}", f"{s.credits_debited:,}",
+            c.created_at[:10],
+        ))
+    # Plain aligned columns: a name is never cut, whatever the width of the terminal (or of no terminal).
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    left = {1, 2, 3, 9}
+    for row in rows:
+        cells = [cell.ljust(w) if i in left else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+        _line("  ".join(cells).rstrip())
 
 
 @app.command("show")
