@@ -34,7 +34,7 @@ class AppState:
 
 
 # Typer's own control flow (usage errors, --help, typer.Exit) passes through the boundary untouched.
-# Typer >= 0.29 vendors Click; its usage errors derive from typer.TyperException.
+# Typer >= 0.26 vendors Click; its usage errors derive from typer.TyperException.
 _PASS_THROUGH = (typer.TyperException, typer.Exit, typer.Abort)
 
 
