@@ -354,7 +354,14 @@ def prepare_send(config: Config, spec: CampaignSpec, *, limit: int | None = None
         if existing is not None:
             _check_same(existing, prepared.fingerprint, options.channel, spec)
             prepared.campaign = existing
-            prepared.provider_name = existing.provider if spec.provider is None else provider_name
+            if spec.provider is not None and spec.provider != existing.provider:
+                # Unknown outcomes can only be looked up where they were sent: a switch could send twice.
+                raise InputError(
+                    f"campaign {existing.name!r} sends through provider profile {existing.provider!r}, "
+                    f"not {spec.provider!r}; nothing was sent.",
+                    hint="Finish or cancel it first, or start a new campaign (--name) on the other provider.",
+                )
+            prepared.provider_name = existing.provider
             if existing.state == "cancelled":
                 prepared.status = "cancelled"
                 _refresh(prepared)

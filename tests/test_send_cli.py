@@ -168,6 +168,14 @@ def test_different_recipients_or_message_under_the_same_name_are_refused(funded,
     assert len(outbox_lines(home, "spring")) == 1
 
 
+def test_a_started_campaign_keeps_its_provider(funded, tmp_path):
+    campaign, _ = write_campaign(tmp_path, "spring", 3)
+    assert funded("send", campaign, "--yes", "--limit", "1").exit_code == 0
+    result = funded("send", campaign, "--yes", "--provider", "elsewhere")
+    assert result.exit_code == 2
+    assert "sends through provider profile 'outbox', not 'elsewhere'" in result.stderr
+
+
 def test_not_enough_credits_exits_3_before_anything_happens(funded, home, tmp_path):
     rates = tmp_path / "rates.csv"
     rates.write_text("country,channel,credits\n*,sms,5\n")

@@ -1,0 +1,155 @@
+"""Send throughput: bulksend against the raw ceiling of plain `requests`, on the same fake Twilio, in one run.
+
+    .venv/bin/python bench/send_bench.py [--messages 20000] [--latency 0.05] [--concurrency 64] [--profile]
+
+(a) the raw ceiling: plain ``requests`` (one pooled session, N threads) posting the messages, no ledger;
+(b) ``python -m bulksend send campaign.toml --yes`` of the same number of recipients through the
+``twilio`` provider (base_url pointing at the fake), with the durable ledger, timed as a whole process:
+start-up, validation, queueing, sending, summary. Prints both rates and the ratio (target: ≥ 0.8).
+``--profile`` runs (b) under cProfile and prints where the time went.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+from requests.adapters import HTTPAdapter
+
+HERE = Path(__file__).resolve().parent
+ACCOUNT_SID = "AC" + "0" * 32  # fake: the bench server accepts anything
+
+
+def start_fake(latency: float) -> tuple[subprocess.Popen, str]:
+    fake = subprocess.Popen(
+        [sys.executable, str(HERE / "fake_twilio.py"), "--latency", str(latency)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    line = fake.stdout.readline().split()
+    return fake, f"http://127.0.0.1:{line[1]}"
+
+
+def accepted(url: str) -> int:
+    return requests.get(f"{url}/stats", timeout=5).json()["accepted"]
+
+
+def raw_ceiling(url: str, messages: int, concurrency: int) -> float:
+    """Messages per second that plain requests reaches with ``concurrency`` threads and one pooled session."""
+    session = requests.Session()
+    session.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=concurrency))
+    session.auth = (ACCOUNT_SID, "fake")
+    endpoint = f"{url}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
+    counter = iter(range(messages))
+    lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            response = session.post(
+                endpoint, data={"To": f"+4474{i:08d}", "From": "+15005550006", "Body": f"Hi R{i}, our sale"}
+            )
+            response.raise_for_status()
+
+    threads = [threading.Thread(target=work) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return messages / (time.perf_counter() - started)
+
+
+def prepare_campaign(directory: Path, url: str, messages: int, concurrency: int) -> tuple[Path, dict]:
+    home = directory / "home"
+    home.mkdir()
+    (home / "config.toml").write_text(
+        "[providers.bench]\n"
+        'type = "twilio"\n'
+        f'account_sid = "{ACCOUNT_SID}"\n'
+        'sender = "+15005550006"\n'
+        f'base_url = "{url}"\n'
+        "rate = 100000\n"
+        f"concurrency = {concurrency}\n"
+    )
+    with open(directory / "recipients.csv", "w") as out:
+        out.write("name,phone,consent\n")
+        for i in range(messages):
+            out.write(f"R{i},+4474{i:08d},yes\n")
+    campaign = directory / "campaign.toml"
+    campaign.write_text(
+        'name = "bench"\nrecipients = "recipients.csv"\nmessage = "Hi {name}, our sale"\nprovider = "bench"\n'
+    )
+    env = {**os.environ, "BULKSEND_HOME": str(home), "TWILIO_AUTH_TOKEN": "fake"}
+    subprocess.run(
+        [sys.executable, "-m", "bulksend", "credits", "topup", str(max(messages, 1000)), "--channel", "sms"],
+        env=env, check=True, capture_output=True,
+    )
+    return campaign, env
+
+
+def bulksend_send(campaign: Path, env: dict, profile: Path | None) -> tuple[float, dict]:
+    command = [sys.executable]
+    if profile is not None:
+        command += ["-m", "cProfile", "-o", str(profile)]
+    command += ["-m", "bulksend", "send", str(campaign), "--yes", "--quiet", "--json"]
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"bulksend send failed ({done.returncode}): {done.stderr}")
+    return elapsed, json.loads(done.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--profile", action="store_true", help="profile the bulksend run with cProfile")
+    args = parser.parse_args()
+
+    fake, url = start_fake(args.latency)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            directory = Path(tmp)
+            campaign, env = prepare_campaign(directory, url, args.messages, args.concurrency)
+            print(f"{args.messages:,} messages, {args.latency * 1000:.0f} ms provider latency, "
+                  f"{args.concurrency} requests in flight ({os.cpu_count()} CPUs)")
+
+            raw = raw_ceiling(url, args.messages, args.concurrency)
+            print(f"(a) raw ceiling, plain requests:        {raw:8,.0f} messages/s")
+
+            before = accepted(url)
+            profile = directory / "send.prof" if args.profile else None
+            elapsed, summary = bulksend_send(campaign, env, profile)
+            sent = summary["counts"].get("sent", 0)
+            if sent != args.messages or accepted(url) - before != args.messages:
+                sys.exit(f"bulksend sent {sent}, the fake accepted {accepted(url) - before}: expected {args.messages}")
+            rate = args.messages / elapsed
+            run = summary["run"]
+            print(f"(b) bulksend send, whole process:       {rate:8,.0f} messages/s  "
+                  f"({elapsed:.1f} s; the send loop alone {run['per_second']:,.0f}/s over {run['seconds']:.1f} s)")
+            print(f"ratio (b)/(a): {rate / raw:.2f}   (target ≥ 0.80)")
+            if profile is not None:
+                import pstats
+
+                print()
+                pstats.Stats(str(profile)).sort_stats("tottime").print_stats(25)
+    finally:
+        fake.terminate()
+        fake.wait()
+
+
+if __name__ == "__main__":
+    main()
