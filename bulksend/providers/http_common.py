@@ -227,3 +227,30 @@ def json_body(response: requests.Response):
 def body_excerpt(response: requests.Response, limit: int = 200) -> str:
     text = response.text if response.content else ""
     return short(text, limit) if text else f"HTTP {response.status_code} with an empty body"
+
+
+def classify_http_status(
+    status: int,
+    code: str,
+    text: str,
+    retry_after: float | None,
+    otherwise: OutcomeKind = OutcomeKind.PERMANENT,
+) -> Outcome:
+    """The outcome of a non-2xx answer that no provider-specific error code explains (DESIGN.md, "Transmissions").
+
+    429 and 408 → retryable (not accepted); 5xx → ambiguous (it may have been); an unexpected redirect, 401,
+    403 and 404 → fatal (credentials, account or URL: the same for every message); any other → ``otherwise``.
+    ``retry_after`` is kept for retryable and ambiguous outcomes, where the engine waits before acting again.
+    """
+    if status in (408, 429):
+        kind = OutcomeKind.RETRYABLE
+    elif status >= 500:
+        kind = OutcomeKind.AMBIGUOUS
+    elif 300 <= status < 400:
+        return Outcome(OutcomeKind.FATAL, code=code, text=f"unexpected redirect ({text}); check the URL")
+    elif status in (401, 403, 404):
+        kind = OutcomeKind.FATAL
+    else:
+        kind = otherwise
+    keep = kind in (OutcomeKind.RETRYABLE, OutcomeKind.AMBIGUOUS)
+    return Outcome(kind, code=code, text=text, retry_after=retry_after if keep else None)

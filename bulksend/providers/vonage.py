@@ -1,0 +1,246 @@
+"""The ``vonage`` provider: Vonage's SMS API (``POST /sms/json``), whose errors arrive inside HTTP 200 bodies."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+from urllib.parse import quote, quote_plus
+
+import requests
+
+from bulksend.errors import ConfigError, ProviderError
+from bulksend.providers import http_common
+from bulksend.providers.base import Delivery, Outcome, OutcomeKind, Provider, register
+
+DEFAULT_BASE_URL = "https://rest.nexmo.com"
+STATUS_DOCS = "https://developer.vonage.com/en/messaging/sms/guides/troubleshooting-sms#sms-api-error-codes"
+
+ACCEPTED, RETRYABLE, AMBIGUOUS, PERMANENT, FATAL = (
+    OutcomeKind.ACCEPTED,
+    OutcomeKind.RETRYABLE,
+    OutcomeKind.AMBIGUOUS,
+    OutcomeKind.PERMANENT,
+    OutcomeKind.FATAL,
+)
+
+# Every non-zero ``messages[].status`` Vonage documents, and what it means for the run. docs/providers.md gives
+# the source and the reasoning of every row (a test keeps the two in step). A status not listed here is
+# permanent with Vonage's own code and text: the message was refused, and a new code shows up by number.
+VONAGE_STATUS: dict[int, tuple[OutcomeKind, str]] = {
+    # Not accepted, and worth trying again later.
+    1: (RETRYABLE, "throttled: sending faster than the account's limit"),
+    10: (RETRYABLE, "too many existing binds (simultaneous connections)"),
+    # May have been accepted: Vonage's platform failed while processing it.
+    5: (AMBIGUOUS, "internal error while processing the message"),
+    # This recipient (or this message) will never work.
+    2: (PERMANENT, "missing parameters"),
+    3: (PERMANENT, "invalid parameters"),
+    6: (PERMANENT, "invalid message: not routable (e.g. an unrecognised number prefix)"),
+    7: (PERMANENT, "the number is barred"),
+    12: (PERMANENT, "message too long"),
+    15: (PERMANENT, "sender ID not authorised for this destination"),
+    22: (PERMANENT, "invalid network code"),
+    23: (PERMANENT, "invalid callback URL"),
+    33: (PERMANENT, "the number is de-activated"),
+    # Nothing will work until the account or profile is fixed: stop the run, keep the rest queued.
+    4: (FATAL, "invalid credentials (api_key / api_secret)"),
+    8: (FATAL, "the account is barred (suspended)"),
+    9: (FATAL, "partner quota exceeded: not enough credit"),
+    11: (FATAL, "the account is not enabled for the HTTP SMS API"),
+    14: (FATAL, "invalid signature"),
+    29: (FATAL, "non-whitelisted destination: the account is in demo mode"),
+    32: (FATAL, "a signed request may not also carry api_secret"),
+}
+
+# When every part of a message failed, the part whose class weighs most decides: a part that may have gone
+# out (ambiguous) above all, since a row that is requeued or failed could then be sent twice or hidden.
+_WEIGHT = {AMBIGUOUS: 5, FATAL: 4, OutcomeKind.OPTED_OUT: 3, PERMANENT: 2, RETRYABLE: 1}
+
+
+def _number(value: Any) -> int | None:
+    """A non-negative whole number sent as text ("0", "12") or as a JSON number; None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+@register
+class VonageProvider(Provider):
+    """Sends SMS through Vonage's SMS API: one form-encoded POST per message, credentials in the form.
+
+    Profile settings:
+        api_key: the account's API key (public; it names the account).
+        sender: the ``from``: an alphanumeric sender ID, or a Vonage number (a leading ``+`` is dropped).
+        base_url: default https://rest.nexmo.com (a proxy, a test server).
+        concurrency, timeout, connect_timeout: as for every HTTP provider.
+    The secret is the API secret (``VONAGE_API_SECRET``, ``BULKSEND_<PROFILE>_SECRET`` or the keyring).
+
+    A long message is split by Vonage, which answers with one entry per part; it counts as sent only when
+    every part has status 0, and its provider id is the first part's ``message-id``. Vonage cannot be asked
+    whether it holds a message (no lookup by recipient), so an unknown row waits for the user.
+    """
+
+    type_name: ClassVar[str] = "vonage"
+    channels: ClassVar[frozenset[str]] = frozenset({"sms"})
+    default_rate: ClassVar[float] = 30.0  # Vonage's default SMS API throughput per API key
+    max_body: ClassVar[int] = 1600
+    needs_secret: ClassVar[bool] = True
+    secret_env: ClassVar[str | None] = "VONAGE_API_SECRET"
+    can_lookup: ClassVar[bool] = False
+
+    def __init__(self, profile, secret, home) -> None:
+        super().__init__(profile, secret, home)
+        if not secret:
+            raise ConfigError(f"provider profile {profile.name!r} has no secret.")
+        self.api_key = str(profile.require("api_key")).strip()
+        sender = str(profile.require("sender")).strip()
+        # Vonage wants numbers without the "+"; an alphanumeric sender ID is sent as it is.
+        self.sender = sender[1:] if sender.startswith("+") and sender[1:].isdigit() else sender
+        base_url = str(profile.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
+        if not base_url.startswith(("https://", "http://")):
+            raise ConfigError(f"provider profile {profile.name!r}: base_url must start with https://.")
+        self.base_url = base_url
+        self._send_url = f"{base_url}/sms/json"
+        self._balance_url = f"{base_url}/account/get-balance"
+        self._timeouts = http_common.timeouts(profile)
+        # The secret travels in a form body and a query string: scrub it as it is and as either encodes it.
+        self._scrub = http_common.Scrubber([secret, quote_plus(secret), quote(secret, safe="")])
+        self._session = http_common.make_session(http_common.pool_size(profile))
+
+    # -- sending ---------------------------------------------------------------------------------------------
+
+    def form(self, delivery: Delivery) -> dict[str, str]:
+        """The form fields of the send request for one delivery (the secret included: never log this)."""
+        fields = {
+            "api_key": self.api_key,
+            "api_secret": self.secret or "",
+            "from": self.sender,
+            "to": delivery.to.removeprefix("+"),
+            "text": delivery.text,
+            "client-ref": str(delivery.transmission_id),
+        }
+        if delivery.encoding == "UCS-2":
+            fields["type"] = "unicode"
+        return fields
+
+    def send(self, delivery: Delivery) -> Outcome:
+        if delivery.channel not in self.channels:
+            return Outcome(PERMANENT, code="unsupported_channel", text=f"no {delivery.channel} channel")
+        try:
+            response = self._session.post(
+                self._send_url, data=self.form(delivery), timeout=self._timeouts, allow_redirects=False
+            )
+        except requests.RequestException as exc:
+            return http_common.classify_transport_error(exc, self._scrub, self._timeouts[1])
+        return self.classify(response)
+
+    def classify(self, response: requests.Response) -> Outcome:
+        """The outcome of one send request that got an HTTP answer."""
+        status = response.status_code
+        retry_after = http_common.parse_retry_after(response.headers.get("Retry-After"))
+        if not 200 <= status < 300:
+            text = self._scrub(f"HTTP {status}: {http_common.body_excerpt(response)}")
+            return http_common.classify_http_status(status, f"http_{status}", text, retry_after)
+        return self._classify_parts(http_common.json_body(response), status, retry_after)
+
+    def _classify_parts(self, body: Any, status: int, retry_after: float | None) -> Outcome:
+        def unclear(why: str) -> Outcome:
+            # Vonage may well have taken it: never count it as sent, never send it blindly again.
+            text = http_common.short(f"HTTP {status} with {why}; it may have been sent")
+            return Outcome(AMBIGUOUS, code=f"http_{status}", text=self._scrub(text))
+
+        if not isinstance(body, dict):
+            return unclear("a body that is not a JSON object" if body is not None else "a body that is not JSON")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return unclear("no messages in the body")
+        if not all(isinstance(part, dict) for part in messages):
+            return unclear("a message entry that is not an object")
+        statuses = [_number(part.get("status")) for part in messages]
+        if None in statuses:
+            return unclear("a message entry without a numeric status")
+        count = _number(body.get("message-count"))
+        if count != len(messages):
+            return unclear(f"message-count {body.get('message-count')!r} but {len(messages)} message entries")
+
+        failed = [(n, part, code) for n, (part, code) in enumerate(zip(messages, statuses), 1) if code != 0]
+        if not failed:
+            ids = [part.get("message-id") for part in messages]
+            if not all(isinstance(i, str) and i.strip() for i in ids):
+                return unclear("an accepted part without a message-id")
+            return Outcome(ACCEPTED, provider_id=ids[0].strip())
+
+        if len(failed) < len(messages):
+            # Some parts went out: the recipient may hold a fragment, and sending again would repeat it.
+            n, part, code = failed[0]
+            return Outcome(
+                AMBIGUOUS,
+                code="partial",
+                text=self._scrub(
+                    http_common.short(
+                        f"Vonage accepted {len(messages) - len(failed)} of {len(messages)} parts; part {n} got "
+                        f"status {code} ({self._part_text(part, code)}); the recipient may have a fragment"
+                    )
+                ),
+            )
+
+        n, part, code = max(failed, key=lambda item: _WEIGHT[self._kind(item[2])])
+        kind = self._kind(code)
+        text = self._part_text(part, code)
+        if len(messages) > 1:
+            text = f"{text} (part {n} of {len(messages)}; no part was accepted)"
+        return Outcome(
+            kind,
+            code=str(code),
+            text=self._scrub(http_common.short(text)),
+            retry_after=retry_after if kind is RETRYABLE else None,
+        )
+
+    @staticmethod
+    def _kind(code: int) -> OutcomeKind:
+        return VONAGE_STATUS.get(code, (PERMANENT, ""))[0]
+
+    @staticmethod
+    def _part_text(part: dict[str, Any], code: int) -> str:
+        text = part.get("error-text")
+        if isinstance(text, str) and text.strip():
+            return text.strip()
+        if code in VONAGE_STATUS:
+            return VONAGE_STATUS[code][1]
+        return f"status {code}, not documented by Vonage"
+
+    # -- checking --------------------------------------------------------------------------------------------
+
+    def check(self) -> str:
+        """Read the account balance: ``GET /account/get-balance`` with the key and secret in the query."""
+        params = {"api_key": self.api_key, "api_secret": self.secret or ""}
+        try:
+            response = self._session.get(
+                self._balance_url, params=params, timeout=self._timeouts, allow_redirects=False
+            )
+        except requests.RequestException as exc:
+            detail = http_common.describe(exc, self._scrub)
+            raise ProviderError(f"cannot reach Vonage at {self._scrub(self.base_url)} ({detail}).") from None
+        body = http_common.json_body(response)
+        answer = body if isinstance(body, dict) else {}
+        value = answer.get("value")
+        if response.status_code == 200 and isinstance(value, int | float) and not isinstance(value, bool):
+            reload = " (auto-reload on)" if answer.get("autoReload") is True else ""
+            return f"vonage account {self.api_key}: balance {value} EUR{reload}"
+        where = f"HTTP {response.status_code}"
+        text = self._scrub(http_common.body_excerpt(response))
+        if response.status_code in (401, 403):
+            raise ConfigError(
+                f"Vonage refused the credentials of profile {self.profile.name!r} ({where}: {text}).",
+                hint=(
+                    "Check api_key in config.toml and the API secret "
+                    f"(bulksend provider list shows where it comes from; bulksend provider login {self.profile.name})."
+                ),
+            )
+        raise ProviderError(f"Vonage balance check failed ({where}: {text}).")
+
+    def close(self) -> None:
+        self._session.close()
