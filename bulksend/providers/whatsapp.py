@@ -1,0 +1,451 @@
+"""The ``whatsapp`` provider: Meta's WhatsApp Cloud API (``POST /{version}/{phone_number_id}/messages``).
+
+What ``Delivery.params`` means to this adapter — the contract with the campaign layer, which fills it:
+
+* **No ``"template"`` key: a free-form text message.** ``delivery.text`` is the body, link previews off.
+  WhatsApp delivers free-form messages only inside the 24-hour customer service window (the person wrote
+  to the business in the last 24 hours); outside it Meta answers 131047 and that row fails. The campaign
+  layer sends text only when the campaign says its recipients are inside the window. Any other keys (a
+  row's merge fields, for example) are ignored.
+* **A ``"template"`` key: a template message** (how business-initiated campaigns are sent)::
+
+      {
+          "template": "spring_sale",    # required: the approved template's name
+          "language": "en_US",          # required: the template's language (locale) code
+          "category": "marketing",      # optional: marketing | utility | authentication; for pricing, never sent
+          "body": ["Ann", "SPRING10"],  # optional: the body's variables {{1}}, {{2}}… in order
+          "header": ["Spring"],         # optional: the text header's variables, in order
+      }
+
+  It is sent as ``"type": "template"`` with ``"template": {"name", "language": {"code"}, "components"}``:
+  a ``header`` component, then a ``body`` component, each parameter ``{"type": "text", "text": value}``.
+  A component without values is left out (a template without variables sends no ``components``). Values
+  are text; numbers are written as text. ``"buttons"`` is not supported yet.
+
+  What the campaign gives every row alike is checked before anything is sent: a template without a name or
+  a language, a header or body that is not a list, a value that is not text or a number, or any buttons
+  stop the run (FATAL, code ``bad_template_params`` or ``unsupported_params``) with the rest left queued.
+  An empty value concerns one row: that row fails (PERMANENT, ``empty_parameter``), without a request.
+
+Every Meta error code this adapter knows is classified in ``WHATSAPP_ERRORS``; docs/providers.md gives the
+source of each and why it is classed so. The Cloud API cannot list sent messages, so ``lookup`` cannot tell:
+an ambiguous row stays ``unknown`` until ``campaigns reconcile`` (the user decides) or ``--retry-unknown``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import requests
+
+from bulksend.errors import ConfigError, ProviderError
+from bulksend.providers import http_common
+from bulksend.providers.base import (
+    Delivery,
+    LookupResult,
+    Outcome,
+    OutcomeKind,
+    Provider,
+    register,
+)
+
+DEFAULT_BASE_URL = "https://graph.facebook.com"
+DEFAULT_API_VERSION = "v21.0"
+ERROR_DOCS = "https://developers.facebook.com/documentation/business-messaging/whatsapp/support/error-codes"
+CHECK_FIELDS = "display_phone_number,verified_name,quality_rating"
+MAX_TEXT_BODY = 4096  # characters in a text message body (Cloud API limit)
+
+#: Seconds to wait before writing to the same person again after 131056. Meta allows about one message every
+#: 6 seconds per (business number, recipient) pair, and a burst borrows from the time after it; a minute
+#: covers a burst of ten. A Retry-After header, when Meta sends one, wins.
+PAIR_RATE_WAIT = 60.0
+#: Seconds to wait after 131057 (maintenance mode): a throughput upgrade makes the number unusable for up
+#: to a minute.
+MAINTENANCE_WAIT = 60.0
+
+ACCEPTED, RETRYABLE, AMBIGUOUS, PERMANENT, OPTED_OUT, FATAL = (
+    OutcomeKind.ACCEPTED,
+    OutcomeKind.RETRYABLE,
+    OutcomeKind.AMBIGUOUS,
+    OutcomeKind.PERMANENT,
+    OutcomeKind.OPTED_OUT,
+    OutcomeKind.FATAL,
+)
+
+# Meta's error codes on the send request, and what each means for the run. docs/providers.md gives the
+# source of every row and the reasoning; a test keeps the two in step. Besides these: 200-299 (API
+# permission) are fatal; 100 with error_subcode 33 (no such phone number id for this token) is fatal; an
+# unknown code is permanent, unless the HTTP status says more (429 retryable, 5xx ambiguous, 401/403/404
+# fatal).
+WHATSAPP_ERRORS: dict[int, tuple[OutcomeKind, str]] = {
+    # Throttled or refused at the door: certainly not accepted, worth trying again later.
+    4: (RETRYABLE, "the app reached its API call rate limit"),
+    80007: (RETRYABLE, "the WhatsApp Business Account reached its rate limit"),
+    130429: (RETRYABLE, "Cloud API message throughput reached"),
+    131056: (RETRYABLE, "pair rate limit: too many messages to this recipient in a short time"),
+    131057: (RETRYABLE, "the business account is in maintenance mode (a throughput upgrade)"),
+    # Failed inside Meta for a reason Meta does not know: the message may or may not exist.
+    1: (AMBIGUOUS, "unknown API error: invalid request or possible server error"),
+    2: (AMBIGUOUS, "the API is temporarily down or overloaded"),
+    131000: (AMBIGUOUS, "something went wrong (unknown error)"),
+    131016: (AMBIGUOUS, "a service is temporarily unavailable"),
+    # The recipient said no.
+    131050: (OPTED_OUT, "the recipient stopped marketing messages from this business"),
+    # This recipient, or this one message, will never work.
+    100: (PERMANENT, "invalid parameter"),
+    130472: (PERMANENT, "the recipient's number is part of an experiment"),
+    130497: (PERMANENT, "the business may not message users in this country"),
+    131008: (PERMANENT, "a required parameter is missing"),
+    131009: (PERMANENT, "a parameter value is not valid"),
+    131021: (PERMANENT, "the recipient is the sender"),
+    131026: (PERMANENT, "message undeliverable (not on WhatsApp, outdated app, terms not accepted)"),
+    131047: (PERMANENT, "more than 24 hours since the recipient last wrote: only a template can be sent"),
+    131049: (PERMANENT, "Meta chose not to deliver it (per-user marketing limit)"),
+    131051: (PERMANENT, "unsupported message type"),
+    132005: (PERMANENT, "the template's text is too long once filled in"),
+    132007: (PERMANENT, "the filled-in template violates the format character policy"),
+    132012: (PERMANENT, "a template parameter is not in the template's format"),
+    # Nothing will work until the token, the account, the number or the template is fixed.
+    0: (FATAL, "authentication failed (the access token expired or was invalidated)"),
+    3: (FATAL, "capability or permission issue"),
+    10: (FATAL, "permission denied"),
+    33: (FATAL, "the business phone number has been deleted"),
+    190: (FATAL, "the access token expired or is invalid"),
+    368: (FATAL, "temporarily blocked for policy violations"),
+    131005: (FATAL, "access denied"),
+    131031: (FATAL, "the business account is locked"),
+    131037: (FATAL, "the business number needs display name approval"),
+    131042: (FATAL, "business eligibility payment issue"),
+    131045: (FATAL, "incorrect certificate (phone number registration)"),
+    131048: (FATAL, "spam rate limit: sending from this number is restricted"),
+    132000: (FATAL, "the number of template parameters does not match the template"),
+    132001: (FATAL, "the template does not exist in this language, or is not approved"),
+    132015: (FATAL, "the template is paused for low quality"),
+    132016: (FATAL, "the template is disabled"),
+    133010: (FATAL, "the business phone number is not registered on the WhatsApp Business Platform"),
+}
+API_PERMISSION_CODES = range(200, 300)  # "API Permission": permission not granted or removed (fatal)
+UNKNOWN_OBJECT_SUBCODE = 33  # with code 100: the phone number id does not exist for this token (fatal)
+
+#: Waits that go with a retryable code when Meta sends no Retry-After.
+DEFAULT_WAITS: dict[int, float] = {131056: PAIR_RATE_WAIT, 131057: MAINTENANCE_WAIT}
+
+_API_VERSION = re.compile(r"v\d+\.\d+")
+
+
+def error_class(code: int | None, subcode: int | None = None) -> OutcomeKind | None:
+    """The class of a Meta error code (with its subcode), or None when the code is not one we know."""
+    if code is None:
+        return None
+    if code == 100 and subcode == UNKNOWN_OBJECT_SUBCODE:
+        return FATAL
+    if code in WHATSAPP_ERRORS:
+        return WHATSAPP_ERRORS[code][0]
+    if code in API_PERMISSION_CODES:
+        return FATAL
+    return None
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def message_id(body: Any) -> str | None:
+    """``messages[0].id`` (the wamid) of a send answer, or None when the answer does not have one."""
+    if not isinstance(body, dict):
+        return None
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or not isinstance(messages[0], dict):
+        return None
+    wamid = messages[0].get("id")
+    return wamid if isinstance(wamid, str) and wamid.strip() else None
+
+
+class _Unsendable(Exception):
+    """The delivery cannot become a request; carries the outcome to report instead of sending."""
+
+    def __init__(self, kind: OutcomeKind, code: str, text: str) -> None:
+        super().__init__(text)
+        self.outcome = Outcome(kind, code=code, text=text)
+
+
+def _bad_params(text: str) -> _Unsendable:
+    return _Unsendable(FATAL, "bad_template_params", text)
+
+
+def _text_values(params: dict[str, Any], component: str) -> list[str]:
+    """The text values of one template component (``header`` or ``body``), checked."""
+    values = params.get(component)
+    if values is None:
+        return []
+    if not isinstance(values, list | tuple):
+        raise _bad_params(f"template parameters {component!r} must be a list of values, not {type(values).__name__}")
+    texts = []
+    for position, value in enumerate(values, start=1):
+        if value is None:
+            value = ""
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise _bad_params(f"{component} parameter {position} must be text, not {type(value).__name__}")
+        text = value if isinstance(value, str) else str(value)
+        if not text.strip():
+            raise _Unsendable(PERMANENT, "empty_parameter", f"{component} parameter {position} is empty")
+        texts.append(text)
+    return texts
+
+
+def template_object(params: dict[str, Any]) -> dict[str, Any]:
+    """The ``template`` object of a send request, from the params shape in this module's docstring."""
+    name = params.get("template")
+    if not isinstance(name, str) or not name.strip():
+        raise _bad_params("params['template'] must be the template's name")
+    language = params.get("language")
+    if not isinstance(language, str) or not language.strip():
+        raise _bad_params(f"template {name!r} needs a language code (params['language'], e.g. 'en_US')")
+    if params.get("buttons"):
+        raise _Unsendable(FATAL, "unsupported_params", "template button parameters are not supported yet")
+    components = []
+    for component in ("header", "body"):
+        texts = _text_values(params, component)
+        if texts:
+            components.append({"type": component, "parameters": [{"type": "text", "text": t} for t in texts]})
+    template: dict[str, Any] = {"name": name, "language": {"code": language}}
+    if components:
+        template["components"] = components
+    return template
+
+
+@register
+class WhatsAppProvider(Provider):
+    """Sends through Meta's WhatsApp Cloud API: JSON POSTs with a Bearer access token.
+
+    Profile settings:
+        phone_number_id: required; the business phone number's id (not the number itself).
+        api_version: the Graph API version in the URL, default v21.0.
+        base_url: default https://graph.facebook.com (a proxy, a test server).
+        concurrency: requests in flight, sizes the connection pool (default 16).
+        timeout, connect_timeout: seconds to wait for an answer (30) and for a connection (5).
+    The secret is the access token (``WHATSAPP_TOKEN``): a system user's permanent token in production.
+    """
+
+    type_name: ClassVar[str] = "whatsapp"
+    channels: ClassVar[frozenset[str]] = frozenset({"whatsapp"})
+    #: Meta's default throughput is 80 messages per second per number, inbound messages included;
+    #: 60 leaves room for replies coming in while a campaign goes out.
+    default_rate: ClassVar[float] = 60.0
+    max_body: ClassVar[int] = MAX_TEXT_BODY
+    needs_secret: ClassVar[bool] = True
+    secret_env: ClassVar[str | None] = "WHATSAPP_TOKEN"
+    can_lookup: ClassVar[bool] = False
+
+    def __init__(self, profile, secret, home) -> None:
+        super().__init__(profile, secret, home)
+        if not secret:
+            raise ConfigError(f"provider profile {profile.name!r} has no secret.")
+        self.phone_number_id = str(profile.require("phone_number_id")).strip()
+        if not self.phone_number_id.isdigit():
+            raise ConfigError(
+                f"provider profile {profile.name!r}: phone_number_id {self.phone_number_id!r} is not a phone "
+                "number id (digits only).",
+                hint="Copy the id from the app dashboard (WhatsApp > API Setup), not the phone number itself.",
+            )
+        self.api_version = str(profile.get("api_version") or DEFAULT_API_VERSION).strip()
+        if not _API_VERSION.fullmatch(self.api_version):
+            raise ConfigError(
+                f"provider profile {profile.name!r}: api_version {self.api_version!r} is not a Graph API version.",
+                hint=f'Use the form api_version = "{DEFAULT_API_VERSION}".',
+            )
+        base_url = str(profile.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
+        if not base_url.startswith(("https://", "http://")):
+            raise ConfigError(f"provider profile {profile.name!r}: base_url must start with https://.")
+        self.base_url = base_url
+        self._number_url = f"{base_url}/{self.api_version}/{quote(self.phone_number_id, safe='')}"
+        self._messages_url = f"{self._number_url}/messages"
+        self._timeouts = http_common.timeouts(profile)
+        self._scrub = http_common.Scrubber([secret])
+        self._session = http_common.make_session(http_common.pool_size(profile), http_common.StaticAuth.bearer(secret))
+
+    # -- sending ---------------------------------------------------------------------------------------------
+
+    def payload(self, delivery: Delivery) -> dict[str, Any]:
+        """The JSON body of the send request for one delivery (raises _Unsendable when there can be none)."""
+        message: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            # E.164 with its "+": Meta advises the plus sign and country code; a number without the "+" may be
+            # read as one in the business number's own country.
+            "to": delivery.to,
+        }
+        params = delivery.params or {}
+        if "template" in params:
+            message["type"] = "template"
+            message["template"] = template_object(params)
+            return message
+        text = delivery.text
+        if not text.strip():
+            raise _Unsendable(PERMANENT, "empty_body", "the message is empty")
+        if len(text) > MAX_TEXT_BODY:
+            raise _Unsendable(
+                PERMANENT, "body_too_long", f"the text is {len(text)} characters; WhatsApp takes {MAX_TEXT_BODY}"
+            )
+        message["type"] = "text"
+        message["text"] = {"body": text, "preview_url": False}
+        return message
+
+    def send(self, delivery: Delivery) -> Outcome:
+        if delivery.channel not in self.channels:
+            return Outcome(PERMANENT, code="unsupported_channel", text=f"no {delivery.channel} channel")
+        try:
+            body = self.payload(delivery)
+        except _Unsendable as unsendable:
+            return unsendable.outcome
+        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        try:
+            response = self._session.post(
+                self._messages_url,
+                data=data,
+                headers={"Content-Type": "application/json"},
+                timeout=self._timeouts,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            return http_common.classify_transport_error(exc, self._scrub, self._timeouts[1])
+        return self.classify(response)
+
+    def classify(self, response: requests.Response) -> Outcome:
+        """The outcome of one send request that got an HTTP answer."""
+        status = response.status_code
+        body = http_common.json_body(response)
+        if 200 <= status < 300:
+            wamid = message_id(body)
+            if wamid is not None:
+                return Outcome(ACCEPTED, provider_id=wamid)
+            # Meta may well have taken it: never count it as sent, never send it blindly again.
+            what = "an answer without messages[0].id" if body is not None else "an answer that is not JSON"
+            return Outcome(AMBIGUOUS, code=f"http_{status}", text=f"HTTP {status} with {what}")
+
+        error = body.get("error") if isinstance(body, dict) else None
+        error = error if isinstance(error, dict) else {}
+        code = _as_int(error.get("code"))
+        subcode = _as_int(error.get("error_subcode"))
+        text = self._error_text(response, error, code)
+        code_text = str(code) if code is not None else f"http_{status}"
+        retry_after = http_common.parse_retry_after(response.headers.get("Retry-After"))
+
+        if status == 429:
+            kind = RETRYABLE  # throttled at the door, whatever the code says
+        elif 300 <= status < 400:
+            return Outcome(FATAL, code=code_text, text=f"unexpected redirect ({text}); check base_url")
+        else:
+            kind = error_class(code, subcode) or self._by_status(status)
+        if kind is RETRYABLE:
+            if retry_after is None and code is not None:
+                retry_after = DEFAULT_WAITS.get(code)
+            return Outcome(kind, code=code_text, text=text, retry_after=retry_after)
+        return Outcome(kind, code=code_text, text=text, retry_after=retry_after if kind is AMBIGUOUS else None)
+
+    @staticmethod
+    def _by_status(status: int) -> OutcomeKind:
+        """The class of an answer whose code we do not know (or that has none), from its HTTP status."""
+        if status >= 500:
+            return AMBIGUOUS  # a server error on create: the message may exist
+        if status in (401, 403, 404):
+            return FATAL  # the token, its permissions or the URL: the same for every message
+        if status == 408:
+            return RETRYABLE  # the server gave up reading the request: nothing was created
+        return PERMANENT
+
+    def _error_text(self, response: requests.Response, error: dict[str, Any], code: int | None) -> str:
+        message = error.get("message")
+        if isinstance(message, str) and message.strip():
+            text = message.strip()
+            data = error.get("error_data")
+            details = data.get("details") if isinstance(data, dict) else None
+            if isinstance(details, str) and details.strip() and details.strip() not in text:
+                text = f"{text}: {details.strip()}"
+            trace = error.get("fbtrace_id")
+            if isinstance(trace, str) and trace.strip():
+                text = f"{text} (fbtrace_id {trace.strip()})"
+        elif code in WHATSAPP_ERRORS:
+            text = WHATSAPP_ERRORS[code][1]
+        else:
+            text = f"HTTP {response.status_code}: {http_common.body_excerpt(response)}"
+        return self._scrub(http_common.short(text)) or f"HTTP {response.status_code}"
+
+    # -- reconciliation --------------------------------------------------------------------------------------
+
+    def lookup(self, delivery: Delivery, sent_after: datetime) -> tuple[LookupResult, str | None]:
+        """The Cloud API has no way to list or search sent messages: this always cannot tell.
+
+        An ambiguous row therefore stays ``unknown`` until the user decides (``campaigns reconcile``, which
+        can use what WhatsApp Manager or the business's webhooks show) or accepts the risk with
+        ``--retry-unknown``.
+        """
+        return LookupResult.CANNOT_TELL, None
+
+    # -- checking --------------------------------------------------------------------------------------------
+
+    def check(self) -> str:
+        """Read the phone number's details: ``GET /{version}/{phone_number_id}?fields=…``."""
+        try:
+            response = self._session.get(
+                self._number_url, params={"fields": CHECK_FIELDS}, timeout=self._timeouts, allow_redirects=False
+            )
+        except requests.RequestException as exc:
+            detail = http_common.describe(exc, self._scrub)
+            raise ProviderError(
+                f"cannot reach the WhatsApp Cloud API at {self._scrub(self.base_url)} ({detail})."
+            ) from None
+        body = http_common.json_body(response)
+        if response.status_code == 200 and isinstance(body, dict) and body.get("display_phone_number"):
+            return self._summary(body)
+        error = body.get("error") if isinstance(body, dict) else None
+        error = error if isinstance(error, dict) else {}
+        code = _as_int(error.get("code"))
+        subcode = _as_int(error.get("error_subcode"))
+        text = self._error_text(response, error, code)
+        where = f"HTTP {response.status_code}" + (f", code {code}" if code is not None else "")
+        name = self.profile.name
+        if response.status_code == 401 or code in (0, 190):
+            raise ConfigError(
+                f"Meta refused the access token of profile {name!r} ({where}: {text}).",
+                hint=(
+                    "Use a system user's permanent token with the whatsapp_business_messaging permission "
+                    f"(bulksend provider list shows where the token comes from; bulksend provider login {name})."
+                ),
+            )
+        if response.status_code == 404 or code == 33 or (code == 100 and subcode == UNKNOWN_OBJECT_SUBCODE):
+            raise ConfigError(
+                f"Meta does not know phone number id {self.phone_number_id} for this token ({where}: {text}).",
+                hint="Check phone_number_id (WhatsApp > API Setup in the app dashboard), api_version and base_url.",
+            )
+        if response.status_code == 403 or code in (10, 131005) or (code is not None and code in API_PERMISSION_CODES):
+            raise ConfigError(
+                f"the access token of profile {name!r} may not use phone number id {self.phone_number_id} "
+                f"({where}: {text}).",
+                hint="Give the system user the WhatsApp account as an asset and the whatsapp_business_messaging "
+                "permission, then make a new token.",
+            )
+        raise ProviderError(f"WhatsApp phone number check failed ({where}: {text}).")
+
+    def _summary(self, body: dict[str, Any]) -> str:
+        summary = f"whatsapp phone number {self.phone_number_id}: {body.get('display_phone_number')}"
+        name = body.get("verified_name")
+        if isinstance(name, str) and name.strip():
+            summary += f" ({name.strip()})"
+        quality = body.get("quality_rating")
+        if isinstance(quality, str) and quality.strip():
+            summary += f", quality {quality.strip()}"
+        return self._scrub(summary) or summary
+
+    def close(self) -> None:
+        self._session.close()
