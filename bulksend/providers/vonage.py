@@ -166,7 +166,8 @@ class VonageProvider(Provider):
         if count != len(messages):
             return unclear(f"message-count {body.get('message-count')!r} but {len(messages)} message entries")
 
-        failed = [(n, part, code) for n, (part, code) in enumerate(zip(messages, statuses), 1) if code != 0]
+        numbered = enumerate(zip(messages, statuses, strict=True), 1)
+        failed = [(n, part, code) for n, (part, code) in numbered if code != 0]
         if not failed:
             ids = [part.get("message-id") for part in messages]
             if not all(isinstance(i, str) and i.strip() for i in ids):
