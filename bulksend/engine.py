@@ -359,12 +359,12 @@ class Engine:
                 and (not self._in_flight or time.monotonic() >= claim_after)
             ):
                 want = batch if settings.limit is None else min(batch, settings.limit - attempted)
-                rows = self._claim(want)
-                claimed = len(rows)
-                attempted += claimed
+                rows, suppressed = self._claim(want)
+                attempted += len(rows)
                 for row in rows:
                     workers.submit(row)
-                self._in_flight += claimed
+                self._in_flight += len(rows)
+                claimed = len(rows) + suppressed  # rows failed as suppressed are progress too
                 claim_after = 0.0 if claimed else time.monotonic() + IDLE_CLAIM_INTERVAL
                 if claimed:
                     stalls = 0
@@ -407,9 +407,13 @@ class Engine:
 
     # ------------------------------------------------------------------------------- the hot path
 
-    def _claim(self, limit: int) -> list[Transmission]:
-        """Mark up to ``limit`` due rows ``sending`` (committed); rows on the opt-out list fail instead."""
+    def _claim(self, limit: int) -> tuple[list[Transmission], int]:
+        """Mark up to ``limit`` due rows ``sending`` (committed); rows on the opt-out list fail instead.
+
+        Returns the rows to send and how many were failed as suppressed.
+        """
         ledger = self.ledger
+        suppressed = 0
         with ledger.transaction():
             rows = ledger.claim(self.campaign.id, limit, _now())
             if rows:
@@ -422,8 +426,9 @@ class Engine:
                             self.stats.failed += 1
                             self.stats.failures["suppressed"] += 1
                             self.stats.retrying.discard(row.id)
+                            suppressed += 1
                     rows = [r for r in rows if r.e164 not in blocked]
-        return rows
+        return rows, suppressed
 
     def _delivery(self, row: Transmission) -> Delivery:
         return Delivery(

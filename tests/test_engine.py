@@ -226,6 +226,16 @@ def test_numbers_opted_out_after_queueing_are_never_sent(ledger):
     assert result.stats.suppressed == 1
 
 
+def test_a_list_that_opted_out_entirely_fails_as_suppressed_batch_after_batch(ledger):
+    campaign = queue(ledger, 30)
+    ledger.add_optouts(numbers(30), "complaint")
+    provider = ScriptedProvider()
+    result = run(ledger, provider, campaign, batch_size=4)
+    assert result.reason is StopReason.DONE
+    assert states(ledger, campaign) == {"failed": 30}
+    assert not provider.attempts and result.stats.suppressed == 30
+
+
 def test_a_fatal_outcome_stops_the_run_and_leaves_the_rest_queued(ledger):
     campaign = queue(ledger, 100)
 

@@ -108,6 +108,33 @@ def test_a_campaign_file_with_an_unknown_key_is_refused(funded, tmp_path):
     assert "unknown key colour" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('rate = "fast"', "rate (messages per second) must be a whole number or a number, not 'fast'"),
+        ("max_attempts = 0", "max_attempts (attempts before a retryable failure is final) must be at least 1"),
+        ("smart_encoding = 1", "smart_encoding (replace look-alike characters with GSM ones) must be true or false"),
+        ("concurrency = true", "concurrency (requests in flight) must be a whole number, not True"),
+    ],
+)
+def test_campaign_file_values_are_checked(funded, tmp_path, line, message):
+    campaign, _ = write_campaign(tmp_path, "spring", 2)
+    campaign.write_text(campaign.read_text() + line + "\n")
+    result = funded("send", campaign, "--yes")
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_campaign_file_paths_are_relative_to_the_file(funded, home, tmp_path, monkeypatch):
+    campaign, numbers = write_campaign(tmp_path / "campaigns", "spring", 2)
+    (tmp_path / "campaigns" / "spring.txt").write_text("From the template file\n")
+    campaign.write_text(campaign.read_text().replace('message = "Hi {name}"', 'template = "spring.txt"'))
+    monkeypatch.chdir(tmp_path)  # somewhere else entirely
+    result = funded("send", "campaigns/spring.toml", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert {line["text"] for line in outbox_lines(home, "spring")} == {"From the template file"}
+
+
 # --- rehearsals and canaries ------------------------------------------------------------------------------
 
 
