@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -341,28 +342,16 @@ class WhatsAppProvider(Provider):
         code_text = str(code) if code is not None else f"http_{status}"
         retry_after = http_common.parse_retry_after(response.headers.get("Retry-After"))
 
-        if status == 429:
-            kind = RETRYABLE  # throttled at the door, whatever the code says
-        elif 300 <= status < 400:
-            return Outcome(FATAL, code=code_text, text=f"unexpected redirect ({text}); check base_url")
+        # A code we know decides, except on 429 (throttled at the door, whatever the code) and on a redirect.
+        kind = None if status == 429 or 300 <= status < 400 else error_class(code, subcode)
+        if kind is None:
+            outcome = http_common.classify_http_status(status, code_text, text, retry_after)
         else:
-            kind = error_class(code, subcode) or self._by_status(status)
-        if kind is RETRYABLE:
-            if retry_after is None and code is not None:
-                retry_after = DEFAULT_WAITS.get(code)
-            return Outcome(kind, code=code_text, text=text, retry_after=retry_after)
-        return Outcome(kind, code=code_text, text=text, retry_after=retry_after if kind is AMBIGUOUS else None)
-
-    @staticmethod
-    def _by_status(status: int) -> OutcomeKind:
-        """The class of an answer whose code we do not know (or that has none), from its HTTP status."""
-        if status >= 500:
-            return AMBIGUOUS  # a server error on create: the message may exist
-        if status in (401, 403, 404):
-            return FATAL  # the token, its permissions or the URL: the same for every message
-        if status == 408:
-            return RETRYABLE  # the server gave up reading the request: nothing was created
-        return PERMANENT
+            keep = kind in (RETRYABLE, AMBIGUOUS)
+            outcome = Outcome(kind, code=code_text, text=text, retry_after=retry_after if keep else None)
+        if outcome.kind is RETRYABLE and outcome.retry_after is None and code in DEFAULT_WAITS:
+            outcome = replace(outcome, retry_after=DEFAULT_WAITS[code])
+        return outcome
 
     def _error_text(self, response: requests.Response, error: dict[str, Any], code: int | None) -> str:
         message = error.get("message")
