@@ -481,6 +481,7 @@ def test_api_version_and_base_url_come_from_the_profile(api, whatsapp):
         ({"template": "spring_sale", "language": "en", "body": ["Ann", ""]}, "empty_parameter", OutcomeKind.PERMANENT),
         ({"template": "spring_sale", "language": "en_US", "header": [None]}, "empty_parameter", OutcomeKind.PERMANENT),
         ({"template": "spring_sale", "language": "en_US", "body": ["  "]}, "empty_parameter", OutcomeKind.PERMANENT),
+        ({"template": "spring_sale", "language": "en_US", "body": [float("nan")]}, "empty_parameter", OutcomeKind.PERMANENT),
     ],
     ids=[
         "no_name",
@@ -492,6 +493,7 @@ def test_api_version_and_base_url_come_from_the_profile(api, whatsapp):
         "empty_body_value",
         "empty_header_value",
         "blank_value",
+        "nan_value",
     ],
 )
 def test_params_that_cannot_be_sent_are_reported_without_a_request(api, whatsapp, params, code, kind):

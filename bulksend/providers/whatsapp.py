@@ -35,6 +35,7 @@ an ambiguous row stays ``unknown`` until ``campaigns reconcile`` (the user decid
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import replace
 from datetime import datetime
@@ -56,7 +57,6 @@ from bulksend.providers.base import (
 
 DEFAULT_BASE_URL = "https://graph.facebook.com"
 DEFAULT_API_VERSION = "v21.0"
-ERROR_DOCS = "https://developers.facebook.com/documentation/business-messaging/whatsapp/support/error-codes"
 CHECK_FIELDS = "display_phone_number,verified_name,quality_rating"
 MAX_TEXT_BODY = 4096  # characters in a text message body (Cloud API limit)
 
@@ -193,8 +193,8 @@ def _text_values(params: dict[str, Any], component: str) -> list[str]:
         raise _bad_params(f"template parameters {component!r} must be a list of values, not {type(values).__name__}")
     texts = []
     for position, value in enumerate(values, start=1):
-        if value is None:
-            value = ""
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            value = ""  # an empty cell, however the CSV reader spelled it
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise _bad_params(f"{component} parameter {position} must be text, not {type(value).__name__}")
         text = value if isinstance(value, str) else str(value)
