@@ -69,7 +69,17 @@ CAMPAIGN_KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "batch_size": (int, "rows per claim and commit"),
     "max_attempts": (int, "attempts before a retryable failure is final"),
     "retry_unknown": (bool, "send unknown rows again when the provider cannot tell"),
+    # Templates the provider fills itself (DESIGN.md, "Providers"); the message is still what is validated,
+    # priced and shown, so every column named here must be one of its merge fields.
+    "whatsapp_template": (str, "the approved WhatsApp template's name (Meta Cloud API)"),
+    "template_language": (str, "the WhatsApp template's language code, e.g. en_US"),
+    "body_params": (list, "columns for the WhatsApp template body's {{1}}, {{2}}…, in order"),
+    "header_params": (list, "columns for the WhatsApp template header's variables, in order"),
+    "content_sid": (str, "a Twilio Content template (HX…) for every message"),
+    "content_variables": (list, "columns for the Twilio Content template's variables 1, 2…, in order"),
 }
+_PARAM_KEYS = ("whatsapp_template", "template_language", "body_params", "header_params", "content_sid",
+               "content_variables")
 _PATH_KEYS = ("recipients", "template", "rates")
 
 
@@ -125,6 +135,7 @@ class CampaignSpec:
     run: RunOptions = field(default_factory=RunOptions)
     source: Path | None = None  # the file given to send (CSV or campaign file)
     send_one: bool = False
+    params: dict[str, Any] | None = None  # provider template settings (the _PARAM_KEYS), when given
 
 
 def _check_value(key: str, value: Any, where: str) -> Any:
@@ -142,6 +153,8 @@ def _check_value(key: str, value: Any, where: str) -> Any:
         if not all(isinstance(v, str) for v in value):
             raise InputError(f"{where}: countries must be ISO codes, like [\"GB\", \"IE\"].")
         value = ",".join(value)
+    if isinstance(value, list) and not all(isinstance(v, str) and v.strip() for v in value):
+        raise InputError(f"{where}: {key} ({what}) must list column names, like [\"first_name\", \"code\"].")
     return value
 
 
@@ -193,6 +206,9 @@ def build_spec(path: Path, flags: dict[str, Any], run: RunOptions) -> CampaignSp
         values.pop("message", None)
         values.pop("template", None)
     file_run = RunOptions(**{k: values.pop(k) for k in list(values) if k in RunOptions.__dataclass_fields__})
+    params = {k: values.pop(k) for k in _PARAM_KEYS if k in values} or None
+    if params is not None:
+        _check_params(params, path)
     for key, value in flags.items():
         if value is not None and value is not False:
             values[key] = value
@@ -205,7 +221,62 @@ def build_spec(path: Path, flags: dict[str, Any], run: RunOptions) -> CampaignSp
     extra = set(values) - spec_fields
     if extra:  # pragma: no cover - flags and keys are both checked before this
         raise InputError(f"unexpected campaign settings: {', '.join(sorted(extra))}.")
-    return CampaignSpec(name=name, recipients=Path(recipients), run=file_run.merged(run), source=path, **values)
+    return CampaignSpec(
+        name=name, recipients=Path(recipients), run=file_run.merged(run), source=path, params=params, **values
+    )
+
+
+def _check_params(params: dict[str, Any], path: Path) -> None:
+    if "whatsapp_template" in params and "template_language" not in params:
+        raise InputError(f"{path}: whatsapp_template needs template_language (the template's code, e.g. \"en_US\").")
+    for key, needs in (("template_language", "whatsapp_template"), ("body_params", "whatsapp_template"),
+                       ("header_params", "whatsapp_template"), ("content_variables", "content_sid")):
+        if key in params and needs not in params:
+            raise InputError(f"{path}: {key} only goes with {needs}.")
+
+
+class RowParams:
+    """Builds each row's ``Delivery.params`` from the campaign's template settings and the row's merge fields.
+
+    The shapes are the adapters' contracts: ``{"template", "language", "category", "body", "header"}`` for
+    the WhatsApp Cloud API, ``{"content_sid", "variables": {"1": …}}`` for Twilio Content templates.
+    """
+
+    def __init__(self, settings: dict[str, Any], columns: tuple[str, ...], category: str | None) -> None:
+        by_key = {c.strip().lower(): c for c in columns}
+
+        def column(name: str) -> str:
+            found = by_key.get(name.strip().lower())
+            if found is None:
+                used = ", ".join("{" + c + "}" for c in columns) or "no merge fields"
+                raise InputError(
+                    f"template parameter column {name!r} is not a merge field of the message (it uses {used}).",
+                    hint="The message is what is validated and priced: use every parameter column in it.",
+                )
+            return found
+
+        self.fixed: dict[str, Any] = {}
+        if "whatsapp_template" in settings:
+            self.fixed["template"] = settings["whatsapp_template"]
+            self.fixed["language"] = settings["template_language"]
+            if category:
+                self.fixed["category"] = category
+        if "content_sid" in settings:
+            self.fixed["content_sid"] = settings["content_sid"]
+        self.lists = {
+            target: [column(c) for c in settings[key]]
+            for key, target in (("body_params", "body"), ("header_params", "header"))
+            if key in settings
+        }
+        self.variables = [column(c) for c in settings.get("content_variables", [])]
+
+    def __call__(self, fields: dict[str, str]) -> str:
+        params = dict(self.fixed)
+        for target, names in self.lists.items():
+            params[target] = [fields[c] for c in names]
+        if self.variables:
+            params["variables"] = {str(i): fields[c] for i, c in enumerate(self.variables, 1)}
+        return json.dumps(params, ensure_ascii=False)
 
 
 def fingerprint(recipients: Path, message: str, channel: str) -> str:
@@ -425,6 +496,8 @@ def _validate(prepared: Prepared, spec: CampaignSpec, options) -> None:
             f"{spec.recipients}: no row can be messaged ({reasons}); nothing was sent.",
             hint=f"See every reject with: bulksend validate {spec.recipients} --rejects rejects.csv",
         )
+    if spec.params:  # a parameter column the message does not use is an input error, before anything is sent
+        RowParams(spec.params, report.table.bound.columns, spec.category)
     prepared.messages = estimate.recipients
     prepared.credits = estimate.credits
     balance = prepared.ledger.balance(options.channel)[options.channel]
@@ -609,10 +682,11 @@ def _queue(prepared: Prepared) -> int:
         prepared.name, prepared.channel, prepared.provider_name, prepared.fingerprint, spec.assume_consent
     )
     prepared.campaign = campaign
-    whatsapp = campaign.channel == "whatsapp"
+    table = prepared.estimate.table
+    row_params = RowParams(spec.params, table.bound.columns, spec.category) if spec.params else None
     added = 0
     chunk: list[NewTransmission] = []
-    for message in iter_messages(prepared.estimate.table):
+    for message in iter_messages(table):
         chunk.append(
             NewTransmission(
                 message.e164,
@@ -621,7 +695,7 @@ def _queue(prepared: Prepared) -> int:
                 message.credits,
                 row_number=message.row,
                 country=message.country,
-                params=json.dumps(message.fields, ensure_ascii=False) if whatsapp else None,
+                params=row_params(message.fields) if row_params else None,
             )
         )
         if len(chunk) >= QUEUE_CHUNK:
@@ -642,6 +716,7 @@ def _stored_settings(prepared: Prepared) -> dict[str, Any]:
         "recipients": None if spec.send_one else str(spec.recipients),
         "template": str(spec.template) if spec.template else None,
         "send_one": spec.send_one,
+        "params": spec.params,
         "run": {k: v for k, v in spec.run.as_dict().items() if v not in (None, False)},
     }
 
@@ -771,21 +846,28 @@ def dry_run(prepared: Prepared) -> DryRunReport:
     tmp = path.with_suffix(".jsonl.tmp")
     with open(tmp, "w", encoding="utf-8") as out:
 
-        def write(to: str, text: str, units: int, cost: int, row: int | None, encoding: str) -> None:
+        def write(to: str, text: str, units: int, cost: int, row: int | None, encoding: str,
+                  params: str | None) -> None:
             record = {
                 "campaign": prepared.name, "to": to, "channel": prepared.channel, "encoding": encoding,
                 "units": units, "credits": cost, "row": row, "text": text,
             }
+            if params:
+                record["params"] = json.loads(params)
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
 
         if prepared.status == "new":
             from bulksend.recipients import iter_messages
 
-            assert prepared.estimate is not None
-            for message in iter_messages(prepared.estimate.table):
+            assert prepared.estimate is not None and prepared.spec is not None
+            spec = prepared.spec
+            table = prepared.estimate.table
+            row_params = RowParams(spec.params, table.bound.columns, spec.category) if spec.params else None
+            for message in iter_messages(table):
                 if limit is not None and written >= limit:
                     break
-                write(message.e164, message.text, message.units, message.credits, message.row, message.encoding)
+                write(message.e164, message.text, message.units, message.credits, message.row, message.encoding,
+                      row_params(message.fields) if row_params else None)
                 written += 1
                 credits += message.credits
         elif prepared.status == "resume":
@@ -799,7 +881,8 @@ def dry_run(prepared: Prepared) -> DryRunReport:
                     continue
                 if limit is not None and written >= limit:
                     continue
-                write(row.e164, row.message, row.units, row.cost, row.row_number, _encoding(row.message))
+                write(row.e164, row.message, row.units, row.cost, row.row_number, _encoding(row.message),
+                      row.params)
                 written += 1
                 credits += row.cost
     os.replace(tmp, path)

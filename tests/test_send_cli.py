@@ -135,6 +135,45 @@ def test_campaign_file_paths_are_relative_to_the_file(funded, home, tmp_path, mo
     assert {line["text"] for line in outbox_lines(home, "spring")} == {"From the template file"}
 
 
+def test_provider_templates_get_their_parameters_from_the_rows(funded, home, tmp_path):
+    csv = tmp_path / "wa.csv"
+    csv.write_text("first_name,code,phone,whatsapp_consent\nAnn,SPRING10,+447400000001,yes\n"
+                   "Bob,SPRING15,+447400000002,yes\n")
+    campaign = tmp_path / "wa.toml"
+    campaign.write_text(
+        'recipients = "wa.csv"\nchannel = "whatsapp"\nregion = "GB"\ncategory = "marketing"\n'
+        'message = "Hi {first_name}, {code} takes 15% off"\n'
+        'whatsapp_template = "spring_sale"\ntemplate_language = "en_US"\nbody_params = ["first_name", "CODE"]\n'
+    )
+    assert funded("credits", "topup", 5000, "--channel", "whatsapp").exit_code == 0
+    assert funded("send", campaign, "--yes").exit_code == 0
+    lines = [json.loads(line) for line in (home / "outbox" / "wa.jsonl").read_text().splitlines()]
+    assert [line["params"] for line in lines] == [
+        {"template": "spring_sale", "language": "en_US", "category": "marketing", "body": ["Ann", "SPRING10"]},
+        {"template": "spring_sale", "language": "en_US", "category": "marketing", "body": ["Bob", "SPRING15"]},
+    ]
+
+
+def test_twilio_content_variables_are_numbered_in_order(funded, home, tmp_path):
+    sid = "HX" + "0" * 32
+    campaign, numbers = write_campaign(tmp_path, "spring", 2, content_sid=sid)
+    campaign.write_text(campaign.read_text() + 'content_variables = ["name"]\n')
+    assert funded("send", campaign, "--dry-run").exit_code == 0
+    lines = [json.loads(line) for line in (home / "outbox" / "spring.dry-run.jsonl").read_text().splitlines()]
+    assert [line["params"] for line in lines] == [
+        {"content_sid": sid, "variables": {"1": "R0"}}, {"content_sid": sid, "variables": {"1": "R1"}},
+    ]
+
+
+def test_a_template_parameter_column_must_be_in_the_message(funded, tmp_path):
+    campaign, _ = write_campaign(tmp_path, "spring", 2, content_sid="HX" + "0" * 32)
+    campaign.write_text(campaign.read_text() + 'content_variables = ["name", "code"]\n')
+    result = funded("send", campaign, "--yes")
+    assert result.exit_code == 2
+    assert "template parameter column 'code' is not a merge field of the message (it uses {name})" in result.stderr
+    assert json.loads(funded("campaigns", "list", "--json").stdout) == []
+
+
 # --- rehearsals and canaries ------------------------------------------------------------------------------
 
 
