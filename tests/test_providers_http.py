@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import random
+import threading
+import time
 import tomllib
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -22,6 +25,7 @@ from test_provider_contract import (
     assert_no_secret,
     base_url_of,
     closed_port,
+    drop_connection,
     fake_api_server,
     sample_delivery,
 )
@@ -623,3 +627,55 @@ def test_docs_name_every_key_the_examples_use():
     assert not missing, f"docs/providers.md does not describe {missing}"
     for name in ORIGINS:
         assert f"examples/gateways/{name}.toml" in section
+
+
+def test_a_campaign_through_skylark_and_random_faults_never_sends_twice(cli, home, tmp_path, api, monkeypatch):
+    """429s, per-message throttling, 500s, dropped connections, late answers and ids missing, seeded."""
+    rng = random.Random(5)
+    lock = threading.Lock()
+    history: dict[str, list[str]] = {}  # number → what the fake did with each request, in order
+    faults = ["429", "rate_limited", "500", "drop", "late", "no_id"]
+    forced = list(faults)  # each kind once, first; then at random
+
+    def fake(request: Request) -> Response:
+        assert request.headers["Authorization"] == f"Bearer {CANARY}"
+        to = json.loads(request.get_data())["messages"][0]["to"]
+        with lock:
+            fault = forced.pop(0) if forced else (rng.choice(faults) if rng.random() < 0.35 else "ok")
+            history.setdefault(to, []).append(fault)
+        if fault == "429":
+            return Response(json.dumps(sky_error("RATE_LIMITED", "Slow down")), 429, headers={"Retry-After": "0"})
+        if fault == "rate_limited":
+            return Response(json.dumps(sky_rejected("RATE_LIMITED", "Slow down")), 200)
+        if fault == "500":
+            return Response("Internal Server Error", 500)
+        if fault == "drop":
+            return drop_connection(request)
+        if fault == "late":
+            time.sleep(0.5)
+        return Response(json.dumps(sky_message(id=None if fault == "no_id" else f"sk_{to}", to=to)), 200)
+
+    api.expect_request(SKYLARK_SEND, method="POST").respond_with_handler(fake)
+    table = (EXAMPLES / "skylark.toml").read_text(encoding="utf-8").replace(ORIGINS["skylark"], base_url_of(api))
+    settings = "rate = 1000\nbackoff_base = 0.01\nbackoff_cap = 0.05\ntimeout = 0.25\ncircuit_breaker = 0\n"
+    (home / "config.toml").write_text(table.replace("rate = 20 ", settings + "#"), encoding="utf-8")
+    monkeypatch.setenv("BULKSEND_SKYLARK_SECRET", CANARY)
+    assert cli("credits", "topup", 1000, "--channel", "sms").exit_code == 0
+    campaign, numbers = write_campaign(tmp_path / "c", "faults", 60, provider="skylark", max_attempts=10)
+    result = cli("send", campaign, "--yes", "--json", "--quiet")
+    assert result.exit_code in (0, ExitCode.INCOMPLETE), result.stderr
+    doc = json.loads(result.stdout)
+
+    # After these the client cannot know that the message did not go.
+    final = {"ok": "sent", "500": "unknown", "drop": "unknown", "late": "unknown", "no_id": "unknown"}
+    assert set().union(*history.values()) == {"ok", *faults}
+    states = {n: state for n, (state, _, _) in ledger_rows(home, "faults").items()}
+    assert set(states) == set(history) == set(numbers)
+    for to, events in history.items():
+        settled = [n for n, event in enumerate(events) if event in final]
+        assert len(settled) <= 1 and (not settled or settled[0] == len(events) - 1), f"{to} sent again: {events}"
+        assert states[to] == final.get(events[-1], "failed"), (to, events, states[to])
+    sent = sum(state == "sent" for state in states.values())
+    assert doc["credits_debited"] == sent == doc["counts"]["sent"]
+    assert cli("credits", "audit").exit_code == 0
+    assert_no_secret(result.stdout, result.stderr)

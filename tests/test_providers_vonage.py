@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import random
 import re
+import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +23,7 @@ from test_provider_contract import (
     assert_no_secret,
     base_url_of,
     closed_port,
+    drop_connection,
     fake_api_server,
     sample_delivery,
 )
@@ -594,3 +598,57 @@ def test_docs_list_every_classified_status_with_its_class_and_source():
             rows[int(status)] = (kind, source)
     source = "https://developer.vonage.com/en/messaging/sms/guides/troubleshooting-sms#sms-api-error-codes"
     assert rows == {code: (kind.value, source) for code, (kind, _) in VONAGE_STATUS.items()}
+
+
+def test_a_campaign_through_random_faults_never_sends_twice(cli, home, tmp_path, api, monkeypatch):
+    """429s, throttling, 500s, connections dropped after acceptance, late answers and fragments, seeded."""
+    rng = random.Random(11)
+    lock = threading.Lock()
+    history: dict[str, list[str]] = {}  # digits → what the fake did with each request, in order
+    faults = ["429", "throttled", "500", "drop", "late", "partial"]
+    forced = list(faults)  # each kind once, first; then at random
+
+    def fake(request: Request) -> Response:
+        form = {key: values[0] for key, values in parse_qs(request.get_data(as_text=True)).items()}
+        to = form["to"]
+        with lock:
+            fault = forced.pop(0) if forced else (rng.choice(faults) if rng.random() < 0.35 else "ok")
+            history.setdefault(to, []).append(fault)
+        if fault == "429":
+            return Response("Too Many Requests", 429, headers={"Retry-After": "0"})
+        if fault == "throttled":
+            return Response(json.dumps(error("1", "Throttled")), 200, content_type="application/json")
+        if fault == "500":
+            return Response("Internal Server Error", 500)
+        if fault == "drop":
+            return drop_connection(request)
+        accepted = answer(part(to=to, **{"message-id": f"ID-{to}"}))
+        if fault == "partial":
+            accepted = answer(part(to=to), part("1", **{"error-text": "Throttled"}))
+        if fault == "late":
+            time.sleep(0.5)
+        return Response(json.dumps(accepted), 200, content_type="application/json")
+
+    monkeypatch.setenv("VONAGE_API_SECRET", CANARY)
+    api.expect_request(SEND, method="POST").respond_with_handler(fake)
+    (home / "config.toml").write_text(
+        f'[providers.vonage]\napi_key = "{API_KEY}"\nsender = "{SENDER}"\nbase_url = "{base_url_of(api)}"\n'
+        "rate = 1000\nbackoff_base = 0.01\nbackoff_cap = 0.05\ntimeout = 0.25\ncircuit_breaker = 0\n"
+    )
+    assert cli("credits", "topup", 1000, "--channel", "sms").exit_code == 0
+    campaign, numbers = write_campaign(tmp_path / "c", "faults", 60, provider="vonage", max_attempts=10)
+    result = cli("send", campaign, "--yes", "--json", "--quiet")
+    assert result.exit_code in (0, ExitCode.INCOMPLETE), result.stderr
+    doc = json.loads(result.stdout)
+
+    # After these the client cannot know that the message did not go (a 500 may hide an acceptance too).
+    final = {"ok": "sent", "500": "unknown", "drop": "unknown", "late": "unknown", "partial": "unknown"}
+    assert set().union(*history.values()) == {"ok", *faults}, "every kind of fault happened"
+    states = {n.removeprefix("+"): state for n, (state, _, _) in ledger_rows(home, "faults").items()}
+    for to, events in history.items():
+        settled = [n for n, event in enumerate(events) if event in final]
+        assert len(settled) <= 1 and (not settled or settled[0] == len(events) - 1), f"{to} sent again: {events}"
+        assert states[to] == final.get(events[-1], "failed"), (to, events, states[to])
+    sent = sum(state == "sent" for state in states.values())
+    assert doc["credits_debited"] == sent == doc["counts"]["sent"]
+    assert cli("credits", "audit").exit_code == 0
