@@ -652,12 +652,12 @@ def test_a_campaign_through_skylark_and_random_faults_never_sends_twice(cli, hom
         if fault == "drop":
             return drop_connection(request)
         if fault == "late":
-            time.sleep(0.5)
+            time.sleep(2.0)  # well past the client's 1 s timeout, so a loaded machine cannot blur the two
         return Response(json.dumps(sky_message(id=None if fault == "no_id" else f"sk_{to}", to=to)), 200)
 
     api.expect_request(SKYLARK_SEND, method="POST").respond_with_handler(fake)
     table = (EXAMPLES / "skylark.toml").read_text(encoding="utf-8").replace(ORIGINS["skylark"], base_url_of(api))
-    settings = "rate = 1000\nbackoff_base = 0.01\nbackoff_cap = 0.05\ntimeout = 0.25\ncircuit_breaker = 0\n"
+    settings = "rate = 1000\nbackoff_base = 0.01\nbackoff_cap = 0.05\ntimeout = 1.0\ncircuit_breaker = 0\n"
     (home / "config.toml").write_text(table.replace("rate = 20 ", settings + "#"), encoding="utf-8")
     monkeypatch.setenv("BULKSEND_SKYLARK_SECRET", CANARY)
     assert cli("credits", "topup", 1000, "--channel", "sms").exit_code == 0

@@ -626,14 +626,14 @@ def test_a_campaign_through_random_faults_never_sends_twice(cli, home, tmp_path,
         if fault == "partial":
             accepted = answer(part(to=to), part("1", **{"error-text": "Throttled"}))
         if fault == "late":
-            time.sleep(0.5)
+            time.sleep(2.0)  # well past the client's 1 s timeout, so a loaded machine cannot blur the two
         return Response(json.dumps(accepted), 200, content_type="application/json")
 
     monkeypatch.setenv("VONAGE_API_SECRET", CANARY)
     api.expect_request(SEND, method="POST").respond_with_handler(fake)
     (home / "config.toml").write_text(
         f'[providers.vonage]\napi_key = "{API_KEY}"\nsender = "{SENDER}"\nbase_url = "{base_url_of(api)}"\n'
-        "rate = 1000\nbackoff_base = 0.01\nbackoff_cap = 0.05\ntimeout = 0.25\ncircuit_breaker = 0\n"
+        "rate = 1000\nbackoff_base = 0.01\nbackoff_cap = 0.05\ntimeout = 1.0\ncircuit_breaker = 0\n"
     )
     assert cli("credits", "topup", 1000, "--channel", "sms").exit_code == 0
     campaign, numbers = write_campaign(tmp_path / "c", "faults", 60, provider="vonage", max_attempts=10)
