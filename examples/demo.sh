@@ -1,6 +1,6 @@
 #!/bin/sh
-# The example campaign end to end on the embedded defaults, in a throwaway home directory.
-# Each step prints the command it runs. Usage: sh examples/demo.sh [path/to/bulksend]
+# The example campaign end to end on the embedded defaults (SQLite ledger, outbox provider), in a
+# throwaway home directory. Each step prints the command it runs. Usage: sh examples/demo.sh [bulksend]
 set -e
 here=$(cd "$(dirname "$0")" && pwd)
 bulksend=${1:-bulksend}
@@ -8,6 +8,11 @@ BULKSEND_HOME=$(mktemp -d "${TMPDIR:-/tmp}/bulksend-demo.XXXXXX")
 export BULKSEND_HOME
 step() { printf '\n$ %s\n' "$*"; "$@"; }
 
+step "$bulksend" credits topup 1000 --channel sms --ref demo-invoice-1
 step "$bulksend" validate "$here/recipients.csv" --region GB
 step "$bulksend" estimate "$here/recipients.csv" --region GB --template "$here/spring.txt" --rates "$here/rates.csv"
-printf '\n(demo home: %s)\n' "$BULKSEND_HOME"
+step "$bulksend" send "$here/campaign.toml" --yes
+step "$bulksend" send "$here/campaign.toml" --yes
+step "$bulksend" balance
+step "$bulksend" credits audit
+printf '\nThe messages are in %s/outbox/spring-sale.jsonl\n' "$BULKSEND_HOME"
