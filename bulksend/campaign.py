@@ -77,6 +77,16 @@ CAMPAIGN_KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "header_params": (list, "columns for the WhatsApp template header's variables, in order"),
     "content_sid": (str, "a Twilio Content template (HX…) for every message"),
     "content_variables": (list, "columns for the Twilio Content template's variables 1, 2…, in order"),
+    "service_window": (bool, "every recipient wrote to us in the last 24 hours: WhatsApp free-form text is allowed"),
+}
+# The [whatsapp] table (issue 5's spelling, which scripts and examples share) maps onto the keys above.
+WHATSAPP_TABLE = {
+    "template": "whatsapp_template",
+    "language": "template_language",
+    "category": "category",
+    "body_params": "body_params",
+    "header_params": "header_params",
+    "service_window": "service_window",
 }
 _PARAM_KEYS = ("whatsapp_template", "template_language", "body_params", "header_params", "content_sid",
                "content_variables")
@@ -136,6 +146,7 @@ class CampaignSpec:
     source: Path | None = None  # the file given to send (CSV or campaign file)
     send_one: bool = False
     params: dict[str, Any] | None = None  # provider template settings (the _PARAM_KEYS), when given
+    service_window: bool = False  # WhatsApp: every recipient is inside the 24-hour customer service window
 
 
 def _check_value(key: str, value: Any, where: str) -> Any:
@@ -168,6 +179,7 @@ def read_campaign_file(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: not a valid campaign file ({exc}).") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror}).") from None
+    _unfold_whatsapp_table(data, path)
     unknown = sorted(set(data) - set(CAMPAIGN_KEYS))
     if unknown:
         raise InputError(
@@ -180,7 +192,34 @@ def read_campaign_file(path: Path) -> dict[str, Any]:
             values[key] = (path.parent / Path(values[key]).expanduser()).resolve()
     if "recipients" not in values:
         raise InputError(f"{path}: the campaign file needs recipients = \"FILE.csv\".")
+    if "whatsapp_template" in values and "message" not in values and "template" not in values:
+        # The approved template's text lives at Meta. What is validated (missing_field), priced and
+        # recorded is a readable stand-in that names every parameter column as a merge field.
+        columns = [*values.get("header_params", []), *values.get("body_params", [])]
+        values["message"] = f"[WhatsApp template {values['whatsapp_template']}] " + " · ".join(
+            "{" + c + "}" for c in columns
+        )
     return values
+
+
+def _unfold_whatsapp_table(data: dict[str, Any], path: Path) -> None:
+    """Move the keys of a [whatsapp] table to the top level, refusing unknown or doubled keys."""
+    table = data.pop("whatsapp", None)
+    if table is None:
+        return
+    if not isinstance(table, dict):
+        raise InputError(f"{path}: whatsapp must be a table ([whatsapp] with template, language, …).")
+    unknown = sorted(set(table) - set(WHATSAPP_TABLE))
+    if unknown:
+        raise InputError(
+            f"{path}: unknown key{'s' if len(unknown) > 1 else ''} in [whatsapp]: {', '.join(unknown)}.",
+            hint="[whatsapp] may set: " + ", ".join(WHATSAPP_TABLE) + ".",
+        )
+    for key, value in table.items():
+        target = WHATSAPP_TABLE[key]
+        if target in data:
+            raise InputError(f"{path}: {target} is set twice (at the top level and as [whatsapp] {key}).")
+        data[target] = value
 
 
 def is_campaign_file(path: Path) -> bool:
@@ -221,8 +260,24 @@ def build_spec(path: Path, flags: dict[str, Any], run: RunOptions) -> CampaignSp
     extra = set(values) - spec_fields
     if extra:  # pragma: no cover - flags and keys are both checked before this
         raise InputError(f"unexpected campaign settings: {', '.join(sorted(extra))}.")
-    return CampaignSpec(
+    spec = CampaignSpec(
         name=name, recipients=Path(recipients), run=file_run.merged(run), source=path, params=params, **values
+    )
+    _check_whatsapp_window(spec, path)
+    return spec
+
+
+def _check_whatsapp_window(spec: CampaignSpec, path: Path) -> None:
+    """Business-initiated WhatsApp messages must use an approved template (Meta's 24-hour rule)."""
+    if spec.channel != "whatsapp" or spec.send_one or spec.service_window:
+        return
+    if spec.params and ("whatsapp_template" in spec.params or "content_sid" in spec.params):
+        return
+    raise InputError(
+        f"{path}: a WhatsApp campaign needs an approved template, or must say its recipients are inside "
+        "the 24-hour service window.",
+        hint='In the campaign file: [whatsapp] template = "NAME", language = "en_US", body_params = [...] '
+        "(or content_sid for Twilio); or [whatsapp] service_window = true to send free-form text.",
     )
 
 

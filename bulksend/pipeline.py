@@ -80,6 +80,10 @@ def read_plan(
     from bulksend.pricing import RateCard
     from bulksend.templates import Template
 
+    from bulksend.pricing import WHATSAPP_CATEGORIES
+
+    if category is not None and category not in WHATSAPP_CATEGORIES:
+        raise InputError(f"category {category!r}: choose one of {', '.join(sorted(WHATSAPP_CATEGORIES))}.")
     text, origin = read_message(message, template)
     parsed = Template.parse(text, origin=origin)
     card = RateCard.load(rates) if rates is not None else RateCard.default()

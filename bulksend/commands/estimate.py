@@ -24,6 +24,10 @@ def estimate(
     smart_encoding: Annotated[
         bool, typer.Option("--smart-encoding", help="Replace look-alike characters (curly quotes…) with GSM ones.")
     ] = False,
+    category: Annotated[
+        str | None,
+        typer.Option("--category", help="WhatsApp pricing category: marketing, utility, authentication or service."),
+    ] = None,
     rates: Annotated[
         Path | None, typer.Option("--rates", help="Rate card CSV: country,channel,credits (* = any country).")
     ] = None,
@@ -59,6 +63,6 @@ def estimate(
         delimiter=delimiter,
     )
     plan = read_plan(message=message, template=template, rates=rates, max_segments=max_segments,
-                     smart_encoding=smart_encoding)
+                     smart_encoding=smart_encoding, category=category)
     result = run_estimate(ctx.obj.config(), csv_path, options, plan, details=details, examples=not json_output)
     show_estimate(result, json_output=json_output, argv_path=csv_path)
