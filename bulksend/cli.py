@@ -34,8 +34,9 @@ class AppState:
 
 
 # Typer's own control flow (usage errors, --help, typer.Exit) passes through the boundary untouched.
-# Typer >= 0.26 vendors Click; its usage errors derive from typer.TyperException.
-_PASS_THROUGH = (typer.TyperException, typer.Exit, typer.Abort)
+# Typer >= 0.26 vendors Click; its usage errors derive from typer.TyperException. A closed pipe
+# (`bulksend … | head`) is Typer's to handle too: it silences the stream and exits 1.
+_PASS_THROUGH = (typer.TyperException, typer.Exit, typer.Abort, BrokenPipeError)
 
 
 class BulksendGroup(TyperGroup):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -39,15 +40,35 @@ def safe_series(series):
 
 @contextmanager
 def atomic_text(path: Path) -> Iterator[IO[str]]:
-    """Open a UTF-8 text file for writing that appears at ``path`` only once it is complete."""
-    directory = path.parent if str(path.parent) else Path(".")
+    """Open a UTF-8 text file for writing that appears at ``path`` only once it is complete.
+
+    A regular file (or a symlink to one) is replaced by renaming a finished temporary file over it.
+    Anything else that already exists — a pipe, a terminal, ``/dev/stdout`` — is written to in place:
+    renaming over it would replace the device or the symlink itself.
+    """
+    try:
+        mode = os.stat(path).st_mode  # follows symlinks
+    except FileNotFoundError:
+        target = path
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be written ({exc.strerror}).") from None
+    else:
+        if not stat.S_ISREG(mode):
+            with open(path, "w", encoding="utf-8", newline="") as handle:
+                yield handle
+            return
+        target = Path(os.path.realpath(path))
+    directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
         raise InputError(f"{path}: the folder {directory} does not exist.", hint="Create it, or write elsewhere.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be written ({exc.strerror}).") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             yield handle
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         try:
             os.unlink(tmp)

@@ -110,3 +110,18 @@ def test_debug_in_a_real_process_prints_the_traceback(tmp_path):
     )
     assert plain.returncode == 2
     assert "Traceback" not in plain.stderr and f"Error: {missing}: no such file." in plain.stderr
+
+
+def test_a_closed_pipe_is_not_reported_as_a_bug(tmp_path):
+    """`bulksend validate big.csv | head -1`: the reader goes away early; that is not a bug."""
+    rows = "".join(f"+4474001{i:05d},yes\n" for i in range(3000))
+    (tmp_path / "big.csv").write_text("phone,consent\n" + rows)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bulksend", "validate", str(tmp_path / "big.csv"), "--clean", "/dev/stdout"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={"BULKSEND_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away, as `head -1` does
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1
+    assert "bug" not in stderr and "Traceback" not in stderr

@@ -50,3 +50,27 @@ def test_atomic_text_leaves_nothing_when_interrupted(tmp_path):
             handle.write("partial")
             raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_symlink_to_a_file_is_kept_and_its_target_replaced(tmp_path):
+    real = tmp_path / "real.csv"
+    real.write_text("old")
+    link = tmp_path / "link.csv"
+    link.symlink_to(real)
+    write_rows(link, ["a"], [["1"]])
+    assert link.is_symlink() and real.read_text(encoding="utf-8").splitlines() == ["a", "1"]
+
+
+def test_a_fifo_is_written_in_place_not_replaced(tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    write_rows(fifo, ["a"], [["1"]])
+    reader.join(timeout=10)
+    assert received == [b"a\r\n1\r\n"]
+    assert fifo.is_fifo()

@@ -39,7 +39,7 @@ def topup(
     """Record a purchase of N credits, valid for one year from its date.
 
     It brings every unexpired credit of the channel forward to its own expiry. Minimums: 1000 SMS,
-    5000 WhatsApp (config.toml [credits] min_topup_sms, min_topup_whatsapp).
+    5000 WhatsApp (config.toml \\[credits] min_topup_sms, min_topup_whatsapp).
 
     Example: bulksend credits topup 10000 --channel sms --date 2026-11-20 --ref INV-2026-118
     """

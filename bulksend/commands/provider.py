@@ -14,7 +14,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-ProfileName = Annotated[str, typer.Argument(metavar="NAME", help="A profile: [providers.NAME] in config.toml.")]
+ProfileName = Annotated[str, typer.Argument(metavar="NAME", help="A profile: \\[providers.NAME] in config.toml.")]
 
 
 def _line(text: str) -> None:
