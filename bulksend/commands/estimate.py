@@ -13,24 +13,16 @@ from bulksend.commands import options as opt
 def estimate(
     ctx: typer.Context,
     csv_path: opt.CsvPath,
-    message: Annotated[str | None, typer.Option("--message", "-m", help="The message text, with {merge} fields.")] = None,
-    template: Annotated[
-        Path | None, typer.Option("--template", "-t", help="A file holding the message text (UTF-8).")
-    ] = None,
+    message: opt.Message = None,
+    template: opt.TemplateFile = None,
     channel: opt.Channel = "sms",
-    max_segments: Annotated[
-        int, typer.Option("--max-segments", min=1, help="Reject messages longer than this many SMS segments.")
-    ] = 10,
-    smart_encoding: Annotated[
-        bool, typer.Option("--smart-encoding", help="Replace look-alike characters (curly quotes…) with GSM ones.")
-    ] = False,
+    max_segments: opt.MaxSegments = None,
+    smart_encoding: opt.SmartEncoding = False,
     category: Annotated[
         str | None,
         typer.Option("--category", help="WhatsApp pricing category: marketing, utility, authentication or service."),
     ] = None,
-    rates: Annotated[
-        Path | None, typer.Option("--rates", help="Rate card CSV: country,channel,credits (* = any country).")
-    ] = None,
+    rates: opt.Rates = None,
     details: Annotated[
         Path | None, typer.Option("--details", help="Write one row per recipient with its segments and credits.")
     ] = None,
@@ -62,7 +54,7 @@ def estimate(
         encoding=encoding,
         delimiter=delimiter,
     )
-    plan = read_plan(message=message, template=template, rates=rates, max_segments=max_segments,
+    plan = read_plan(message=message, template=template, rates=rates, max_segments=max_segments or 10,
                      smart_encoding=smart_encoding, category=category)
     result = run_estimate(ctx.obj.config(), csv_path, options, plan, details=details, examples=not json_output)
     show_estimate(result, json_output=json_output, argv_path=csv_path)

@@ -38,3 +38,14 @@ AllowLandline = Annotated[
     bool, typer.Option("--allow-landline", help="Accept numbers that cannot receive SMS (fixed line, toll free…).")
 ]
 Channel = Annotated[str, typer.Option("--channel", help="sms or whatsapp.")]
+Message = Annotated[str | None, typer.Option("--message", "-m", help="The message text, with {merge} fields.")]
+TemplateFile = Annotated[Path | None, typer.Option("--template", "-t", help="A file holding the message text (UTF-8).")]
+MaxSegments = Annotated[
+    int | None, typer.Option("--max-segments", min=1, help="Reject messages longer than this many segments (10).")
+]
+SmartEncoding = Annotated[
+    bool, typer.Option("--smart-encoding", help="Replace look-alike characters (curly quotes…) with GSM ones.")
+]
+Rates = Annotated[
+    Path | None, typer.Option("--rates", help="Rate card CSV: country,channel,credits (* = any country).")
+]

@@ -44,10 +44,8 @@ Sender = Annotated[str | None, typer.Option("--sender", help="Sender number or I
 def send(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="A recipient CSV, or a campaign file (.toml).", show_default=False)],
-    message: Annotated[str | None, typer.Option("--message", "-m", help="The message text, with {merge} fields.")] = None,
-    template: Annotated[
-        Path | None, typer.Option("--template", "-t", help="A file holding the message text (UTF-8).")
-    ] = None,
+    message: opt.Message = None,
+    template: opt.TemplateFile = None,
     name: Annotated[
         str | None, typer.Option("--name", help="The campaign's name (default: the file's `name`, else its stem).")
     ] = None,
@@ -65,15 +63,9 @@ def send(
     batch_size: BatchSize = None,
     max_attempts: MaxAttempts = None,
     retry_unknown: RetryUnknown = False,
-    max_segments: Annotated[
-        int | None, typer.Option("--max-segments", min=1, help="Reject messages longer than this many segments (10).")
-    ] = None,
-    smart_encoding: Annotated[
-        bool, typer.Option("--smart-encoding", help="Replace look-alike characters (curly quotes…) with GSM ones.")
-    ] = False,
-    rates: Annotated[
-        Path | None, typer.Option("--rates", help="Rate card CSV: country,channel,credits (* = any country).")
-    ] = None,
+    max_segments: opt.MaxSegments = None,
+    smart_encoding: opt.SmartEncoding = False,
+    rates: opt.Rates = None,
     phone_column: opt.PhoneColumn = None,
     consent_column: opt.ConsentColumn = None,
     assume_consent: opt.AssumeConsent = None,
