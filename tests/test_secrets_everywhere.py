@@ -1,0 +1,152 @@
+"""Secrets never leave: with the token set to a canary, every command (errors and --debug included) runs as a real
+process against a Twilio that echoes the credentials back in its error texts; the canary appears nowhere.
+
+Nowhere means: stdout and stderr of every command, every file in the home (ledger, WAL, outbox, locks), and
+every file the commands export.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+CANARY = "canary-7f3a9c1e5b2d4f60"
+ACCOUNT_SID = "AC" + "1" * 32
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+class EchoingTwilio:
+    """Accepts most messages; answers some with errors that quote the Authorization header, decoded and raw."""
+
+    def __init__(self) -> None:
+        fake = self
+        self.requests = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def _answer(self, status: int, doc: dict) -> None:
+                data = json.dumps(doc).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _echo(self) -> str:
+                raw = self.headers.get("Authorization", "")
+                decoded = base64.b64decode(raw.split(" ", 1)[-1]).decode(errors="replace") if raw else ""
+                return f"credentials {raw!r} = {decoded!r}"
+
+            def do_GET(self) -> None:  # noqa: N802
+                fake.requests += 1
+                if urlsplit(self.path).path.endswith("/Balance.json"):
+                    self._answer(401, {"code": 20003, "message": f"Authenticate: {self._echo()}", "status": 401})
+                else:  # the lookup: nothing found, with the credentials in a field for good measure
+                    self._answer(200, {"messages": [], "next_page_uri": None, "note": self._echo()})
+
+            def do_POST(self) -> None:  # noqa: N802
+                fake.requests += 1
+                length = int(self.headers.get("Content-Length", 0))
+                form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+                to = form.get("To", "")
+                if to.endswith("1"):
+                    self._answer(400, {"code": 21211, "message": f"Invalid 'To': {self._echo()}", "status": 400})
+                elif to.endswith("2"):
+                    self._answer(400, {"code": 21610, "message": f"Unsubscribed: {self._echo()}", "status": 400})
+                elif to.endswith("3"):
+                    self._answer(500, {"code": 20500, "message": f"Internal: {self._echo()}", "status": 500})
+                else:
+                    self._answer(201, {"sid": "SM" + to[-8:].rjust(32, "0"), "status": "queued", "to": to,
+                                       "error_message": None, "note": self._echo()})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_token_never_appears_anywhere(tmp_path):
+    home, exports = tmp_path / "home", tmp_path / "exports"
+    home.mkdir()
+    exports.mkdir()
+    twilio = EchoingTwilio()
+    try:
+        (home / "config.toml").write_text(
+            f'[providers.twilio]\ntype = "twilio"\naccount_sid = "{ACCOUNT_SID}"\nsender = "+15005550006"\n'
+            f'base_url = "{twilio.url}"\nrate = 0\nreconcile_after = 0\nbackoff_base = 0.01\nbackoff_cap = 0.05\n'
+        )
+        recipients = tmp_path / "list.csv"
+        recipients.write_text("phone,consent,name\n" + "".join(f"+4474001234{i:02d},yes,P{i}\n" for i in range(20)))
+        campaign = tmp_path / "c.toml"
+        campaign.write_text(f'name = "leak-check"\nrecipients = "{recipients}"\nmessage = "Hi {{name}}"\n'
+                            'provider = "twilio"\n')
+        env = {**os.environ, "BULKSEND_HOME": str(home), "TWILIO_AUTH_TOKEN": CANARY,
+               "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+        commands = [
+            ["credits", "topup", "1000", "--channel", "sms", "--ref", "INV-1"],
+            ["validate", str(EXAMPLES / "recipients.csv"), "--region", "GB",
+             "--rejects", str(exports / "rejects.csv"), "--clean", str(exports / "clean.csv")],
+            ["estimate", str(EXAMPLES / "recipients.csv"), "--region", "GB", "--template", str(EXAMPLES / "spring.txt"),
+             "--details", str(exports / "details.csv"), "--json"],
+            ["provider", "list"],
+            ["provider", "list", "--json"],
+            ["provider", "check", "twilio"],
+            ["--debug", "provider", "check", "twilio"],
+            ["provider", "login", "twilio", "--stdin"],
+            ["send", str(campaign), "--dry-run"],
+            ["send", str(campaign), "--yes", "--json"],
+            ["--debug", "send", str(campaign), "--yes"],
+            ["campaigns", "list", "--json"],
+            ["campaigns", "show", "leak-check"],
+            ["campaigns", "reconcile", "leak-check", "--json"],
+            ["send-one", "+447400123499", "--message", "hello", "--provider", "twilio"],
+            ["send-one", "+447400123491", "--message", "hello", "--provider", "twilio", "--json"],
+            ["--debug", "send-one", "+447400123493", "--message", "hello", "--provider", "twilio"],
+            ["optout", "list", "--json"],
+            ["credits", "history", "--json"],
+            ["credits", "audit"],
+            ["balance", "--json"],
+        ]
+        seen = []
+        for args in commands:
+            result = subprocess.run(
+                [sys.executable, "-m", "bulksend", *args], env=env, capture_output=True, text=True,
+                input=CANARY + "\n", timeout=120,
+            )
+            seen.append((args, result.returncode, result.stdout, result.stderr))
+    finally:
+        twilio.close()
+
+    assert twilio.requests > 20, "the commands really talked to the fake Twilio"
+    codes = {" ".join(args): code for args, code, _, _ in seen}
+    assert codes["provider check twilio"] == 6 and codes["provider login twilio --stdin"] == 6
+    assert codes[f"send {campaign} --yes --json"] == 4  # failures and unknowns, as the fake answers
+    assert any("Traceback" in err for args, _, _, err in seen if args[0] == "--debug"), "--debug really ran"
+    # The echoed texts really reached the output, scrubbed: the test looks where a leak would show.
+    check_err = next(err for args, _, _, err in seen if args == ["provider", "check", "twilio"])
+    assert "Authenticate: credentials" in check_err and ACCOUNT_SID in check_err
+
+    token_b64 = base64.b64encode(f"{ACCOUNT_SID}:{CANARY}".encode()).decode()
+    for args, _, out, err in seen:
+        for needle in (CANARY, token_b64):
+            assert needle not in out and needle not in err, (args, out[-500:], err[-500:])
+    files = [p for p in [*home.rglob("*"), *exports.rglob("*")] if p.is_file()]
+    assert any(p.name == "ledger.db" for p in files) and any(p.suffix == ".jsonl" for p in files)
+    for path in files:
+        data = path.read_bytes()
+        assert CANARY.encode() not in data and token_b64.encode() not in data, path
