@@ -27,11 +27,10 @@ from __future__ import annotations
 import json
 import math
 import queue
-import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -104,12 +103,30 @@ class EngineSettings:
         return max(1, min(size, 1000))
 
     def backoff(self, attempts: int, retry_after: float | None) -> float:
-        """Seconds before the next attempt: full jitter over an exponential ceiling, at least Retry-After."""
-        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** min(attempts, 30))
-        wait = random.uniform(0, ceiling)
+        """Seconds before the next attempt: full jitter over an exponential ceiling, at least Retry-After.
+
+        The jitter is tenacity's ``wait_random_exponential`` (uniform over 0…min(cap, base·2^attempts));
+        the engine schedules the retry in the ledger rather than sleeping in a retry loop, so it asks the
+        strategy for a number instead of decorating a call.
+        """
+        wait = _full_jitter(self.backoff_base, self.backoff_cap)(_Attempt(attempts + 1))
         if retry_after is not None and retry_after > wait:
             wait = retry_after
         return wait
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """The one thing tenacity's wait strategies read from a retry state."""
+
+    attempt_number: int
+
+
+@lru_cache(maxsize=16)
+def _full_jitter(base: float, cap: float):
+    from tenacity import wait_random_exponential
+
+    return wait_random_exponential(multiplier=base, max=cap)
 
 
 @dataclass

@@ -357,3 +357,13 @@ def test_reconcile_campaign_applies_the_users_decision_to_rows_nobody_can_tell_a
     assert result.failed == 3
     assert states(ledger, campaign) == {"failed": 3}
     assert ledger.failure_codes(campaign.id) == {"unreconciled": 3}
+
+
+def test_backoff_is_full_jitter_under_an_exponential_ceiling_and_never_below_retry_after():
+    settings = EngineSettings(backoff_base=1.0, backoff_cap=10.0)
+    for attempts, ceiling in ((1, 2.0), (2, 4.0), (3, 8.0), (4, 10.0), (9, 10.0)):
+        waits = [settings.backoff(attempts, None) for _ in range(400)]
+        assert all(0 <= w <= ceiling for w in waits), (attempts, max(waits))
+        assert max(waits) > ceiling * 0.8 and min(waits) < ceiling * 0.2, "spread over the whole window"
+    assert all(settings.backoff(3, 30.0) == 30.0 for _ in range(50))  # Retry-After beyond the window wins
+    assert all(settings.backoff(1, 0.5) >= 0.5 for _ in range(200))  # and is a floor inside it
