@@ -656,7 +656,7 @@ class SendReport:
             "credits_refunded": self.credits_refunded,
             "channel": self.campaign.channel,
             "provider": self.campaign.provider,
-            "status": self.status,
+            "found": self.status,  # what this invocation found: new, resume, done, cancelled
             "failures": self.failures,
             "queued_now": self.queued,
             "hold_released": self.released,
@@ -870,7 +870,7 @@ class DryRunReport:
         return {
             "campaign": self.campaign,
             "state": "dry-run",
-            "status": self.status,
+            "found": self.status,
             "dry_run": True,
             "file": str(self.path),
             "messages": self.messages,

@@ -221,7 +221,7 @@ def test_running_a_finished_campaign_again_says_so_and_exits_0(funded, home, tmp
     assert again.stdout.splitlines()[0] == "Campaign 'spring' is done: nothing left to send."
     assert len(outbox_lines(home, "spring")) == 3
     as_json = json.loads(funded("send", campaign, "--yes", "--json").stdout)
-    assert (as_json["state"], as_json["status"], as_json["counts"]) == ("done", "done", {"sent": 3})
+    assert (as_json["state"], as_json["found"], as_json["counts"]) == ("done", "done", {"sent": 3})
 
 
 def test_different_recipients_or_message_under_the_same_name_are_refused(funded, home, tmp_path):
