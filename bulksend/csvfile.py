@@ -50,7 +50,7 @@ class CsvFile:
                 return folded.index(key)
         return None
 
-    def chunks(self, columns: Sequence[int], rows: int = CHUNK_ROWS) -> Iterator["pd.DataFrame"]:
+    def chunks(self, columns: Sequence[int], rows: int | None = None) -> Iterator["pd.DataFrame"]:
         """Stream the given columns (by index) as DataFrames of strings, labelled by column index.
 
         Missing trailing fields read as ''. Fields beyond the header are ignored. A row whose cells
@@ -73,7 +73,7 @@ class CsvFile:
                 na_filter=False,
                 keep_default_na=False,
                 skip_blank_lines=False,
-                chunksize=rows,
+                chunksize=rows or CHUNK_ROWS,
                 encoding=self.encoding,
                 engine="c",
                 quotechar='"',
