@@ -424,12 +424,34 @@ def _worth_parallel(path: Path) -> bool:
         return False  # fork is only safe (and only the default) on Linux, in a process without threads
     try:
         cpus = len(os.sched_getaffinity(0))
+        if cpus < 2 or path.stat().st_size < PARALLEL_MIN_BYTES:
+            return False
         # Workers only pay off on idle cores: on a busy machine, shipping chunks to them costs more
         # than it saves (measured: 1.6x faster when idle, 1.3x slower at a load of 7 on 2 cores).
-        idle = os.getloadavg()[0] < cpus - 0.5
-        return cpus > 1 and idle and path.stat().st_size >= PARALLEL_MIN_BYTES
+        return _idle_cores() >= 1.5
     except OSError:
         return False
+
+
+def _idle_cores(window: float = 0.1) -> float:
+    """How many cores sat idle over the last ``window`` seconds (from /proc/stat; 0 when unknown)."""
+    import os
+    import time
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+        return sum(fields), fields[3] + (fields[4] if len(fields) > 4 else 0)  # total, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(window)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    if total1 <= total0:
+        return 0.0
+    return (idle1 - idle0) / (total1 - total0) * (os.cpu_count() or 1)
 
 
 def _run_jobs(jobs: Iterator[_ChunkJob], *, parallel: bool) -> Iterator[_ChunkResult]:
