@@ -6,6 +6,11 @@ goes out), hands each row to a bounded pool of worker threads that take a token 
 and call ``provider.send``, and commits the outcomes that came back in one transaction per batch. It
 claims the next batch while the current one is still in flight, so the pool never waits on the ledger.
 
+Before a worker starts a request it appends the row to the campaign's attempt journal (one ``os.write``,
+bulksend/journal.py), together with the outcome of its previous request. A crashed run's ``sending`` rows
+are settled from it at the start of the next run (:meth:`Engine.recover`): only those whose request may
+have been out become ``unknown``.
+
 What each outcome does (DESIGN.md, "Transmissions: the state machine"):
 
 =============  =================================================================================
@@ -36,8 +41,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from functools import lru_cache
+from pathlib import Path
 
-from bulksend.errors import InsufficientCredits
+from bulksend.errors import InsufficientCredits, LedgerError
+from bulksend.journal import AttemptJournal, Verdict, accepted_record, attempt_record, declined_record
 from bulksend.ledger import Campaign, Ledger, Transmission
 from bulksend.providers.base import Delivery, LookupResult, Outcome, OutcomeKind, Provider
 
@@ -141,7 +148,9 @@ class RunStats:
     unknown: int = 0  # ambiguous outcomes
     suppressed: int = 0  # found on the opt-out list at send time
     opted_out: int = 0  # opted out at the provider
-    recovered: int = 0  # rows a crashed run left ``sending``
+    recovered: int = 0  # rows a crashed run left ``sending`` whose request may have been out (now unknown)
+    requeued: int = 0  # rows a crashed run left ``sending`` that, per the journal, no provider accepted (queued)
+    journal_sent: int = 0  # rows a crashed run left ``sending`` that, per the journal, were accepted (now sent)
     found: int = 0  # unknown rows the provider had (now sent)
     not_found: int = 0  # unknown rows the provider did not have (queued again)
     undecided: int = 0  # unknown rows the provider could not tell about (left unknown unless retry_unknown)
@@ -179,6 +188,16 @@ class EngineResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Recovery:
+    """How the rows a crashed run left ``sending`` were settled (:meth:`Engine.recover`)."""
+
+    unknown: int  # the request may have been out (or the journal could not be trusted)
+    requeued: int  # the request never started, or the provider declined it: queued, no attempt spent
+    sent: int  # the provider accepted it: sent, with its id, and debited
+    credits: int  # debited for those
+
+
+@dataclass(frozen=True, slots=True)
 class ReconcileResult:
     """What a reconciliation of ``unknown`` rows found."""
 
@@ -190,7 +209,7 @@ class ReconcileResult:
     failed: int  # NOT_FOUND rows out of attempts
     waiting: int  # rows too recent to look up yet
 
-    def plus(self, later: "ReconcileResult") -> "ReconcileResult":
+    def plus(self, later: ReconcileResult) -> ReconcileResult:
         """This result followed by ``later`` (whose ``waiting`` is what is still waiting)."""
         return ReconcileResult(
             self.looked_up + later.looked_up,
@@ -239,6 +258,10 @@ def _encoding(text: str) -> str:
     return "GSM-7" if is_gsm7(text) else "UCS-2"
 
 
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
 def _parse_timestamp(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
 
@@ -255,7 +278,7 @@ class _Workers:
     message, which at a thousand messages a second is GIL time taken from the requests themselves.
     """
 
-    def __init__(self, count: int, attempt: Callable[[Transmission], None]) -> None:
+    def __init__(self, count: int, attempt: Callable[[Transmission, bytes], bytes]) -> None:
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._run, args=(attempt,), name=f"send-{i}", daemon=True) for i in range(count)
@@ -263,12 +286,13 @@ class _Workers:
         for thread in self._threads:
             thread.start()
 
-    def _run(self, attempt: Callable[[Transmission], None]) -> None:
+    def _run(self, attempt: Callable[[Transmission, bytes], bytes]) -> None:
+        done = b""  # the journal's outcome record of this thread's previous request, not yet written
         while True:
             row = self._jobs.get()
             if row is None:
                 return
-            attempt(row)
+            done = attempt(row, done)
 
     def submit(self, row: Transmission) -> None:
         self._jobs.put(row)
@@ -285,11 +309,31 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _outcome_record(row: Transmission, outcome: Outcome) -> bytes:
+    """The journal record of an outcome: accepted, or certainly not accepted; nothing when it may have been."""
+    kind = outcome.kind
+    if kind is OutcomeKind.ACCEPTED:
+        return accepted_record(row.id, row.attempts, outcome.provider_id)
+    if kind in (OutcomeKind.RETRYABLE, OutcomeKind.PERMANENT, OutcomeKind.FATAL):
+        return declined_record(row.id, row.attempts)
+    # Ambiguous: it may have been accepted. Opted out: a row the recipient refused is not sent again on the
+    # strength of a journal; both are left to reconciliation.
+    return b""
+
+
+def _ledger_home(ledger: Ledger) -> Path | None:
+    """Where the ledger file lives: the journal sits beside the ledger whose ``sending`` rows it explains."""
+    path = getattr(ledger, "path", None)
+    return path.parent if isinstance(path, Path) else None
+
+
 class Engine:
     """Sends one campaign's due transmissions through one provider and records every outcome.
 
     ``stop`` is an event the caller sets (on Ctrl-C or SIGTERM) to end the run after the requests in
     flight: their outcomes are committed, claimed rows that never went out return to ``queued``.
+    ``journal`` is the campaign's attempt journal; by default the one beside a file ledger
+    (``<home>/journal/<campaign id>.attempts``), none for a ledger without a file.
     """
 
     def __init__(
@@ -301,7 +345,14 @@ class Engine:
         *,
         progress: Progress | None = None,
         stop: threading.Event | None = None,
+        journal: AttemptJournal | None = None,
     ) -> None:
+        if journal is None:
+            home = _ledger_home(ledger)
+            journal = AttemptJournal.for_campaign(home, campaign.id) if home is not None else None
+        self.journal = journal
+        self._journaling = False  # every request is recorded first (the journal is open)
+        self._journal_error: OSError | None = None
         self.ledger = ledger
         self.provider = provider
         self.campaign = campaign
@@ -327,7 +378,8 @@ class Engine:
     def run(self) -> EngineResult:
         """Recover, reconcile, then send until nothing is due, the limit is reached, or something stops it."""
         cid = self.campaign.id
-        self.stats.recovered = self.ledger.recover_sending(cid)
+        self.recover()
+        self._open_journal()
         counts = self.ledger.counts(cid)
         pending = counts.get("queued", 0) + counts.get("unknown", 0)
         limit = self.settings.limit
@@ -344,11 +396,22 @@ class Engine:
         finally:
             self._halt.set()
             workers.shutdown()
-            self._collect(block=False)
-            if self._pending:
-                self._commit()
+            try:
+                self._collect(block=False)
+                if self._pending:
+                    self._commit()
+            finally:
+                self._close_journal()
+        self._discard_journal()  # every outcome is recorded: the journal has nothing left to explain
         if self._bug is not None:
             raise self._bug
+        if self._journal_error is not None:
+            assert self.journal is not None
+            raise LedgerError(
+                f"cannot write the attempt journal {self.journal.path} ({_why(self._journal_error)}): the run "
+                "stopped, and the message it was about to send was not sent (it is queued, like the rest).",
+                hint="Free some space or fix the permissions there, then run the campaign again: it resumes.",
+            )
         if self._fatal is not None:
             reason = StopReason.FATAL
         elif self._tripped is not None:
@@ -422,6 +485,85 @@ class Engine:
                 self._halt.set()
                 return StopReason.INTERRUPTED, None
 
+    # ---------------------------------------------------------------------------- crash recovery
+
+    def recover(self) -> Recovery:
+        """Settle the rows a crashed run left ``sending``: call it under the campaign lock, before sending.
+
+        With a journal that can be trusted, a row whose request never started goes back to ``queued``
+        (attempts unchanged), one the provider accepted becomes ``sent`` (with its id, debited), one it
+        declined goes back to ``queued``; only a row whose request may have been out becomes ``unknown``.
+        Without one (no file, another boot, torn or foreign content, no boot id), every such row becomes
+        ``unknown``. The journal is removed once the ledger has committed.
+        """
+        cid = self.campaign.id
+        ledger = self.ledger
+        journal = self.journal
+        attempts = journal.read() if journal is not None else None
+        sent = credits = requeued = 0
+        with ledger.transaction():
+            if attempts is not None:
+                unsent: list[int] = []
+                declined: list[int] = []
+                for row in ledger.transmissions(cid, states=("sending",)):
+                    verdict, provider_id = attempts.verdict(row.id, row.attempts)
+                    if verdict is Verdict.NOT_STARTED:
+                        unsent.append(row.id)
+                    elif verdict is Verdict.DECLINED:
+                        declined.append(row.id)
+                    elif verdict is Verdict.ACCEPTED:
+                        try:
+                            credits += ledger.mark_sent(row.id, provider_id)
+                        except InsufficientCredits:
+                            continue  # not debitable now: left to recover_sending (unknown), as before
+                        sent += 1
+                requeued = ledger.unclaim(unsent) + ledger.unclaim(
+                    declined, text="declined by the provider; the run stopped before recording it"
+                )
+            unknown = ledger.recover_sending(cid)
+        if journal is not None:
+            try:
+                journal.discard()
+            except OSError as exc:
+                # A journal left behind could be read against rows a later run claims without it.
+                raise LedgerError(
+                    f"cannot remove the attempt journal {journal.path} ({_why(exc)}); nothing was sent.",
+                    hint="Fix the permissions of that directory, then run the command again.",
+                ) from None
+        stats = self.stats
+        stats.recovered += unknown
+        stats.requeued += requeued
+        stats.journal_sent += sent
+        stats.sent += sent
+        stats.credits += credits
+        return Recovery(unknown, requeued, sent, credits)
+
+    def _open_journal(self) -> None:
+        journal = self.journal
+        if journal is None:
+            return
+        try:
+            journal.open()
+        except OSError as exc:
+            raise LedgerError(
+                f"cannot start the attempt journal {journal.path} ({_why(exc)}); nothing was sent.",
+                hint="Free some space or fix the permissions there, then run the campaign again.",
+            ) from None
+        self._journaling = journal.active
+
+    def _close_journal(self) -> None:
+        self._journaling = False
+        if self.journal is not None:
+            self.journal.close()
+
+    def _discard_journal(self) -> None:
+        if self.journal is None or self.ledger.counts(self.campaign.id).get("sending"):
+            return
+        try:
+            self.journal.discard()
+        except OSError:
+            pass  # harmless: the next run's recovery reads it against no row of this run, then removes it
+
     # ------------------------------------------------------------------------------- the hot path
 
     def _claim(self, limit: int) -> tuple[list[Transmission], int]:
@@ -458,22 +600,39 @@ class Engine:
             params=json.loads(row.params) if row.params else {},
         )
 
-    def _attempt(self, row: Transmission) -> None:
-        """Worker thread: one request, unless the run is stopping. Never touches the ledger."""
+    def _attempt(self, row: Transmission, done: bytes) -> bytes:
+        """Worker thread: one request, unless the run is stopping. Never touches the ledger.
+
+        The request starts only once its attempt record is in the journal, written with ``done`` (the
+        outcome record of this thread's previous request) in one ``os.write``. Returns this request's
+        outcome record, for the next write. A write that fails stops the run; the row was not sent and
+        goes back to ``queued`` with the rest.
+        """
         outcome: Outcome | None = None
         try:
-            if self._bucket.acquire(self._halt):
+            if not self._bucket.acquire(self._halt):
+                return done
+            journaling = self._journaling
+            if journaling:
                 try:
-                    outcome = self.provider.send(self._delivery(row))
-                except BaseException as exc:  # an adapter must not raise: a bug, but the message may be out
-                    self._bug = exc
+                    self.journal.record(done + attempt_record(row.id, row.attempts))
+                except OSError as exc:
+                    if self._journal_error is None:
+                        self._journal_error = exc
                     self._halt.set()
-                    outcome = Outcome(
-                        OutcomeKind.AMBIGUOUS,
-                        code="adapter_error",
-                        text=f"{type(exc).__name__} in the {self.provider.type_name} adapter; it may have been sent",
-                    )
-                self._watch(outcome)
+                    return b""
+            try:
+                outcome = self.provider.send(self._delivery(row))
+            except BaseException as exc:  # an adapter must not raise: a bug, but the message may be out
+                self._bug = exc
+                self._halt.set()
+                outcome = Outcome(
+                    OutcomeKind.AMBIGUOUS,
+                    code="adapter_error",
+                    text=f"{type(exc).__name__} in the {self.provider.type_name} adapter; it may have been sent",
+                )
+            self._watch(outcome)
+            return _outcome_record(row, outcome) if journaling else b""
         finally:
             self._results.put((row, outcome, time.time()))
 
@@ -716,10 +875,11 @@ def reconcile_campaign(
     """``campaigns reconcile``: recover rows a crash left ``sending``, then look up every ``unknown`` row.
 
     Rows too recent to look up are waited for (at most ``settings.reconcile_after``) when ``wait``.
-    Returns the result and how many ``sending`` rows were recovered. The caller holds the campaign lock.
+    Returns the result and how many ``sending`` rows became ``unknown`` (with a journal, those whose request
+    may have been out; the others are queued or sent). The caller holds the campaign lock.
     """
     engine = Engine(ledger, provider, campaign, settings)
-    recovered = ledger.recover_sending(campaign.id)
+    recovered = engine.recover().unknown
     total = engine.reconcile(ripe_only=True, assume=assume)
     while wait and total.waiting and provider.can_lookup:
         wake = engine.next_ripening()
