@@ -852,10 +852,7 @@ def iter_messages(table: RecipientTable) -> Iterator[Message]:
             text, missing = table.bound.render(values)
             assert text is not None and missing is None  # accepted rows rendered in pass one
             if sms and smart:
-                from bulksend.segments import count_segments
-
-                if count_segments(text).encoding == "UCS-2":
-                    text = smart_encode(text)
+                text = smart_encode(text)  # leaves GSM-7 text as it is, so this matches pass one's pricing
             region = int(table.region[index])
             yield Message(
                 row=index + 1,
