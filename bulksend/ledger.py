@@ -240,6 +240,14 @@ class Ledger(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    @abstractmethod
+    def meta(self, key: str) -> str | None:
+        """A fact recorded about the ledger itself (see ``set_meta``), or None."""
+
+    @abstractmethod
+    def set_meta(self, key: str, value: str) -> None:
+        """Record a fact about the ledger itself (its identity, its calendar's zone), in a write."""
+
     def __enter__(self) -> "Ledger":
         return self
 
@@ -433,6 +441,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE campaigns ADD COLUMN settings TEXT",
         "ALTER TABLE transmissions ADD COLUMN params TEXT",
     ),
+    (
+        # Facts about the ledger itself (its identity, its calendar's time zone), one value per key.
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -542,6 +554,17 @@ class SqliteLedger(Ledger):
 
     def close(self) -> None:
         self._conn.close()
+
+    def meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._write():
+            self._conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
 
     # -- transactions --------------------------------------------------------------------------
 

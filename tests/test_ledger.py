@@ -587,3 +587,13 @@ def test_suppressed_among_checks_only_the_numbers_asked(ledger):
     asked = [f"+4479111{i:05d}" for i in range(1000, 1200)]
     assert ledger.suppressed_among(asked) == {n for n in asked if int(n[-5:]) % 2 == 0}
     assert ledger.suppressed_among([]) == frozenset()
+
+
+def test_meta_facts_are_kept_and_replaced(tmp_path):
+    ledger = SqliteLedger.open(tmp_path / "ledger.db")
+    assert ledger.meta("timezone") is None
+    ledger.set_meta("timezone", "Europe/Paris")
+    ledger.set_meta("timezone", "Asia/Tokyo")
+    ledger.close()
+    again = SqliteLedger.open(tmp_path / "ledger.db")
+    assert again.meta("timezone") == "Asia/Tokyo"
