@@ -380,6 +380,7 @@ class Prepared:
     credits: int = 0  # their cost: what the run holds
     available: int = 0  # credits of the channel available to this campaign now
     counts: dict[str, int] = field(default_factory=dict)
+    sender: str | None = None  # the From this run uses (None: the provider decides, e.g. a messaging service)
 
     def close(self) -> None:
         if self.provider is not None:
@@ -434,6 +435,20 @@ def open_campaign_provider(config: Config, name: str, channel: str, run: RunOpti
             hint=f"It sends: {', '.join(sorted(provider.channels))}.",
         )
     return provider
+
+
+def checked_sender(provider: "Provider", channel: str, run: RunOptions) -> str | None:
+    """The sender this run's messages go out from, checked (exit 2 naming the rule) before anything is held."""
+    from bulksend.senders import check_sender, sender_for
+
+    sender, key = sender_for(provider, channel)
+    if sender is None:
+        return None
+    if run.sender and sender == run.sender:
+        where = "sender (--sender, or sender in the campaign file)"
+    else:
+        where = f"{key} of provider profile {provider.profile.name!r}"
+    return check_sender(sender, channel, where)
 
 
 def _refresh(prepared: Prepared) -> None:
@@ -501,6 +516,7 @@ def prepare_send(config: Config, spec: CampaignSpec, *, limit: int | None = None
                     return prepared
                 prepared.status = "resume"
         prepared.provider = open_campaign_provider(config, prepared.provider_name, options.channel, spec.run)
+        prepared.sender = checked_sender(prepared.provider, options.channel, spec.run)
         if prepared.status == "new":
             _validate(prepared, spec, options)
         _check_credits(prepared)
@@ -590,6 +606,7 @@ def prepare_resume(config: Config, key: str, run: RunOptions, *, limit: int | No
                 ledger.set_campaign_state(campaign.id, "done")
             return prepared
         prepared.provider = open_campaign_provider(config, campaign.provider, campaign.channel, prepared.run)
+        prepared.sender = checked_sender(prepared.provider, campaign.channel, prepared.run)
         _check_credits(prepared)
         return prepared
     except BaseException:
@@ -772,6 +789,7 @@ def _stored_settings(prepared: Prepared) -> dict[str, Any]:
         "template": str(spec.template) if spec.template else None,
         "send_one": spec.send_one,
         "params": spec.params,
+        "sender": prepared.sender,
         "run": {k: v for k, v in spec.run.as_dict().items() if v not in (None, False)},
     }
 
@@ -809,6 +827,9 @@ def execute(prepared: Prepared, *, progress: Progress | None = None, stop: threa
     queued = _queue(prepared) if prepared.status == "new" else 0
     campaign = prepared.campaign
     assert campaign is not None and prepared.provider is not None
+    stored = ledger.campaign_settings(campaign.id)
+    if stored.get("sender") != prepared.sender:  # the profile's sender changed since: record the one used now
+        ledger.save_campaign_settings(campaign.id, {**stored, "sender": prepared.sender})
     if campaign.state == "done":  # a finished campaign reopened by a lookup that found nothing
         ledger.set_campaign_state(campaign.id, "open")
     need = ledger.outstanding_cost(campaign.id) - ledger.held(campaign.id)
@@ -1032,6 +1053,7 @@ class CampaignStatus:
             "held": self.held,
             "attestation": c.attestation,
             "source": self.settings.get("source"),
+            "sender": self.settings.get("sender"),
             "next": self.next_command(),
         }
 
