@@ -199,6 +199,17 @@ def read_campaign_file(path: Path) -> dict[str, Any]:
         values["message"] = f"[WhatsApp template {values['whatsapp_template']}] " + " · ".join(
             "{" + c + "}" for c in columns
         )
+    if "content_sid" in values and "message" not in values and "template" not in values:
+        if values.get("channel", "sms") != "whatsapp":
+            # An SMS is priced by its segments: only the template's own text can say how many.
+            raise InputError(
+                f"{path}: an SMS campaign with content_sid needs the Content template's text as message "
+                "(or template = FILE), so that its segments and credits are right.",
+                hint='For example: message = "Hi {first_name}, use {code}" with content_variables = ["first_name", "code"].',
+            )
+        # WhatsApp: one message each, whatever the text; the same readable stand-in as above.
+        columns = values.get("content_variables", [])
+        values["message"] = f"[Twilio Content {values['content_sid']}] " + " · ".join("{" + c + "}" for c in columns)
     return values
 
 
@@ -273,12 +284,37 @@ def _check_whatsapp_window(spec: CampaignSpec, path: Path) -> None:
         return
     if spec.params and ("whatsapp_template" in spec.params or "content_sid" in spec.params):
         return
+    if is_campaign_file(path):
+        hint = (
+            'In the campaign file: [whatsapp] template = "NAME", language = "en_US", body_params = ["column", …] '
+            '(the whatsapp provider); or content_sid = "HX…", content_variables = ["column", …] (twilio); or, '
+            "when every recipient wrote to you in the last 24 hours, [whatsapp] service_window = true "
+            "(or --service-window) to send free-form text."
+        )
+    else:
+        hint = (
+            "Add --service-window when every recipient wrote to you in the last 24 hours; otherwise send an "
+            "approved template from a campaign file (docs/sending.md, \"Provider templates\")."
+        )
     raise InputError(
         f"{path}: a WhatsApp campaign needs an approved template, or must say its recipients are inside "
         "the 24-hour service window.",
-        hint='In the campaign file: [whatsapp] template = "NAME", language = "en_US", body_params = [...] '
-        "(or content_sid for Twilio); or [whatsapp] service_window = true to send free-form text.",
+        hint=hint,
     )
+
+
+# Which provider types fill which template settings (the others would send the stand-in text instead).
+_TEMPLATE_PROVIDERS = {"whatsapp_template": ("whatsapp", "outbox"), "content_sid": ("twilio", "outbox")}
+
+
+def _check_template_provider(spec: CampaignSpec, provider: "Provider") -> None:
+    for key, types in _TEMPLATE_PROVIDERS.items():
+        if spec.params and key in spec.params and provider.type_name not in types:
+            raise InputError(
+                f"{key} is a template of the {types[0]} provider; provider profile {provider.profile.name!r} is "
+                f"{provider.type_name} and would send the message text instead. Nothing was sent.",
+                hint=f"Send it through a {types[0]} profile (provider = \"…\" in the campaign file, or --provider).",
+            )
 
 
 def _check_params(params: dict[str, Any], path: Path) -> None:
@@ -380,6 +416,7 @@ class Prepared:
     credits: int = 0  # their cost: what the run holds
     available: int = 0  # credits of the channel available to this campaign now
     counts: dict[str, int] = field(default_factory=dict)
+    sender: str | None = None  # the From this run uses (None: the provider decides, e.g. a messaging service)
 
     def close(self) -> None:
         if self.provider is not None:
@@ -434,6 +471,20 @@ def open_campaign_provider(config: Config, name: str, channel: str, run: RunOpti
             hint=f"It sends: {', '.join(sorted(provider.channels))}.",
         )
     return provider
+
+
+def checked_sender(provider: "Provider", channel: str, run: RunOptions) -> str | None:
+    """The sender this run's messages go out from, checked (exit 2 naming the rule) before anything is held."""
+    from bulksend.senders import check_sender, sender_for
+
+    sender, key = sender_for(provider, channel)
+    if sender is None:
+        return None
+    if run.sender and sender == run.sender:
+        where = "sender (--sender, or sender in the campaign file)"
+    else:
+        where = f"{key} of provider profile {provider.profile.name!r}"
+    return check_sender(sender, channel, where)
 
 
 def _refresh(prepared: Prepared) -> None:
@@ -501,6 +552,8 @@ def prepare_send(config: Config, spec: CampaignSpec, *, limit: int | None = None
                     return prepared
                 prepared.status = "resume"
         prepared.provider = open_campaign_provider(config, prepared.provider_name, options.channel, spec.run)
+        prepared.sender = checked_sender(prepared.provider, options.channel, spec.run)
+        _check_template_provider(spec, prepared.provider)
         if prepared.status == "new":
             _validate(prepared, spec, options)
         _check_credits(prepared)
@@ -590,6 +643,7 @@ def prepare_resume(config: Config, key: str, run: RunOptions, *, limit: int | No
                 ledger.set_campaign_state(campaign.id, "done")
             return prepared
         prepared.provider = open_campaign_provider(config, campaign.provider, campaign.channel, prepared.run)
+        prepared.sender = checked_sender(prepared.provider, campaign.channel, prepared.run)
         _check_credits(prepared)
         return prepared
     except BaseException:
@@ -772,6 +826,7 @@ def _stored_settings(prepared: Prepared) -> dict[str, Any]:
         "template": str(spec.template) if spec.template else None,
         "send_one": spec.send_one,
         "params": spec.params,
+        "sender": prepared.sender,
         "run": {k: v for k, v in spec.run.as_dict().items() if v not in (None, False)},
     }
 
@@ -809,6 +864,9 @@ def execute(prepared: Prepared, *, progress: Progress | None = None, stop: threa
     queued = _queue(prepared) if prepared.status == "new" else 0
     campaign = prepared.campaign
     assert campaign is not None and prepared.provider is not None
+    stored = ledger.campaign_settings(campaign.id)
+    if stored.get("sender") != prepared.sender:  # the profile's sender changed since: record the one used now
+        ledger.save_campaign_settings(campaign.id, {**stored, "sender": prepared.sender})
     if campaign.state == "done":  # a finished campaign reopened by a lookup that found nothing
         ledger.set_campaign_state(campaign.id, "open")
     need = ledger.outstanding_cost(campaign.id) - ledger.held(campaign.id)
@@ -1032,6 +1090,7 @@ class CampaignStatus:
             "held": self.held,
             "attestation": c.attestation,
             "source": self.settings.get("source"),
+            "sender": self.settings.get("sender"),
             "next": self.next_command(),
         }
 

@@ -34,6 +34,7 @@ class Config:
     defaults: dict[str, Any] = field(default_factory=dict)
     credits: dict[str, Any] = field(default_factory=dict)
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    consent: dict[str, Any] = field(default_factory=dict)  # [consent] positive, negative: extra consent values
 
     @property
     def default_region(self) -> str | None:
@@ -60,4 +61,12 @@ class Config:
             defaults=dict(data.get("defaults", {})),
             credits=dict(data.get("credits", {})),
             providers={str(k): dict(v) for k, v in data.get("providers", {}).items()},
+            consent=_table(data, "consent", path),
         )
+
+
+def _table(data: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: {name} must be a table ([{name}]), not {value!r}.")
+    return dict(value)

@@ -103,8 +103,11 @@ def run_validation(
     plan: MessagePlan | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ValidationReport:
+    from bulksend.config import CONFIG_FILE
+    from bulksend.consent import words_from_config
     from bulksend.suppression import load_suppressed
 
+    words = words_from_config(config.consent, f"{config.home / CONFIG_FILE} [consent]")
     return validate_file(
         path,
         options,
@@ -115,6 +118,7 @@ def run_validation(
         examples_per_reason=3 if examples else 0,
         plan=plan,
         progress=progress,
+        consent_words=words,
     )
 
 

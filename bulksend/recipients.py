@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bulksend.consent import Consent, classify_many
+from bulksend.consent import Consent, ConsentWords, classify_many
 from bulksend.csvfile import CsvFile, open_csv
 from bulksend.errors import InputError
 
@@ -241,6 +241,7 @@ def build_table(
     suppressed: frozenset[str] = frozenset(),
     plan: MessagePlan | None = None,
     progress: Callable[[int], None] | None = None,
+    consent_words: ConsentWords | None = None,
 ) -> RecipientTable:
     """Read, check and decide every row of ``path``. Bad rows become rejects; bad files raise InputError."""
     if options.channel not in CHANNELS:
@@ -257,6 +258,10 @@ def build_table(
             template=tuple(csv.find_column([name]) for name in bound.columns),
         )
     region_default = options.region or default_region
+    if consent_words is None:  # the built-in values; "now" read once for the whole file
+        from bulksend.consent import consent_words as builtin_words
+
+        consent_words = builtin_words()
     regions: list[str] = []
     region_index: dict[str, int] = {}
 
@@ -273,6 +278,7 @@ def build_table(
                 channel=options.channel,
                 max_segments=plan.max_segments if plan is not None else 0,
                 smart_encoding=plan.smart_encoding if plan is not None else False,
+                consent_words=consent_words,
             )
 
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("status", "e164", "region", "consent", "msg", "units", "enc", "alt")}
@@ -352,6 +358,7 @@ class _ChunkJob:
     channel: str
     max_segments: int
     smart_encoding: bool
+    consent_words: ConsentWords | None = None  # None: the built-in values, judged against the clock now
 
 
 @dataclass
@@ -404,7 +411,10 @@ def _check_chunk(job: _ChunkJob) -> _ChunkResult:
     blank = _blank_rows(phones, job.consent, countries)
     if blank is not None:
         status[blank] = Status.BLANK
-    consent = classify_many(job.consent) if job.consent is not None else np.full(n, Consent.GIVEN, dtype=np.int8)
+    if job.consent is not None:
+        consent = classify_many(job.consent, job.consent_words)
+    else:
+        consent = np.full(n, Consent.GIVEN, dtype=np.int8)
     out = _ChunkResult(status=status, e164=e164, region=region, regions=regions, consent=consent)
     if job.bound is not None:
         out.msg, out.units, out.enc, out.alt = _render_chunk(job, status)
@@ -548,7 +558,7 @@ def _decide(table: RecipientTable, suppressed: frozenset[str], msg: np.ndarray |
         no_consent |= np.isin(e164, refused)
     status[live & no_consent] = Status.NO_CONSENT
     live = status == Status.ACCEPTED
-    status[live & (consent == Consent.UNRECOGNIZED)] = Status.BAD_CONSENT_VALUE
+    status[live & (consent >= Consent.UNRECOGNIZED)] = Status.BAD_CONSENT_VALUE  # unrecognized, or a future date
     live = status == Status.ACCEPTED
 
     if msg is not None:
@@ -672,6 +682,8 @@ class _Explainer:
             first = self._lookup(self.refused_numbers, self.refused_first, int(table.e164[index]))
             return f"opted out on row {first} ({table.e164_text(index)})"
         if reason == Status.BAD_CONSENT_VALUE:
+            if table.consent[index] == Consent.FUTURE:
+                return f"consent date {cell(columns.consent).strip()!r} is in the future"
             return f"consent value {cell(columns.consent).strip()!r} is not recognized (use yes/no or a date)"
         if reason == Status.MISSING_FIELD and table.bound is not None:
             values = [cell(c) for c in columns.template]
@@ -798,10 +810,12 @@ def validate_file(
     examples_per_reason: int = 0,
     plan: MessagePlan | None = None,
     progress: Callable[[int], None] | None = None,
+    consent_words: ConsentWords | None = None,
 ) -> ValidationReport:
     """Validate a recipient file and write the requested rejects and clean files."""
     table = build_table(
-        path, options, default_region=default_region, suppressed=suppressed, plan=plan, progress=progress
+        path, options, default_region=default_region, suppressed=suppressed, plan=plan, progress=progress,
+        consent_words=consent_words,
     )
     report = ValidationReport(table=table, examples={})
     if rejects is not None:

@@ -83,6 +83,8 @@ def show(ctx: typer.Context, campaign: CampaignId, json_output: JsonOutput = Fal
     _line(f"  {c.channel} via {c.provider}, started {c.created_at}")
     if status.settings.get("source"):
         _line(f"  from {status.settings['source']}")
+    if status.settings.get("sender"):
+        _line(f"  sender: {status.settings['sender']}")
     if c.attestation:
         _line(f"  consent attested: {c.attestation}")
     _line(f"  {status.total:,} messages: {_counts(status)}")

@@ -74,6 +74,13 @@ def send(
     allow_landline: opt.AllowLandline = False,
     encoding: opt.Encoding = None,
     delimiter: opt.Delimiter = None,
+    service_window: Annotated[
+        bool,
+        typer.Option(
+            "--service-window",
+            help="WhatsApp: every recipient wrote to you in the last 24 hours, so free-form text may be sent.",
+        ),
+    ] = False,
     quiet: Quiet = False,
     json_output: opt.JsonOutput = False,
 ) -> None:
@@ -94,7 +101,7 @@ def send(
         "max_segments": max_segments, "smart_encoding": smart_encoding, "rates": rates,
         "phone_column": phone_column, "consent_column": consent_column, "assume_consent": assume_consent,
         "region": region, "countries": countries, "allow_landline": allow_landline, "encoding": encoding,
-        "delimiter": delimiter,
+        "delimiter": delimiter, "service_window": service_window,
     }
     config = ctx.obj.config()
     spec = build_spec(path, flags, run)

@@ -54,7 +54,7 @@ TWILIO_ERRORS: dict[int, tuple[OutcomeKind, str]] = {
     30007: (PERMANENT, "message filtered by the carrier"),
     30008: (PERMANENT, "unknown delivery error"),
     63003: (PERMANENT, "the channel could not find the 'To' address"),
-    63016: (PERMANENT, "outside the WhatsApp 24-hour window: use a template (ContentSid)"),
+    63016: (PERMANENT, "outside the WhatsApp 24-hour window: send a Content template (content_sid in the campaign file)"),
     # Nothing will work until the account or profile is fixed: stop the run, keep the rest queued.
     10001: (FATAL, "the account is not active"),
     20003: (FATAL, "authentication failed"),
