@@ -97,6 +97,11 @@ class FaultServer:
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
             self._send_body(conn, body)
             return True
+        if mode == "unauthorized":  # bad credentials: fatal for the whole run
+            body = b'{"error-code": "401", "error-code-label": "Unauthorized"}'
+            conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: %d\r\n\r\n" % len(body))
+            self._send_body(conn, body)
+            return True
         if mode == "drip":  # a complete-looking start, then the body one byte at a time
             body = VONAGE_OK % n
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))

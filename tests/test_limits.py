@@ -29,8 +29,8 @@ SECRET = "vonage-secret-for-tests"
 
 
 def vonage_config(url: str, **settings) -> str:
-    lines = ['[providers.api]', 'type = "vonage"', 'api_key = "k123"', 'sender = "ACME"', f'base_url = "{url}"',
-             "rate = 0", "concurrency = 4"]
+    settings = {"rate": 0, "concurrency": 4, **settings}
+    lines = ['[providers.api]', 'type = "vonage"', 'api_key = "k123"', 'sender = "ACME"', f'base_url = "{url}"']
     lines += [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
     return "\n".join(lines) + "\n"
 
@@ -259,4 +259,77 @@ def test_ctrl_c_does_not_wait_for_a_stuck_request(cli, home, tmp_path, secret):
     assert "sending" not in counts
     assert counts.get("unknown") == 4  # the four in flight may have been sent
     assert counts.get("queued") == 8  # claimed but never sent: back in the queue, no attempt spent
+    assert held(cli) == 0
+
+
+# ------------------------------------------------------------- every error path: no row sending, no hold
+
+
+def test_a_fatal_answer_stops_the_run_with_the_rows_queued_and_the_hold_released(cli, home, tmp_path, secret):
+    with FaultServer("unauthorized") as server:
+        campaign = setup_campaign(cli, home, tmp_path, server.url)
+        result = cli("send", campaign, "--yes", "--json", "--quiet")
+    assert result.exit_code == 1, result.stderr
+    assert states(home) == {"queued": 4}
+    assert held(cli) == 0
+
+
+def test_an_adapter_that_raises_leaves_no_row_sending_and_no_hold(cli, home, tmp_path, secret, monkeypatch):
+    from bulksend.providers.vonage import VonageProvider
+
+    def broken(self, response):
+        raise RuntimeError("adapter bug")
+
+    monkeypatch.setattr(VonageProvider, "classify", broken)
+    with FaultServer("ok") as server:
+        campaign = setup_campaign(cli, home, tmp_path, server.url)
+        result = cli("send", campaign, "--yes", "--quiet")
+    assert result.exit_code == 1
+    assert "RuntimeError" in result.stderr
+    counts = states(home)
+    assert "sending" not in counts and counts.get("unknown", 0) >= 1  # its request went out
+    assert sum(counts.values()) == 4
+    assert held(cli) == 0
+
+
+def test_a_journal_write_failure_leaves_no_row_sending_and_no_hold(cli, home, tmp_path, secret, monkeypatch):
+    from bulksend.journal import AttemptJournal
+
+    def full(self, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(AttemptJournal, "record", full)
+    with FaultServer("ok") as server:
+        campaign = setup_campaign(cli, home, tmp_path, server.url)
+        result = cli("send", campaign, "--yes", "--quiet")
+        assert server.requests == 0  # nothing goes out without its attempt record
+    assert result.exit_code == 1
+    assert "cannot write the attempt journal" in result.stderr
+    assert states(home) == {"queued": 4}
+    assert held(cli) == 0
+
+
+def test_a_ledger_error_while_recording_leaves_no_row_sending_and_no_hold(cli, home, tmp_path, secret, monkeypatch):
+    from bulksend.errors import LedgerError
+    from bulksend.ledger import SqliteLedger
+
+    original = SqliteLedger.mark_sent
+    failing = {"m-2"}  # the second message the server accepts cannot be recorded as sent
+
+    def mark_sent(self, transmission_id, provider_id, **kwargs):
+        if provider_id in failing:
+            raise LedgerError("database or disk is full")
+        return original(self, transmission_id, provider_id, **kwargs)
+
+    monkeypatch.setattr(SqliteLedger, "mark_sent", mark_sent)
+    with FaultServer("ok") as server:
+        campaign = setup_campaign(cli, home, tmp_path, server.url, concurrency=1)
+        result = cli("send", campaign, "--yes", "--quiet")
+        accepted = server.requests
+    assert result.exit_code == 1
+    assert "database or disk is full" in result.stderr
+    counts = states(home)
+    assert "sending" not in counts
+    assert counts.get("unknown") == 1  # accepted, but its debit could not be recorded: reconcile, never resend
+    assert counts.get("sent", 0) == accepted - 1
     assert held(cli) == 0
