@@ -40,11 +40,31 @@ def _tighten(path: Path, st: os.stat_result, mode: int) -> None:
     )
 
 
-def private_dir(path: Path) -> Path:
-    """Create ``path`` (and missing parents) owner-only, or tighten it when it is looser; returns it."""
-    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+def private_dir(path: Path, *, root: Path | None = None) -> Path:
+    """Create ``path`` owner-only, or tighten it when it is looser; returns it.
+
+    Missing parents are created owner-only too. With ``root`` (the home), every directory from ``root`` down
+    to ``path`` is made owner-only, not just the last one: the home itself holds the ledger.
+    """
+    missing = []
+    current = path
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            pass  # made by another process meanwhile
+    if not path.is_dir():
+        path.mkdir(mode=DIR_MODE)  # raises what mkdir raises for a file in the way
     if _posix():
-        _tighten(path, path.stat(), DIR_MODE)
+        chain = [path]
+        if root is not None and path != root and path.is_relative_to(root):
+            between = path.relative_to(root).parents  # for a/b/c: a/b, a, .
+            chain = [root, *(root / part for part in reversed(between) if part != Path(".")), path]
+        for directory in dict.fromkeys(chain):
+            _tighten(directory, directory.stat(), DIR_MODE)
     return path
 
 
@@ -60,9 +80,9 @@ def private_file(path: Path) -> Path:
     return path
 
 
-def open_private(path: Path, flags: int) -> int:
+def open_private(path: Path, flags: int, *, root: Path | None = None) -> int:
     """``os.open`` of a file in an owner-only directory, created 0600 or tightened to it; returns the fd."""
-    private_dir(path.parent)
+    private_dir(path.parent, root=root)
     fd = os.open(path, flags | os.O_CREAT, FILE_MODE)
     if _posix():
         try:

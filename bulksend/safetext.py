@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 #: The longest outside text kept in the ledger or shown on a terminal.
 MAX_TEXT = 500
@@ -24,3 +25,28 @@ def printable(text: str | bytes | None, limit: int = MAX_TEXT) -> str | None:
     text = _UNPRINTABLE.sub("", text)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# Everything up to the last "@" of the authority: a password may hold an "@" of its own.
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/\s?#@]*(?:@[^/\s?#@]*)*@", re.IGNORECASE)
+
+
+def scrub_url(text: str | None) -> str | None:
+    """``text`` with the user and password of every URL in it replaced (``https://***@host/…``).
+
+    For anything shown or stored that may hold a URL: a provider's ``base_url``, a ledger URL, an error.
+    """
+    if text is None:
+        return None
+    return _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}***@", text)
+
+
+def scrub_urls(value: Any) -> Any:
+    """``value`` (settings: strings, lists, tables) with :func:`scrub_url` applied to every string in it."""
+    if isinstance(value, str):
+        return scrub_url(value)
+    if isinstance(value, dict):
+        return {key: scrub_urls(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(scrub_urls(item) for item in value)
+    return value

@@ -28,7 +28,7 @@ from urllib3.exceptions import SSLError as Urllib3SSLError
 from bulksend import __version__
 from bulksend.errors import ConfigError
 from bulksend.providers.base import Outcome, OutcomeKind, Profile
-from bulksend.safetext import MAX_TEXT, printable
+from bulksend.safetext import MAX_TEXT, printable, scrub_url
 
 USER_AGENT = f"bulksend/{__version__}"
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -391,20 +391,6 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         when = when.replace(tzinfo=timezone.utc)
     now = now or datetime.now(timezone.utc)
     return min(MAX_RETRY_AFTER, max(0.0, (when - now).total_seconds()))
-
-
-# Everything up to the last "@" of the authority: a password may hold an "@" of its own.
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/\s?#@]*(?:@[^/\s?#@]*)*@", re.IGNORECASE)
-
-
-def scrub_url(text: str | None) -> str | None:
-    """``text`` with the user and password of every URL in it replaced (``https://***@host/…``).
-
-    For anything shown or stored that may hold a URL: a provider's ``base_url``, a ledger URL.
-    """
-    if text is None:
-        return None
-    return _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}***@", text)
 
 
 class Scrubber:
