@@ -951,13 +951,15 @@ def dry_run_path(home: Path, campaign: str) -> Path:
 def dry_run(prepared: Prepared) -> DryRunReport:
     """Write what a real run would send now, one JSON line per message. No ledger write, no provider call."""
     path = dry_run_path(prepared.config.home, prepared.name)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from bulksend.private import FILE_MODE, private_dir
+
+    private_dir(path.parent, root=prepared.config.home)
     limit = prepared.limit
     written = credits = suppressed = unknown = 0
     from bulksend.engine import _encoding
 
     tmp = path.with_suffix(".jsonl.tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
+    with open(tmp, "w", encoding="utf-8", opener=lambda p, flags: os.open(p, flags, FILE_MODE)) as out:
 
         def write(to: str, text: str, units: int, cost: int, row: int | None, encoding: str,
                   params: str | None) -> None:

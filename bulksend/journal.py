@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from bulksend.private import open_private
+
 JOURNAL_DIR = "journal"
 BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
 HEADER = "bulksend-attempts 1 boot "
@@ -187,8 +189,7 @@ class AttemptJournal:
         """
         if self.boot is None:
             return
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        fd = open_private(self.path, os.O_WRONLY | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC)
         try:
             _write_all(fd, f"{HEADER}{self.boot}\n".encode("ascii"))
         except BaseException:

@@ -505,7 +505,10 @@ class SqliteLedger(Ledger):
     def open(cls, path: Path, *, create: bool = True) -> "SqliteLedger | None":
         path = Path(path)
         if create:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            from bulksend.private import private_dir, private_file
+
+            private_dir(path.parent)  # the home: owner-only, like everything in it
+            private_file(path)
             try:  # owner-only from the first byte; SQLite gives -wal and -shm the same mode
                 os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
             except FileExistsError:

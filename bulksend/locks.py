@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from bulksend.errors import CampaignLocked
+from bulksend.private import private_dir
 
 LOCK_DIR = "locks"
 
@@ -39,7 +40,7 @@ class CampaignLock:
     def acquire(cls, home: Path, campaign: str) -> "CampaignLock":
         """Take the campaign's lock, or raise CampaignLocked (exit 5) naming the campaign and the holder."""
         path = lock_path(home, campaign)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent, root=home)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -11,6 +11,7 @@ from bulksend import credentials
 from bulksend.config import Config
 from bulksend.errors import ConfigError
 from bulksend.providers.base import Profile, Provider, provider_class, provider_types
+from bulksend.safetext import scrub_urls
 
 BUILTIN_PROFILE = "outbox"
 
@@ -148,7 +149,7 @@ def describe_profiles(config: Config) -> list[ProfileSummary]:
                 type=profile.type,
                 secret=source,
                 builtin=profile.name == BUILTIN_PROFILE and BUILTIN_PROFILE not in config.providers,
-                settings=dict(profile.settings),
+                settings=scrub_urls(dict(profile.settings)),  # a base_url may carry user:password
             )
         )
     return summaries

@@ -14,7 +14,7 @@ from bulksend.cli import app
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh bulksend home, set through BULKSEND_HOME as a user would."""
     path = tmp_path / "home"
-    path.mkdir()
+    path.mkdir(mode=0o700)  # as bulksend creates it (a looser home is tightened, with a warning)
     monkeypatch.setenv("BULKSEND_HOME", str(path))
     monkeypatch.delenv("NO_COLOR", raising=False)
     return path

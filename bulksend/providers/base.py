@@ -118,6 +118,9 @@ class Provider(ABC):
     def check(self) -> str:
         """A harmless live call proving the profile works; returns a one-line summary or raises ConfigError."""
 
+    def interrupt(self) -> None:
+        """Cut the requests in flight short (the run is stopping); called from another thread. Optional."""
+
     def close(self) -> None:
         """Release pooled connections and open files."""
 

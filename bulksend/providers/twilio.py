@@ -135,7 +135,9 @@ class TwilioProvider(Provider):
         username = str(profile.get("api_key_sid") or self.account_sid)
         auth = http_common.StaticAuth.basic(username, secret)
         self._scrub = http_common.Scrubber([secret, auth.header_value.split(" ", 1)[1]])
-        self._session = http_common.make_session(http_common.pool_size(profile), auth)
+        self._session = http_common.make_session(
+            http_common.pool_size(profile), auth, deadline=http_common.deadline(profile)
+        )
 
     # -- sending ---------------------------------------------------------------------------------------------
 
@@ -310,6 +312,9 @@ class TwilioProvider(Provider):
                 hint="Check account_sid and base_url in config.toml.",
             )
         raise ProviderError(f"Twilio balance check failed ({where}: {text}).")
+
+    def interrupt(self) -> None:
+        self._session.interrupt()
 
     def close(self) -> None:
         self._session.close()
