@@ -78,6 +78,17 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
+def _listed_time(value: Any) -> datetime | None:
+    """A listed message's RFC 2822 date in UTC, or None when it is missing or unreadable."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return _utc(moment) if moment is not None else None
+
+
 class _Undecidable(Exception):
     """Twilio's records could not be read to the end: the lookup cannot tell."""
 
@@ -234,50 +245,77 @@ class TwilioProvider(Provider):
         """Find the message in Twilio's log: same To, same body, created since ``sent_after`` (less clock skew).
 
         First with the ``DateSent>`` filter; then, because a message still in Twilio's queue has no date_sent
-        yet and that filter cannot see it, through every message to the number. Any error: cannot tell.
+        yet and that filter cannot see it, through every message to the number. "Not found" only when every
+        listed message was read and each one certainly is another message; a listed message lacking a field
+        the match needs (to, direction, body, date_created, sid), or any error, makes it "cannot tell".
         """
         since = _utc(sent_after) - CLOCK_SKEW
         to = self.address(delivery.to, delivery.channel)
         body = None if (delivery.params.get("content_sid") or self.content_sid) else delivery.text
         try:
             date_filter = {"DateSent>": (since - timedelta(days=1)).date().isoformat()}
-            sid = self._search(to, body, since, date_filter)
+            sid, doubtful = self._search(to, body, since, date_filter)
             if sid is None:
-                sid = self._search(to, body, since, {})
+                sid, doubtful_again = self._search(to, body, since, {})
+                doubtful = doubtful or doubtful_again
         except (_Undecidable, requests.RequestException, ValueError):
             return LookupResult.CANNOT_TELL, None
-        if sid is None:
-            return LookupResult.NOT_FOUND, None
-        return LookupResult.FOUND, sid
+        if sid is not None:
+            return LookupResult.FOUND, sid
+        if doubtful:
+            return LookupResult.CANNOT_TELL, None
+        return LookupResult.NOT_FOUND, None
 
-    def _search(self, to: str, body: str | None, since: datetime, extra: dict[str, str]) -> str | None:
+    def _search(self, to: str, body: str | None, since: datetime, extra: dict[str, str]) -> tuple[str | None, bool]:
+        """(sid of the matching message or None, whether some listed message might have been it)."""
         url: str | None = self._messages_url
         params: dict[str, Any] | None = {"To": to, "PageSize": LOOKUP_PAGE_SIZE, **extra}
+        doubtful = False
         for _page in range(LOOKUP_MAX_PAGES):
             response = self._session.get(url, params=params, timeout=self._timeouts, allow_redirects=False)
             page = http_common.json_body(response)
             if response.status_code != 200 or not isinstance(page, dict) or not isinstance(page.get("messages"), list):
                 raise _Undecidable
             for message in page["messages"]:
-                if isinstance(message, dict) and self._matches(message, to, body, since):
-                    return str(message.get("sid") or "") or None
+                match = self._matches(message, to, body, since)
+                if match is True:
+                    sid = message.get("sid")
+                    if isinstance(sid, str) and sid.strip():
+                        return sid.strip(), doubtful
+                    doubtful = True  # it is ours, but without its sid: record nothing we cannot name
+                elif match is None:
+                    doubtful = True
             next_page = page.get("next_page_uri")
             if not next_page:
-                return None
+                return None, doubtful
+            if not isinstance(next_page, str):
+                raise _Undecidable
             url, params = (next_page if next_page.startswith("http") else f"{self.base_url}{next_page}"), None
         raise _Undecidable  # more pages than we are willing to read
 
     @staticmethod
-    def _matches(message: dict[str, Any], to: str, body: str | None, since: datetime) -> bool:
-        if message.get("to") != to or not str(message.get("direction", "")).startswith("outbound"):
+    def _matches(message: Any, to: str, body: str | None, since: datetime) -> bool | None:
+        """True: this is our message; False: certainly another one; None: it lacks what would tell."""
+        if not isinstance(message, dict):
+            return None
+        listed_to, direction = message.get("to"), message.get("direction")
+        if isinstance(listed_to, str) and listed_to and listed_to != to:
             return False
-        if body is not None and (message.get("body") or "").strip() != body.strip():
+        if isinstance(direction, str) and direction and not direction.startswith("outbound"):
             return False
-        try:
-            created = parsedate_to_datetime(str(message.get("date_created")))
-        except (TypeError, ValueError, IndexError):
-            return True  # no usable date: claiming it was sent is the side that never sends twice
-        return created is None or _utc(created) >= since
+        listed_body = message.get("body")
+        if body is not None and isinstance(listed_body, str) and listed_body.strip() != body.strip():
+            return False
+        created = _listed_time(message.get("date_created"))
+        if created is not None and created < since:
+            return False  # an older message to the same number
+        if not (isinstance(listed_to, str) and listed_to) or not (isinstance(direction, str) and direction):
+            return None
+        if body is not None and not isinstance(listed_body, str):
+            return None
+        if created is None:
+            return None
+        return True
 
     # -- checking --------------------------------------------------------------------------------------------
 
