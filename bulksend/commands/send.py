@@ -396,7 +396,10 @@ def render_summary(report: "SendReport") -> None:
             this_run += f", {stats.retried:,} retries"
         if stats.found or stats.not_found:
             this_run += f", {stats.found:,} unknown found sent, {stats.not_found:,} not found"
-        this_run += f" in {_duration(stats.elapsed)} ({stats.per_second:,.0f} requests/s)"
+        this_run += f" in {_duration(stats.elapsed)}"
+        if stats.waited >= 1:
+            this_run += f", {_duration(stats.waited)} of it waiting to look up or retry"
+        this_run += f" ({stats.per_second:,.0f} requests/s)"
         line(this_run)
         if result.reason is StopReason.FATAL and result.fatal is not None:
             line(f"Stopped: the provider refused with {result.fatal.code}: {result.fatal.text}. "
