@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
@@ -12,9 +13,14 @@ import requests
 
 from bulksend.errors import ConfigError, ProviderError
 from bulksend.providers import http_common
-from bulksend.providers.base import Delivery, LookupResult, Outcome, OutcomeKind, Provider, register
+from bulksend.providers.base import Delivery, LookupResult, Outcome, OutcomeKind, Profile, Provider, register
 
 DEFAULT_BASE_URL = "https://api.twilio.com"
+# The environment variables twilio-cli and Twilio's SDKs read (https://www.twilio.com/docs/twilio-cli/general-usage).
+ACCOUNT_SID_ENV = "TWILIO_ACCOUNT_SID"
+AUTH_TOKEN_ENV = "TWILIO_AUTH_TOKEN"
+API_KEY_ENV = "TWILIO_API_KEY"
+API_SECRET_ENV = "TWILIO_API_SECRET"
 ERROR_DOCS = "https://www.twilio.com/docs/api/errors/{code}"
 
 RETRYABLE, PERMANENT, OPTED_OUT, FATAL = (
@@ -98,8 +104,10 @@ class TwilioProvider(Provider):
     """Sends through Twilio's Messages API: form-encoded POSTs with HTTP basic auth.
 
     Profile settings:
-        account_sid: the account (AC…); the URL's account and, without an API key, the user name.
-        api_key_sid: an API key (SK…) to authenticate with instead; the secret is then the key's secret.
+        account_sid: the account (AC…); the URL's account and, without an API key, the user name
+            (else ``TWILIO_ACCOUNT_SID``).
+        api_key_sid: an API key (SK…) to authenticate with instead; the secret is then the key's secret
+            (else ``TWILIO_API_KEY`` when ``TWILIO_API_SECRET`` is set too).
         sender: the From number or alphanumeric ID; ``whatsapp_sender`` overrides it on WhatsApp.
         messaging_service_sid: a Messaging Service (MG…), instead of or besides a sender.
         status_callback: a URL Twilio posts delivery reports to.
@@ -107,7 +115,7 @@ class TwilioProvider(Provider):
         base_url: default https://api.twilio.com (a regional edge, a proxy, a test server).
         concurrency: requests in flight, sizes the connection pool (default 16).
         timeout, connect_timeout: seconds to wait for an answer (30) and for a connection (5).
-    The secret is the auth token (``TWILIO_AUTH_TOKEN``), or the API key's secret.
+    The secret is the auth token (``TWILIO_AUTH_TOKEN``), or the API key's secret (``TWILIO_API_SECRET``).
     """
 
     type_name: ClassVar[str] = "twilio"
@@ -115,14 +123,41 @@ class TwilioProvider(Provider):
     default_rate: ClassVar[float] = 10.0
     max_body: ClassVar[int] = 1600
     needs_secret: ClassVar[bool] = True
-    secret_env: ClassVar[str | None] = "TWILIO_AUTH_TOKEN"
+    secret_env: ClassVar[str | None] = AUTH_TOKEN_ENV
     can_lookup: ClassVar[bool] = True
+
+    @classmethod
+    def settings_from_env(cls, profile: Profile, environ: Mapping[str, str]) -> dict[str, str]:
+        """As twilio-cli: ``TWILIO_ACCOUNT_SID``, and an API key (``TWILIO_API_KEY`` with ``TWILIO_API_SECRET``),
+        for what the profile does not set itself. An API key in the environment wins over an auth token."""
+        found = {}
+        if not profile.get("account_sid") and environ.get(ACCOUNT_SID_ENV, "").strip():
+            found["account_sid"] = ACCOUNT_SID_ENV
+        if (
+            not profile.get("api_key_sid")
+            and environ.get(API_KEY_ENV, "").strip()
+            and environ.get(API_SECRET_ENV, "").strip()
+        ):
+            found["api_key_sid"] = API_KEY_ENV
+        return found
+
+    @classmethod
+    def secret_env_vars(cls, profile: Profile) -> tuple[str, ...]:
+        """An API key's secret is ``TWILIO_API_SECRET``; the account's auth token is ``TWILIO_AUTH_TOKEN``."""
+        return (API_SECRET_ENV,) if profile.get("api_key_sid") else (AUTH_TOKEN_ENV,)
 
     def __init__(self, profile, secret, home) -> None:
         super().__init__(profile, secret, home)
         if not secret:
             raise ConfigError(f"provider profile {profile.name!r} has no secret.")
-        self.account_sid = str(profile.require("account_sid")).strip()
+        account_sid = profile.get("account_sid")
+        if account_sid in (None, ""):
+            raise ConfigError(
+                f"provider profile {profile.name!r} needs 'account_sid'.",
+                hint=f'Add account_sid = "AC…" under [providers.{profile.name}] in config.toml, '
+                f"or set {ACCOUNT_SID_ENV} in the environment.",
+            )
+        self.account_sid = str(account_sid).strip()
         if not self.account_sid.isalnum():
             raise ConfigError(f"provider profile {profile.name!r}: account_sid {self.account_sid!r} is not a SID.")
         self.sender = profile.get("sender")
