@@ -132,6 +132,10 @@ def _register() -> None:
     app.command("send-one")(send.send_one)
     app.add_typer(campaigns.app, name="campaigns")
 
+    from bulksend.commands import config
+
+    app.add_typer(config.app, name="config")
+
 
 _register()
 
