@@ -77,7 +77,7 @@ app = typer.Typer(
     help="Bulk SMS and WhatsApp campaigns from a CSV: validated, priced, sent once, accounted for.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # costs `balance --json` under 10 ms (bench/completion_bench.py, README.md)
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
