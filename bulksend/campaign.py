@@ -732,6 +732,7 @@ class SendReport:
                 "reconciled": {"found": stats.found, "not_found": stats.not_found, "cannot_tell": stats.undecided},
                 "credits": stats.credits,
                 "seconds": round(stats.elapsed, 3),
+                "waited_seconds": round(stats.waited, 3),
                 "per_second": round(stats.per_second, 1),
             }
             if self.result.fatal is not None:
@@ -1169,6 +1170,45 @@ class ReconcileReport:
     @property
     def exit_code(self) -> ExitCode:
         return ExitCode.INCOMPLETE if self.status.counts.get("unknown") else ExitCode.OK
+
+    def as_json(self) -> dict[str, int]:
+        """The ``reconciled`` object: looked_up = found + not_found + cannot_tell
+        = found + assumed_sent + requeued + failed + still_unknown."""
+        r = self.result
+        return {
+            "looked_up": r.looked_up,
+            "found": r.found,
+            "not_found": r.not_found,
+            "cannot_tell": r.undecided,
+            "assumed_sent": r.assumed_sent,
+            "requeued": r.requeued,
+            "failed": r.failed,
+            "still_unknown": r.still_unknown,
+            "recovered": self.recovered,
+        }
+
+    def summary(self) -> str:
+        """One line whose two lists of counts each add up to the rows looked up (or decided)."""
+        r = self.result
+        name = self.status.campaign.name
+        if not r.looked_up:
+            return f"Campaign {name!r}: no message with an unknown outcome."
+        if self.can_lookup:
+            asked = (
+                f"{r.looked_up:,} looked up: {r.found:,} found, {r.not_found:,} not found, "
+                f"{r.undecided:,} the provider cannot tell"
+            )
+        else:
+            asked = f"{r.looked_up:,} with an unknown outcome (the provider cannot look messages up)"
+        became = [
+            (r.found, "sent"),
+            (r.assumed_sent, "sent on your word"),
+            (r.requeued, "queued again"),
+            (r.failed, "failed"),
+            (r.still_unknown, "still unknown"),
+        ]
+        now = ", ".join(f"{n:,} {what}" for n, what in became if n)
+        return f"Campaign {name!r}: {asked}; now {now}."
 
 
 def reconcile(config: Config, key: str, *, assume: str | None = None, wait: bool = True) -> ReconcileReport:

@@ -77,7 +77,7 @@ app = typer.Typer(
     help="Bulk SMS and WhatsApp campaigns from a CSV: validated, priced, sent once, accounted for.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # costs `balance --json` under 10 ms (bench/completion_bench.py, README.md)
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -131,6 +131,10 @@ def _register() -> None:
     app.command("send")(send.send)
     app.command("send-one")(send.send_one)
     app.add_typer(campaigns.app, name="campaigns")
+
+    from bulksend.commands import config
+
+    app.add_typer(config.app, name="config")
 
 
 _register()

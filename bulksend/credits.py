@@ -41,6 +41,8 @@ def parse_date(text: str, what: str = "date") -> date:
 def topup(config: Config, amount: int, channel: str, on: date | None = None, ref: str | None = None) -> TopUp:
     """Record a purchase of ``amount`` credits; refuses amounts under the minimum, future dates, used references."""
     channel = check_channel(channel)
+    if amount <= 0:
+        raise InputError(f"the amount must be a positive whole number of credits; {amount} is not. Nothing recorded.")
     minimum = minimum_topup(config, channel)
     if amount < minimum:
         raise InputError(

@@ -170,12 +170,18 @@ class RunStats:
     batches: int = 0
     failures: Counter = field(default_factory=Counter)  # failed rows of this run by code
     retrying: set = field(default_factory=set)  # ids waiting for another attempt
-    started: float = field(default_factory=time.monotonic)
     last_outcome: Outcome | None = None
+    waited: float = 0.0  # seconds spent idle, waiting for unknown rows to ripen for lookup or for a retry
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
+    started: float = field(default=-1.0)  # clock() when the run started (set from ``clock`` when not given)
+
+    def __post_init__(self) -> None:
+        if self.started < 0:
+            self.started = self.clock()
 
     @property
     def elapsed(self) -> float:
-        return time.monotonic() - self.started
+        return self.clock() - self.started
 
     @property
     def finished(self) -> int:
@@ -184,8 +190,9 @@ class RunStats:
 
     @property
     def per_second(self) -> float:
-        elapsed = self.elapsed
-        return self.attempts / elapsed if elapsed > 0 else 0.0
+        """Requests per second of work: the time spent idle waiting (``waited``) is left out."""
+        working = self.elapsed - self.waited
+        return self.attempts / working if working > 0 else 0.0
 
 
 @dataclass
@@ -211,15 +218,21 @@ class Recovery:
 
 @dataclass(frozen=True, slots=True)
 class ReconcileResult:
-    """What a reconciliation of ``unknown`` rows found."""
+    """What a reconciliation of ``unknown`` rows found.
+
+    Two partitions of ``looked_up``: what the provider answered (found + not_found + undecided), and what
+    became of the rows (found + assumed_sent + requeued + failed + still_unknown).
+    """
 
     looked_up: int
-    found: int
-    not_found: int
-    undecided: int
-    requeued: int  # NOT_FOUND rows, or undecided ones with retry_unknown, queued again
-    failed: int  # NOT_FOUND rows out of attempts
+    found: int  # the provider has it: sent
+    not_found: int  # the provider certainly does not have it
+    undecided: int  # the provider cannot tell
+    requeued: int  # NOT_FOUND rows, or undecided ones with retry_unknown or the user's "queued", queued again
+    failed: int  # NOT_FOUND rows out of attempts, or undecided ones the user gave up ("failed")
     waiting: int  # rows too recent to look up yet
+    assumed_sent: int = 0  # undecided rows marked sent on the user's word ("sent")
+    still_unknown: int = 0  # undecided rows left unknown
 
     def plus(self, later: ReconcileResult) -> ReconcileResult:
         """This result followed by ``later`` (whose ``waiting`` is what is still waiting)."""
@@ -231,6 +244,8 @@ class ReconcileResult:
             self.requeued + later.requeued,
             self.failed + later.failed,
             later.waiting,
+            self.assumed_sent + later.assumed_sent,
+            self.still_unknown + later.still_unknown,
         )
 
 
@@ -532,7 +547,10 @@ class Engine:
                         hint="Run it again: the next run holds what the rest of the campaign needs.",
                     )
                 continue
-            if self.stop.wait(min(delay, 1.0)):
+            idle_from = self.stats.clock()
+            stopped = self.stop.wait(min(delay, 1.0))
+            self.stats.waited += self.stats.clock() - idle_from
+            if stopped:
                 self._halt.set()
                 return StopReason.INTERRUPTED, None
 
@@ -914,7 +932,7 @@ class Engine:
     def _reconcile(self, *, ripe_only: bool) -> int:
         """Look up ``unknown`` rows; returns how many changed state."""
         result = self.reconcile(ripe_only=ripe_only)
-        return result.found + result.requeued + result.failed
+        return result.found + result.assumed_sent + result.requeued + result.failed
 
     def reconcile(self, *, ripe_only: bool = True, assume: str | None = None) -> ReconcileResult:
         """Ask the provider about every ``unknown`` row (old enough, when ``ripe_only``) and record the answers.
@@ -941,7 +959,7 @@ class Engine:
             answers = self._lookups(rows)
         else:
             answers = [(LookupResult.CANNOT_TELL, None)] * len(rows)
-        found = not_found = undecided = requeued = failed = 0
+        found = not_found = undecided = requeued = failed = assumed_sent = still_unknown = 0
         stats = self.stats
         ledger = self.ledger
         batch = max(self.settings.batch, 200)
@@ -965,10 +983,11 @@ class Engine:
                         decision = assume or ("queued" if self.settings.retry_unknown else None)
                     if decision is None:
                         self._undecided.add(row.id)
+                        still_unknown += 1
                     elif decision == "sent":  # the user's word that the provider has it
                         stats.credits += ledger.mark_sent(row.id, row.provider_id)
                         stats.sent += 1
-                        found += 1
+                        assumed_sent += 1
                     elif decision == "failed":
                         ledger.mark_failed(row.id, "unreconciled", "given up by the user after an unknown outcome")
                         self._final_failure(row, "unreconciled")
@@ -979,7 +998,9 @@ class Engine:
                         failed += 1
         if self.progress is not None:
             self.progress(self.stats)
-        return ReconcileResult(len(rows), found, not_found, undecided, requeued, failed, waiting)
+        return ReconcileResult(
+            len(rows), found, not_found, undecided, requeued, failed, waiting, assumed_sent, still_unknown
+        )
 
     def _requeue(self, row: Transmission, now: datetime) -> bool:
         """An unknown row the provider does not have goes back to ``queued`` (False: out of attempts, failed)."""

@@ -29,3 +29,10 @@ def cli(home: Path):
         return runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _no_twilio_identity_from_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's exported Twilio account or API key must not change what any test sends."""
+    for name in ("TWILIO_ACCOUNT_SID", "TWILIO_API_KEY", "TWILIO_API_SECRET"):
+        monkeypatch.delenv(name, raising=False)

@@ -129,7 +129,8 @@ def test_reconcile_settles_rows_a_crash_left_in_flight(funded, home, tmp_path):
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["reconciled"] == {
-        "looked_up": 3, "found": 1, "not_found": 2, "cannot_tell": 0, "requeued": 2, "failed": 0, "recovered": 3,
+        "looked_up": 3, "found": 1, "not_found": 2, "cannot_tell": 0, "assumed_sent": 0, "requeued": 2, "failed": 0,
+        "still_unknown": 0, "recovered": 3,
     }
     assert doc["counts"] == {"sent": 3, "queued": 3}
     assert doc["credits_debited"] == 3 and doc["held"] == 0

@@ -188,34 +188,15 @@ def reconcile(
     from bulksend.campaign import reconcile as run_reconcile
 
     report = run_reconcile(ctx.obj.config(), campaign, assume=assume)
-    result = report.result
     status = report.status
     if json_output:
         doc = status.as_json()
-        doc["reconciled"] = {
-            "looked_up": result.looked_up,
-            "found": result.found,
-            "not_found": result.not_found,
-            "cannot_tell": result.undecided,
-            "requeued": result.requeued,
-            "failed": result.failed,
-            "recovered": report.recovered,
-        }
+        doc["reconciled"] = report.as_json()
         output.emit_json(doc)
     else:
-        c = status.campaign
         if report.recovered:
             _line(f"{report.recovered:,} messages left in flight by an interrupted run are now unknown.")
-        if not result.looked_up:
-            _line(f"Campaign {c.name!r}: no message with an unknown outcome.")
-        else:
-            how = "looked up" if report.can_lookup else "decided"
-            _line(
-                f"Campaign {c.name!r}: {result.looked_up:,} {how}: {result.found:,} sent, {result.not_found:,} "
-                f"not found (queued again: {result.requeued:,}), {result.undecided:,} the provider cannot tell"
-                + (f", {result.failed:,} failed" if result.failed else "")
-                + "."
-            )
+        _line(report.summary())
         _line(f"  {_counts(status)}")
         if status.counts.get("unknown"):
             _line(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import typer
+from typer.core import TyperCommand
 
 from bulksend.commands.options import Channel, JsonOutput
 
@@ -22,7 +24,20 @@ def _line(text: str) -> None:
     output.stdout().print(text, markup=False, highlight=False)
 
 
-@app.command("topup")
+class _TakesNegativeNumbers(TyperCommand):
+    """Lets ``-5`` reach the command as a number (Click would read it as an unknown option ``-5``).
+
+    Unknown options are let through only when a negative number is among the arguments, so that a
+    mistyped option elsewhere is still reported as "No such option".
+    """
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        if any(re.fullmatch(r"-\d+", arg) for arg in args):
+            ctx.ignore_unknown_options = True
+        return super().parse_args(ctx, args)
+
+
+@app.command("topup", cls=_TakesNegativeNumbers)
 def topup(
     ctx: typer.Context,
     amount: Annotated[int, typer.Argument(metavar="N", help="Credits bought (a whole number).", show_default=False)],

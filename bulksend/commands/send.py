@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -258,34 +260,36 @@ def _execute(prepared: "Prepared", *, quiet: bool) -> "SendReport":
 
 
 class SendProgress:
-    """Progress on stderr: a live rich display on a terminal, else one line per committed batch."""
+    """Progress on stderr: a live rich line on a terminal (count and ETA kept at any width), else one
+    timestamped plain line at most every ``interval`` seconds of ``clock`` (a cron log, not a flood)."""
 
-    def __init__(self, name: str, total: int, *, quiet: bool) -> None:
+    def __init__(
+        self,
+        name: str,
+        total: int,
+        *,
+        quiet: bool,
+        clock: Callable[[], float] = time.time,
+        interval: float | None = None,
+    ) -> None:
         from bulksend import output
+        from bulksend.commands.progress import LOG_INTERVAL, Throttle
 
         self.name = name
         self.total = total
         self.quiet = quiet
+        self.clock = clock
         self.live = not quiet and output.stderr().is_terminal
+        self._throttle = Throttle(LOG_INTERVAL if interval is None else interval, clock)
         self._progress = None
         self._task = None
 
     def __enter__(self) -> "SendProgress":
         if self.live:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
             from bulksend import output
+            from bulksend.commands.progress import make_progress
 
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[detail]}"),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                console=output.stderr(),
-                transient=False,
-            )
+            self._progress = make_progress(output.stderr())
             self._progress.start()
             self._task = self._progress.add_task(self.name, total=self.total or None, detail="starting…")
         return self
@@ -303,19 +307,29 @@ class SendProgress:
         parts.append(f"{stats.credits:,} credits")
         return " · ".join(parts)
 
+    def remaining(self, stats: "RunStats") -> float | None:
+        """Seconds left at the run's rate of work (None until there is a rate)."""
+        done = stats.finished
+        if stats.per_second > 0 and self.total > done:
+            return (self.total - done) / stats.per_second
+        return None
+
     def __call__(self, stats: "RunStats") -> None:
         if self.quiet:
             return
         if self._progress is not None:
-            self._progress.update(self._task, completed=stats.finished, detail=self.detail(stats))
+            self._progress.update(
+                self._task, completed=stats.finished, detail=self.detail(stats), eta=self.remaining(stats)
+            )
+            return
+        if not self._throttle.ready():
             return
         from bulksend import output
 
-        done = stats.finished
-        eta = ""
-        if stats.per_second > 0 and self.total > done:
-            eta = f" · ETA {_duration((self.total - done) / stats.per_second)}"
-        output.note(f"{self.name}: {done:,}/{self.total:,} · {self.detail(stats)}{eta}")
+        left = self.remaining(stats)
+        eta = f" · ETA {_duration(left)}" if left is not None else ""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock()))
+        output.note(f"{stamp} {self.name}: {stats.finished:,}/{self.total:,} · {self.detail(stats)}{eta}")
 
 
 def _duration(seconds: float) -> str:
@@ -403,7 +417,10 @@ def render_summary(report: "SendReport") -> None:
             this_run += f", {stats.retried:,} retries"
         if stats.found or stats.not_found:
             this_run += f", {stats.found:,} unknown found sent, {stats.not_found:,} not found"
-        this_run += f" in {_duration(stats.elapsed)} ({stats.per_second:,.0f} requests/s)"
+        this_run += f" in {_duration(stats.elapsed)}"
+        if stats.waited >= 1:
+            this_run += f", {_duration(stats.waited)} of it waiting to look up or retry"
+        this_run += f" ({stats.per_second:,.0f} requests/s)"
         line(this_run)
         if result.reason is StopReason.FATAL and result.fatal is not None:
             line(f"Stopped: the provider refused with {result.fatal.code}: {result.fatal.text}. "
