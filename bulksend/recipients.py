@@ -696,7 +696,7 @@ def write_rejects(table: RecipientTable, path: Path) -> int:
 
 def write_clean(table: RecipientTable, path: Path) -> int:
     """Accepted rows with every original column, plus their E.164 number."""
-    from bulksend.spreadsheet import atomic_text, safe_cell, safe_series
+    from bulksend.spreadsheet import LINE_END, atomic_text, safe_cell, safe_series
 
     accepted = np.flatnonzero(table.accepted_mask)
     headers = [h if h else f"column_{i + 1}" for i, h in enumerate(table.csv.headers)]
@@ -704,8 +704,10 @@ def write_clean(table: RecipientTable, path: Path) -> int:
     with atomic_text(path) as handle:
         import csv as csvmod
 
-        csvmod.writer(handle).writerow([safe_cell(h) for h in (*headers, "e164")])
+        csvmod.writer(handle, lineterminator=LINE_END).writerow([safe_cell(h) for h in (*headers, "e164")])
         for chunk in table.csv.chunks(range(len(headers))):
+            if chunk.empty:
+                continue  # a header without data rows: the clean file is the header alone
             start = int(chunk.index[0])
             lo, hi = np.searchsorted(accepted, [start, start + len(chunk)])
             if lo == hi:
@@ -713,7 +715,7 @@ def write_clean(table: RecipientTable, path: Path) -> int:
             picked = chunk.loc[accepted[lo:hi]]
             out = picked.apply(safe_series)
             out["e164"] = ["+" + str(n) for n in table.e164[accepted[lo:hi]].tolist()]
-            out.to_csv(handle, header=False, index=False)
+            out.to_csv(handle, header=False, index=False, lineterminator=LINE_END)
             written += len(out)
     return written
 
@@ -722,7 +724,7 @@ def write_details(table: RecipientTable, path: Path) -> int:
     """Per accepted recipient: row, E.164, country, encoding, segments (or messages) and credits."""
     import pandas as pd
 
-    from bulksend.spreadsheet import atomic_text
+    from bulksend.spreadsheet import LINE_END, atomic_text
 
     accepted = np.flatnonzero(table.accepted_mask)
     regions = np.array(table.regions + [""], dtype=object)
@@ -738,7 +740,7 @@ def write_details(table: RecipientTable, path: Path) -> int:
         }
     )
     with atomic_text(path) as handle:
-        frame.to_csv(handle, index=False)
+        frame.to_csv(handle, index=False, lineterminator=LINE_END)
     return len(frame)
 
 
@@ -841,6 +843,8 @@ def iter_messages(table: RecipientTable) -> Iterator[Message]:
     smart = table.plan.smart_encoding
     names = table.bound.columns
     for chunk in table.csv.chunks(columns.all()):
+        if chunk.empty:
+            continue
         start = int(chunk.index[0])
         lo, hi = np.searchsorted(accepted, [start, start + len(chunk)])
         if lo == hi:
