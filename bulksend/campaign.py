@@ -358,9 +358,9 @@ def fingerprint(recipients: Path, message: str, channel: str) -> str:
     """What makes two runs the same campaign: the recipient file's bytes, the message as written, the channel."""
     digest = hashlib.sha256()
     digest.update(f"bulksend-campaign-v1\0{channel}\0{len(message)}\0{message}\0".encode("utf-8"))
-    from bulksend.files import is_regular
+    from bulksend.files import is_stream
 
-    if not is_regular(recipients):
+    if is_stream(recipients):
         # A campaign is resumed by reading its list again, and its identity is the list's bytes.
         raise InputError(
             f"{recipients}: send needs the recipient list as a regular file, not a pipe or standard input.",

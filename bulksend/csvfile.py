@@ -196,9 +196,9 @@ def _looks_utf16(head: bytes) -> str | None:
         return None
     even = sample[0::2].count(0)
     odd = sample[1::2].count(0)
-    if odd >= 0.3 * pairs and even <= 0.02 * pairs:
+    if odd >= 0.3 * pairs and even <= 0.1 * odd:
         return "utf-16-le"
-    if even >= 0.3 * pairs and odd <= 0.02 * pairs:
+    if even >= 0.3 * pairs and odd <= 0.1 * even:
         return "utf-16-be"
     return None
 

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 from bulksend.errors import InputError
 
@@ -39,15 +40,29 @@ def is_regular(path: Path) -> bool:
         return True  # not there or unreadable: the reader that opens it names the problem
 
 
-def _open_stream(path: Path, what: str) -> tuple[int, bytes]:
-    """A file descriptor on a non-regular input, blocking, and the first bytes already read from it."""
+def is_stream(path: Path | str) -> bool:
+    """True for ``-``, a pipe, a FIFO, a socket or a character device: something that can be read only once."""
+    if is_stdin(path):
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
+
+
+def _open_stream(path: Path, what: str) -> tuple[int | BinaryIO, bytes]:
+    """A blocking file descriptor (or stream) on a non-regular input, and the first bytes already read from it."""
     if is_stdin(path):
         if sys.stdin is None or sys.stdin.isatty():
             raise InputError(
                 f"{what} is standard input (-), which is a terminal.",
                 hint="Pipe the file in, for example: cat list.csv | bulksend validate -",
             )
-        return os.dup(sys.stdin.fileno()), b""
+        try:
+            return os.dup(sys.stdin.fileno()), b""
+        except (OSError, ValueError):  # a stdin without a descriptor (an embedding program, a test runner)
+            return sys.stdin.buffer, b""
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:
@@ -99,15 +114,16 @@ def spool(path: Path, what: str = "the recipient file") -> Path:
     import weakref
 
     fd, first = _open_stream(path, what)
+    source = os.fdopen(fd, "rb") if isinstance(fd, int) else fd
     try:
         out_fd, name = tempfile.mkstemp(prefix="bulksend-input-", suffix=".csv")  # 0600
     except OSError as exc:
-        os.close(fd)
+        source.close()
         raise InputError(f"{path}: cannot copy the stream to a temporary file ({exc.strerror}).") from None
     copy = _Spooled(name)
     weakref.finalize(copy, _unlink, name)
     try:
-        with os.fdopen(fd, "rb", closefd=True) as source, os.fdopen(out_fd, "wb") as target:
+        with source, os.fdopen(out_fd, "wb") as target:
             target.write(first)
             while block := source.read(_BLOCK):
                 target.write(block)
@@ -139,7 +155,7 @@ def read_small(path: Path, what: str, limit: int = SMALL_FILE_LIMIT) -> bytes:
         with open(path, "rb") as handle:
             return handle.read(limit + 1)
     fd, first = _open_stream(path, what)
-    with os.fdopen(fd, "rb") as source:
+    with os.fdopen(fd, "rb") if isinstance(fd, int) else fd as source:
         data = first + source.read(limit + 1 - len(first))
     if len(data) > limit:
         raise InputError(f"{path}: {what} is larger than bulksend reads ({limit:,} bytes).")

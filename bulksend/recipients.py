@@ -168,7 +168,7 @@ class RecipientTable:
 
 def choose_columns(csv: CsvFile, options: ValidationOptions) -> Columns:
     """Find the phone, consent and country columns, or say exactly what is missing."""
-    found = ", ".join(h if h else "(blank)" for h in csv.headers)
+    found = headers_found(csv.headers)
     if options.phone_column:
         phone = csv.find_column([options.phone_column])
         if phone is None:
@@ -203,6 +203,14 @@ def choose_columns(csv: CsvFile, options: ValidationOptions) -> Columns:
             )
     country = csv.find_column([COUNTRY_COLUMN])
     return Columns(phone=phone, consent=consent, country=country)
+
+
+def headers_found(headers: tuple[str, ...], most: int = 20) -> str:
+    """The header names for an error message: each cut to 40 characters, at most ``most`` of them."""
+    from bulksend.schema import clip
+
+    shown = ", ".join(clip(h, 40) if h else "(blank)" for h in headers[:most])
+    return shown + (f" and {len(headers) - most:,} more" if len(headers) > most else "")
 
 
 def _looks_like_data(cell: str) -> bool:
@@ -668,11 +676,11 @@ class _Explainer:
             if table.consent[index] == Consent.EMPTY:
                 return "consent is empty"
             if table.consent[index] == Consent.REFUSED:
-                return f"consent is {value.strip()!r}"
+                return f"consent is {_clipped(value)}"
             first = self._lookup(self.refused_numbers, self.refused_first, int(table.e164[index]))
             return f"opted out on row {first} ({table.e164_text(index)})"
         if reason == Status.BAD_CONSENT_VALUE:
-            return f"consent value {cell(columns.consent).strip()!r} is not recognized (use yes/no or a date)"
+            return f"consent value {_clipped(cell(columns.consent))} is not recognized (use yes/no or a date)"
         if reason == Status.MISSING_FIELD and table.bound is not None:
             values = [cell(c) for c in columns.template]
             _, missing = table.bound.render(values)
@@ -685,6 +693,12 @@ class _Explainer:
             first = self._lookup(self.accepted_numbers, self.accepted_rows, int(table.e164[index]))
             return f"same number as row {first}"
         return ""
+
+
+def _clipped(value: str) -> str:
+    from bulksend.schema import clip
+
+    return clip(repr(value.strip()), 80)
 
 
 def write_rejects(table: RecipientTable, path: Path) -> int:
