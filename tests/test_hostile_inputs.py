@@ -25,6 +25,7 @@ GOOD = "phone,consent,first_name\n+447400123456,yes,Ann\n+447400123457,yes,Bob\n
 BIG_ROW = "+447400123456,yes,Ann\n"
 NUL_AFTER_64K = "phone,consent,first_name\n" + BIG_ROW * 4000 + "+4474001\x0023457,yes,Bob\n" + BIG_ROW
 PROFILE = '[providers.t]\ntype = "outbox"\n'
+FIFO = b"<a named pipe>"  # in Case.files: make a FIFO there
 
 
 @dataclass
@@ -183,7 +184,9 @@ def _flag_and_output_cases() -> dict[str, Case]:
         "rejects-missing-folder": Case(["validate", "{d}/r.csv", "--rejects", "{d}/no/r.csv"], 2, "does not exist", good),
         "template-directory": Case(["estimate", "{d}/r.csv", "-t", "{d}"], 2, "is a directory", good),
         "template-binary": Case(["estimate", "{d}/r.csv", "-t", "{d}/m.txt"], 2, "not UTF-8", {**good, "m.txt": b"\xff\xfe\xfa"}),
-        "send-from-a-pipe": Case(["send", "/dev/stdin", "-m", "Hi", "--yes"], 2, "send needs the recipient list as a regular file", good),
+        "send-from-a-fifo": Case(["send", "{d}/fifo.csv", "-m", "Hi", "--yes"], 2, "send needs the recipient list as a regular file", {"fifo.csv": FIFO}),
+        "topup-overflow": Case(["credits", "topup", "100000000000000000000000", "--channel", "sms"], 2, "a top-up is at most 1,000,000,000,000 credits", good),
+        "topup-int64-max": Case(["credits", "topup", str(2**63 - 1), "--channel", "sms"], 2, "a top-up is at most", good),
         "balance-below-floor": Case(["balance", "--fail-below", "10000000"], 3, "below", good),
     }
 
@@ -209,6 +212,8 @@ def _prepare(case: Case, tmp_path: Path, home: Path) -> tuple[Path, list[str]]:
         target = d / name
         if content is None:
             target.mkdir()
+        elif content is FIFO:
+            os.mkfifo(target)
         elif isinstance(content, bytes):
             target.write_bytes(content)
         else:
@@ -225,7 +230,7 @@ def _prepare(case: Case, tmp_path: Path, home: Path) -> tuple[Path, list[str]]:
 def test_hostile_input_gets_its_exit_code_and_a_clear_line(name, tmp_path, home):
     case = CASES[name]
     d, args = _prepare(case, tmp_path, home)
-    inputs = {p: p.read_bytes() for p in d.iterdir() if p.is_file() and not p.is_symlink()}
+    inputs = {p: p.read_bytes() for p in d.iterdir() if p.is_file() and not p.is_symlink()}  # FIFOs are not files
     before = _ledger_rows(home)
     started = time.monotonic()
     result = CliRunner().invoke(app, args)
@@ -256,15 +261,18 @@ def _run(args: list[str], home: Path, **kwargs) -> subprocess.CompletedProcess:
                           timeout=60, **kwargs)
 
 
-def test_a_pipe_and_standard_input_are_read_whole(tmp_path, home):
+def test_a_pipe_and_standard_input_are_read_whole_and_the_copy_is_removed(tmp_path, home, monkeypatch):
+    spool_dir = tmp_path / "tmp"
+    spool_dir.mkdir()
+    monkeypatch.setenv("TMPDIR", str(spool_dir))
     rows = "phone,consent\n" + "".join(f"+4474001{i:05d},yes\n" for i in range(2000))
     piped = _run(["validate", "-", "--json"], home, input=rows)
     assert piped.returncode == 0, piped.stderr
     assert '"valid": 2000' in piped.stdout
-    dev_stdin = _run(["validate", "/dev/stdin", "--json"], home, input=rows)
-    assert '"valid": 2000' in dev_stdin.stdout
-    leftovers = [p for p in Path(os.environ.get("TMPDIR", "/tmp")).glob("bulksend-input-*")]
-    assert leftovers == [] or all(p.stat().st_mtime < time.time() - 60 for p in leftovers)
+    dev_stdin = _run(["estimate", "/dev/stdin", "-m", "Hi", "--json"], home, input=rows)
+    assert dev_stdin.returncode == 0, dev_stdin.stderr
+    assert '"recipients": 2000' in dev_stdin.stdout
+    assert list(spool_dir.iterdir()) == [], "the private copy of the stream was left behind"
 
 
 def test_a_fifo_without_a_writer_is_refused_not_waited_on(tmp_path, cli, monkeypatch):
