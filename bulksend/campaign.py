@@ -11,6 +11,7 @@ Nothing here knows about Typer or rich; ``commands/send.py`` and ``commands/camp
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -32,6 +33,7 @@ from bulksend.engine import Engine, EngineResult, EngineSettings, Progress, Stop
 from bulksend.errors import ConfigError, ExitCode, InputError, InsufficientCredits
 from bulksend.ledger import Campaign, NewTransmission, SqliteLedger, open_existing, open_ledger
 from bulksend.locks import CampaignLock
+from bulksend.schema import RUN_LIMITS, TYPO_CUTOFF, clip
 
 if TYPE_CHECKING:  # pragma: no cover
     from bulksend.engine import ReconcileResult
@@ -107,6 +109,13 @@ class RunOptions:
     max_attempts: int | None = None
     retry_unknown: bool = False
 
+    def __post_init__(self) -> None:
+        for name in ("rate", "concurrency", "batch_size", "max_attempts"):
+            value = getattr(self, name)
+            problem = RUN_LIMITS[name].problem(value) if value is not None else None
+            if problem is not None:
+                raise InputError(f"--{name.replace('_', '-')} ({RUN_LIMITS[name].what}) {problem}.")
+
     def merged(self, other: "RunOptions") -> "RunOptions":
         """These options, with every value ``other`` sets taking precedence."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -157,9 +166,12 @@ def _check_value(key: str, value: Any, where: str) -> Any:
         expected = " or ".join({str: "text", int: "a whole number", float: "a number", bool: "true or false",
                                 list: "a list"}[k] for k in kinds)
         raise InputError(f"{where}: {key} ({what}) must be {expected}, not {value!r}.")
-    minimum = {"max_segments": 1, "rate": 0, "concurrency": 1, "batch_size": 1, "max_attempts": 1}.get(key)
-    if minimum is not None and value < minimum:
-        raise InputError(f"{where}: {key} ({what}) must be at least {minimum}, not {value!r}.")
+    limit = RUN_LIMITS.get(key)
+    problem = limit.problem(value) if limit is not None else None
+    if problem is not None:
+        raise InputError(f"{where}: {key} ({what}) {problem}.")
+    if isinstance(value, str) and not value.strip():
+        raise InputError(f"{where}: {key} ({what}) is empty.", hint=f"Give it a value, or remove the {key} line.")
     if key == "countries" and isinstance(value, list):
         if not all(isinstance(v, str) for v in value):
             raise InputError(f"{where}: countries must be ISO codes, like [\"GB\", \"IE\"].")
@@ -172,9 +184,13 @@ def _check_value(key: str, value: Any, where: str) -> Any:
 def read_campaign_file(path: Path) -> dict[str, Any]:
     """The keys of a campaign file, checked, with paths made relative to the file's own directory."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+        from bulksend.files import read_small
+
+        data = tomllib.loads(read_small(path, "the campaign file").decode("utf-8-sig"))
     except FileNotFoundError:
         raise InputError(f"{path}: no such campaign file.") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a campaign file.") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not a valid campaign file ({exc}).") from None
     except OSError as exc:
@@ -182,8 +198,12 @@ def read_campaign_file(path: Path) -> dict[str, Any]:
     _unfold_whatsapp_table(data, path)
     unknown = sorted(set(data) - set(CAMPAIGN_KEYS))
     if unknown:
+        # Strict, unlike config.toml: a campaign file says what to send to whom; an ignored key could send
+        # something other than what its author meant (docs/configuration.md).
+        close = difflib.get_close_matches(unknown[0], list(CAMPAIGN_KEYS), n=1, cutoff=TYPO_CUTOFF)
         raise InputError(
-            f"{path}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}.",
+            f"{path}: unknown key{'s' if len(unknown) > 1 else ''} {clip(', '.join(unknown))}"
+            + (f" (did you mean {close[0]}?)." if close else "."),
             hint="A campaign file may set: " + ", ".join(CAMPAIGN_KEYS) + ".",
         )
     values = {key: _check_value(key, value, str(path)) for key, value in data.items()}
@@ -374,6 +394,14 @@ def fingerprint(recipients: Path, message: str, channel: str) -> str:
     """What makes two runs the same campaign: the recipient file's bytes, the message as written, the channel."""
     digest = hashlib.sha256()
     digest.update(f"bulksend-campaign-v1\0{channel}\0{len(message)}\0{message}\0".encode("utf-8"))
+    from bulksend.files import is_stream
+
+    if is_stream(recipients):
+        # A campaign is resumed by reading its list again, and its identity is the list's bytes.
+        raise InputError(
+            f"{recipients}: send needs the recipient list as a regular file, not a pipe or standard input.",
+            hint="Save the list to a file first (validate and estimate can read a pipe).",
+        )
     try:
         with open(recipients, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):

@@ -20,6 +20,7 @@ class AppState:
 
     home_option: Path | None = None
     debug: bool = False
+    warned: bool = False  # config.toml's warnings are said once per command
 
     @property
     def home(self) -> Path:
@@ -30,7 +31,14 @@ class AppState:
     def config(self):
         from bulksend.config import Config
 
-        return Config.load(self.home)
+        config = Config.load(self.home)
+        if config.warnings and not self.warned:
+            from bulksend import output
+
+            self.warned = True
+            for warning in config.warnings:
+                output.warn(f"{config.home / 'config.toml'}: {warning}")
+        return config
 
 
 # Typer's own control flow (usage errors, --help, typer.Exit) passes through the boundary untouched.
@@ -40,30 +48,42 @@ _PASS_THROUGH = (typer.TyperException, typer.Exit, typer.Abort, BrokenPipeError)
 
 
 class BulksendGroup(TyperGroup):
-    """Turns domain errors into one line on stderr and the brief's exit code; ``--debug`` re-raises."""
+    """Turns domain errors into one line on stderr and the brief's exit code.
+
+    ``--debug`` adds the traceback on stderr and changes nothing else: the same message, the same exit
+    code, the same stdout (a monitoring probe run with --debug must still see exit 3).
+    """
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except BulksendError as exc:
-            if _debugging(ctx):
-                raise
             from bulksend import output
 
+            if _debugging(ctx):
+                _print_traceback()
             output.error(exc.message, exc.hint)
             raise typer.Exit(int(exc.exit_code)) from None
         except _PASS_THROUGH:
             raise
         except Exception as exc:  # a bug: say so plainly, never dress it up as a user error
-            if _debugging(ctx):
-                raise
             from bulksend import output
+
+            if _debugging(ctx):
+                _print_traceback()
 
             output.error(
                 f"unexpected {type(exc).__name__} — this is a bug in bulksend.",
                 "Run the same command with --debug for the traceback, and report it.",
             )
             raise typer.Exit(int(ExitCode.ERROR)) from None
+
+
+def _print_traceback() -> None:
+    import traceback
+
+    sys.stderr.write(traceback.format_exc())
+    sys.stderr.flush()
 
 
 def _debugging(ctx: typer.Context) -> bool:
@@ -100,7 +120,7 @@ def root(
             file_okay=False,
         ),
     ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Also print the traceback of an error (exit codes and output stay the same).")] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,

@@ -19,6 +19,8 @@ from bulksend.ledger import (
 
 #: The service terms' minimum top-ups; ``[credits] min_topup_sms`` / ``min_topup_whatsapp`` override them.
 DEFAULT_MINIMUM_TOPUP = {"sms": 1000, "whatsapp": 5000}
+#: The largest single top-up: a trillion credits, far beyond any purchase, far inside 64-bit sums.
+MAXIMUM_TOPUP = 10**12
 
 
 def minimum_topup(config: Config, channel: str) -> int:
@@ -48,6 +50,9 @@ def topup(config: Config, amount: int, channel: str, on: date | None = None, ref
         raise InputError(
             f"the minimum {channel} top-up is {minimum} credits; {amount} is less. Nothing recorded."
         )
+    if amount > MAXIMUM_TOPUP:
+        # Balances are 64-bit integers in the ledger: a typo of many digits must not overflow them.
+        raise InputError(f"a top-up is at most {MAXIMUM_TOPUP:,} credits; {amount:,} is more. Nothing recorded.")
     with open_ledger(config) as ledger:
         return ledger.topup(channel, amount, on=on, ref=ref)
 

@@ -168,7 +168,7 @@ class RecipientTable:
 
 def choose_columns(csv: CsvFile, options: ValidationOptions) -> Columns:
     """Find the phone, consent and country columns, or say exactly what is missing."""
-    found = ", ".join(h if h else "(blank)" for h in csv.headers)
+    found = headers_found(csv.headers)
     if options.phone_column:
         phone = csv.find_column([options.phone_column])
         if phone is None:
@@ -203,6 +203,14 @@ def choose_columns(csv: CsvFile, options: ValidationOptions) -> Columns:
             )
     country = csv.find_column([COUNTRY_COLUMN])
     return Columns(phone=phone, consent=consent, country=country)
+
+
+def headers_found(headers: tuple[str, ...], most: int = 20) -> str:
+    """The header names for an error message: each cut to 40 characters, at most ``most`` of them."""
+    from bulksend.schema import clip
+
+    shown = ", ".join(clip(h, 40) if h else "(blank)" for h in headers[:most])
+    return shown + (f" and {len(headers) - most:,} more" if len(headers) > most else "")
 
 
 def _looks_like_data(cell: str) -> bool:
@@ -678,13 +686,13 @@ class _Explainer:
             if table.consent[index] == Consent.EMPTY:
                 return "consent is empty"
             if table.consent[index] == Consent.REFUSED:
-                return f"consent is {value.strip()!r}"
+                return f"consent is {_clipped(value)}"
             first = self._lookup(self.refused_numbers, self.refused_first, int(table.e164[index]))
             return f"opted out on row {first} ({table.e164_text(index)})"
         if reason == Status.BAD_CONSENT_VALUE:
             if table.consent[index] == Consent.FUTURE:
-                return f"consent date {cell(columns.consent).strip()!r} is in the future"
-            return f"consent value {cell(columns.consent).strip()!r} is not recognized (use yes/no or a date)"
+                return f"consent date {_clipped(cell(columns.consent))} is in the future"
+            return f"consent value {_clipped(cell(columns.consent))} is not recognized (use yes/no or a date)"
         if reason == Status.MISSING_FIELD and table.bound is not None:
             values = [cell(c) for c in columns.template]
             _, missing = table.bound.render(values)
@@ -699,6 +707,12 @@ class _Explainer:
         return ""
 
 
+def _clipped(value: str) -> str:
+    from bulksend.schema import clip
+
+    return clip(repr(value.strip()), 80)
+
+
 def write_rejects(table: RecipientTable, path: Path) -> int:
     from bulksend.spreadsheet import write_rows
 
@@ -708,7 +722,7 @@ def write_rejects(table: RecipientTable, path: Path) -> int:
 
 def write_clean(table: RecipientTable, path: Path) -> int:
     """Accepted rows with every original column, plus their E.164 number."""
-    from bulksend.spreadsheet import atomic_text, safe_cell, safe_series
+    from bulksend.spreadsheet import LINE_END, atomic_text, safe_cell, safe_series
 
     accepted = np.flatnonzero(table.accepted_mask)
     headers = [h if h else f"column_{i + 1}" for i, h in enumerate(table.csv.headers)]
@@ -716,8 +730,10 @@ def write_clean(table: RecipientTable, path: Path) -> int:
     with atomic_text(path) as handle:
         import csv as csvmod
 
-        csvmod.writer(handle).writerow([safe_cell(h) for h in (*headers, "e164")])
+        csvmod.writer(handle, lineterminator=LINE_END).writerow([safe_cell(h) for h in (*headers, "e164")])
         for chunk in table.csv.chunks(range(len(headers))):
+            if chunk.empty:
+                continue  # a header without data rows: the clean file is the header alone
             start = int(chunk.index[0])
             lo, hi = np.searchsorted(accepted, [start, start + len(chunk)])
             if lo == hi:
@@ -725,7 +741,7 @@ def write_clean(table: RecipientTable, path: Path) -> int:
             picked = chunk.loc[accepted[lo:hi]]
             out = picked.apply(safe_series)
             out["e164"] = ["+" + str(n) for n in table.e164[accepted[lo:hi]].tolist()]
-            out.to_csv(handle, header=False, index=False)
+            out.to_csv(handle, header=False, index=False, lineterminator=LINE_END)
             written += len(out)
     return written
 
@@ -734,7 +750,7 @@ def write_details(table: RecipientTable, path: Path) -> int:
     """Per accepted recipient: row, E.164, country, encoding, segments (or messages) and credits."""
     import pandas as pd
 
-    from bulksend.spreadsheet import atomic_text
+    from bulksend.spreadsheet import LINE_END, atomic_text
 
     accepted = np.flatnonzero(table.accepted_mask)
     regions = np.array(table.regions + [""], dtype=object)
@@ -750,7 +766,7 @@ def write_details(table: RecipientTable, path: Path) -> int:
         }
     )
     with atomic_text(path) as handle:
-        frame.to_csv(handle, index=False)
+        frame.to_csv(handle, index=False, lineterminator=LINE_END)
     return len(frame)
 
 
@@ -855,6 +871,8 @@ def iter_messages(table: RecipientTable) -> Iterator[Message]:
     smart = table.plan.smart_encoding
     names = table.bound.columns
     for chunk in table.csv.chunks(columns.all()):
+        if chunk.empty:
+            continue
         start = int(chunk.index[0])
         lo, hi = np.searchsorted(accepted, [start, start + len(chunk)])
         if lo == hi:

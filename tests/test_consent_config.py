@@ -70,9 +70,9 @@ def test_a_word_in_both_lists_is_exit_6_before_the_file_is_read(cli, home, tmp_p
 @pytest.mark.parametrize(
     "table, message",
     [
-        ('[consent]\npositive = "ok"\n', "[consent]: positive must be a list of words"),
-        ('[consent]\npositives = ["ok"]\n', "[consent]: unknown key positives."),
-        ('consent = ["ok"]\n', "consent must be a table ([consent])"),
+        ('[consent]\npositive = "ok"\n', "consent.positive (extra consent values that mean yes) must be a list of text"),
+        ('[consent]\npositives = ["ok"]\n', "unknown key consent.positives: did you mean consent.positive?"),
+        ('consent = ["ok"]\n', "consent must be a table ([consent] with keys under it)"),
     ],
 )
 def test_a_malformed_consent_table_is_exit_6(cli, home, tmp_path, table, message):

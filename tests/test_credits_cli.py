@@ -76,7 +76,7 @@ def test_a_bad_minimum_in_the_config_exits_6(cli, home):
     (home / "config.toml").write_text('[credits]\nmin_topup_sms = "lots"\n')
     result = cli("credits", "topup", "1000", "--channel", "sms")
     assert result.exit_code == 6
-    assert "min_topup_sms must be a positive whole number" in result.stderr
+    assert "credits.min_topup_sms (the smallest SMS top-up) must be a whole number from 1 to 1,000,000,000,000" in result.stderr
 
 
 def test_a_used_reference_is_refused(cli):

@@ -115,7 +115,11 @@ def test_a_campaign_file_with_an_unknown_key_is_refused(funded, tmp_path):
     ("line", "message"),
     [
         ('rate = "fast"', "rate (messages per second) must be a whole number or a number, not 'fast'"),
-        ("max_attempts = 0", "max_attempts (attempts before a retryable failure is final) must be at least 1"),
+        ("max_attempts = 0", "max_attempts (attempts before a retryable failure is final) must be a whole number from 1 to 100, not 0"),
+        ("rate = nan", "rate (messages per second) must be a number from 0 to 100,000, not nan"),
+        ("concurrency = 100000000000", "concurrency (requests in flight) must be a whole number from 1 to 1,000"),
+        ("max_segments = 1000", "max_segments (the longest message, in SMS segments) must be a whole number from 1 to 255"),
+        ('sender = ""', "sender (the sender, overriding the profile's) is empty"),
         ("smart_encoding = 1", "smart_encoding (replace look-alike characters with GSM ones) must be true or false"),
         ("concurrency = true", "concurrency (requests in flight) must be a whole number, not True"),
     ],

@@ -36,11 +36,13 @@ def _show_rejects(out, report) -> None:
         grid.add_row(code, f"{count:,}")
     out.print(grid)
     if report.examples:
+        from bulksend.schema import clip
+
         out.print()
         out.print("Examples:", style="bold")
         for code in reasons:
             for r in report.examples.get(code, []):
-                out.print(Text(f"  row {r.row:<6} {code:<18} {r.value!r}: {r.detail}"))
+                out.print(Text(f"  row {r.row:<6} {code:<18} {clip(repr(r.value))}: {clip(r.detail, 120)}"))
 
 
 def _country_table(report):
