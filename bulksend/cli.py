@@ -132,6 +132,10 @@ def _register() -> None:
     app.command("send-one")(send.send_one)
     app.add_typer(campaigns.app, name="campaigns")
 
+    from bulksend.commands import ledger
+
+    app.add_typer(ledger.app, name="ledger")
+
 
 _register()
 
