@@ -205,7 +205,7 @@ def identity_problems(
             f"{', '.join('#' + str(c) for c in beyond)}, which it does not have (it has campaigns up to "
             f"#{mark.campaigns})"
         )
-    if mark.campaigns == 0 and not problems and (outbox := _outbox_files(home)):
+    if record is None and mark.campaigns == 0 and not problems and (outbox := _outbox_files(home)):
         problems.append(f"it has no campaigns, but this home has {_names(home, outbox, 'outbox file')}")
     return problems
 
