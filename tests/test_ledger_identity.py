@@ -445,3 +445,9 @@ def test_a_ledger_locked_too_long_is_busy(funded, home, monkeypatch):
         other.close()
     assert result.exit_code == 1
     assert "the ledger is busy: database is locked" in result.stderr
+
+
+def test_the_guard_looks_where_the_locks_are():
+    from bulksend import ledger_guard, locks
+
+    assert ledger_guard.LOCK_DIR == locks.LOCK_DIR

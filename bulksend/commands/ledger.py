@@ -35,9 +35,9 @@ def backup(
 
     Example (cron, nightly): 15 2 * * * bulksend ledger backup /var/backups/bulksend/
     """
-    from bulksend import ledger_guard, output
+    from bulksend import ledger_care, output
 
-    written = ledger_guard.backup(ctx.obj.config(), target)
+    written = ledger_care.backup(ctx.obj.config(), target)
     if json_output:
         output.emit_json({"backup": str(written)})
     else:
@@ -51,10 +51,10 @@ def check(ctx: typer.Context, json_output: JsonOutput = False) -> None:
 
     Example (cron, hourly): 0 * * * * bulksend ledger check --json > /dev/null || mail -s bulksend ops
     """
-    from bulksend import ledger_guard, output
+    from bulksend import ledger_care, output
     from bulksend.errors import LedgerError
 
-    report = ledger_guard.check(ctx.obj.config())
+    report = ledger_care.check(ctx.obj.config())
     if json_output:
         output.emit_json(report.as_json())
     elif report.state != "present" and report.ok:
@@ -85,12 +85,12 @@ def restore(
 
     Example: bulksend ledger restore /var/backups/bulksend/ledger-20261130T021500Z.db --yes
     """
-    from bulksend import ledger_guard, output
+    from bulksend import ledger_care, output
     from bulksend.errors import InputError
 
     if not yes:
         raise InputError("ledger restore replaces the ledger: add --yes to do it.")
-    report = ledger_guard.restore(ctx.obj.config(), source)
+    report = ledger_care.restore(ctx.obj.config(), source)
     if json_output:
         output.emit_json({"restored": str(report.source), "previous": str(report.aside) if report.aside else None,
                           "check": report.check.as_json()})
@@ -114,7 +114,7 @@ def adopt(ctx: typer.Context, yes: Yes = False, json_output: JsonOutput = False)
 
     Example: bulksend ledger adopt --yes
     """
-    from bulksend import ledger_guard, output
+    from bulksend import ledger_care, output
     from bulksend.errors import InputError
 
     if not yes:
@@ -123,7 +123,7 @@ def adopt(ctx: typer.Context, yes: Yes = False, json_output: JsonOutput = False)
             "sent again. Add --yes to do it.",
             hint="Restoring the newest backup first (bulksend ledger restore FILE) loses the least.",
         )
-    report = ledger_guard.adopt(ctx.obj.config())
+    report = ledger_care.adopt(ctx.obj.config())
     mark = report.high_water
     if json_output:
         output.emit_json({
