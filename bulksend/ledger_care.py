@@ -169,10 +169,10 @@ def restore(config: "Config", source: Path) -> RestoreReport:
         raise InputError(f"{source}: no such backup file.")
     held = _hold_every_lock(home)
     try:
-        aside = None
-        if SqliteLedger.probe(path) != "missing":
-            aside = path.with_name(f"{path.name}.before-restore-{_stamp()}.bak")
-        SqliteLedger.install(path, source, aside or path.with_name(f"{path.name}.unused"))
+        aside = path.with_name(f"{path.name}.before-restore-{_stamp()}.bak")
+        SqliteLedger.install(path, source, aside)
+        if not aside.exists():
+            aside = None
     finally:
         for fd in held:
             os.close(fd)

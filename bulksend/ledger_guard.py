@@ -119,17 +119,20 @@ class _Tracker:
         self._failed = False
 
     def __call__(self) -> None:
-        mark = self.ledger.high_water()
-        if mark == self.seen or self._failed:
+        if self._failed:
             return
-        self.seen = self.seen.highest(mark)
         try:
+            mark = self.ledger.high_water()
+            if mark == self.seen:
+                return
+            self.seen = self.seen.highest(mark)
             write_record(self.home, self.ledger_id, self.seen, durable=False)
-        except OSError as exc:  # a record that lags is only less sensitive; the run goes on
+        except (OSError, LedgerError) as exc:  # a record that lags is only less sensitive; the write did commit
             self._failed = True
+            why = exc.strerror if isinstance(exc, OSError) else exc.message
             from bulksend import output
 
-            output.warn(f"cannot update {record_path(self.home)} ({exc.strerror}); the run goes on.")
+            output.warn(f"cannot update {record_path(self.home)} ({why}); carrying on.")
 
 
 # -------------------------------------------------------------------------------- earlier work in the home
@@ -222,6 +225,8 @@ def open_for_write(config: "Config", *, create: bool = True) -> Ledger | None:
     state = SqliteLedger.probe(path)
     if state != "present":
         evidence = earlier_work(home, record, record_problem)
+        if Path(f"{path}-wal").exists():  # SQLite would replay another database's log onto a new file
+            evidence.append(f"a left-over {path.name}-wal file")
         if evidence:
             raise LedgerError(
                 f"{path} is {state_words(state)}, but this home shows earlier work: {'; '.join(evidence)}. "
@@ -288,5 +293,11 @@ def _track(ledger: Ledger, home: Path, record: HomeRecord | None) -> None:
     if record is not None and record.ledger_id == ledger_id:
         seen = seen.highest(record.seen)
     if record is None or record.ledger_id != ledger_id or record.seen != seen:
-        write_record(home, ledger_id, seen)
+        try:
+            write_record(home, ledger_id, seen)
+        except OSError as exc:
+            raise LedgerError(
+                f"{record_path(home)}: cannot record which ledger this home uses ({exc.strerror}); nothing was done.",
+                hint="Make the home directory writable by this user (and the disk not full), then run the command again.",
+            ) from None
     ledger.on_commit = _Tracker(home, ledger, ledger_id, seen)

@@ -451,3 +451,11 @@ def test_the_guard_looks_where_the_locks_are():
     from bulksend import ledger_guard, locks
 
     assert ledger_guard.LOCK_DIR == locks.LOCK_DIR
+
+
+def test_a_left_over_wal_without_its_ledger_is_not_replayed_onto_a_new_one(cli, home):
+    Path(f"{home / 'ledger.db'}-wal").write_bytes(b"\x37\x7f\x06\x82" + bytes(28))
+    result = cli("credits", "topup", "1000", "--channel", "sms")
+    assert result.exit_code == 1
+    assert "ledger.db is missing, but this home shows earlier work: a left-over ledger.db-wal file" in result.stderr
+    assert not (home / "ledger.db").exists()
