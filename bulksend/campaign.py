@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 from bulksend.config import Config
 from bulksend.engine import Engine, EngineResult, EngineSettings, Progress, StopReason, reconcile_campaign
 from bulksend.errors import ConfigError, ExitCode, InputError, InsufficientCredits
-from bulksend.ledger import Campaign, NewTransmission, SqliteLedger, open_existing, open_ledger
+from bulksend.ledger import Campaign, NewTransmission, SqliteLedger
+from bulksend.ledger_guard import open_for_read, open_for_write
 from bulksend.locks import CampaignLock
 from bulksend.schema import RUN_LIMITS, TYPO_CUTOFF, clip
 
@@ -540,7 +541,7 @@ def prepare_send(config: Config, spec: CampaignSpec, *, limit: int | None = None
     """Lock, identify, validate and price a ``send``; raises before anything is sent or written to the ledger."""
     lock = CampaignLock.acquire(config.home, spec.name)  # first: an overlapping run must exit within a second
     try:
-        ledger = open_ledger(config)
+        ledger = open_for_write(config)
     except BaseException:
         lock.release()
         raise
@@ -1139,9 +1140,9 @@ def _status(ledger: SqliteLedger, campaign: Campaign) -> CampaignStatus:
     )
 
 
-def _find(config: Config, key: str) -> tuple[SqliteLedger, Campaign]:
+def _find(config: Config, key: str, *, write: bool = True) -> tuple[SqliteLedger, Campaign]:
     """The ledger and the campaign named or numbered ``key`` (a name wins over an id that looks the same)."""
-    ledger = open_existing(config)
+    ledger = open_for_write(config, create=False) if write else open_for_read(config)
     campaign = None
     if ledger is not None:
         campaign = ledger.get_campaign(key)
@@ -1155,7 +1156,7 @@ def _find(config: Config, key: str) -> tuple[SqliteLedger, Campaign]:
 
 
 def list_campaigns(config: Config) -> list[CampaignStatus]:
-    ledger = open_existing(config)
+    ledger = open_for_read(config)
     if ledger is None:
         return []
     with ledger:
@@ -1163,7 +1164,7 @@ def list_campaigns(config: Config) -> list[CampaignStatus]:
 
 
 def show_campaign(config: Config, key: str) -> CampaignStatus:
-    ledger, campaign = _find(config, key)
+    ledger, campaign = _find(config, key, write=False)
     with ledger:
         return _status(ledger, campaign)
 

@@ -156,6 +156,10 @@ def _register() -> None:
 
     app.add_typer(config.app, name="config")
 
+    from bulksend.commands import ledger
+
+    app.add_typer(ledger.app, name="ledger")
+
 
 _register()
 

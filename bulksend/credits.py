@@ -13,9 +13,8 @@ from bulksend.ledger import (
     Movement,
     TopUp,
     check_channel,
-    open_existing,
-    open_ledger,
 )
+from bulksend.ledger_guard import open_for_read, open_for_write
 
 #: The service terms' minimum top-ups; ``[credits] min_topup_sms`` / ``min_topup_whatsapp`` override them.
 DEFAULT_MINIMUM_TOPUP = {"sms": 1000, "whatsapp": 5000}
@@ -53,13 +52,13 @@ def topup(config: Config, amount: int, channel: str, on: date | None = None, ref
     if amount > MAXIMUM_TOPUP:
         # Balances are 64-bit integers in the ledger: a typo of many digits must not overflow them.
         raise InputError(f"a top-up is at most {MAXIMUM_TOPUP:,} credits; {amount:,} is more. Nothing recorded.")
-    with open_ledger(config) as ledger:
+    with open_for_write(config) as ledger:
         return ledger.topup(channel, amount, on=on, ref=ref)
 
 
 def balance(config: Config, channel: str | None = None) -> dict[str, ChannelBalance]:
     """Each channel's balance today; a home without a ledger has nothing, and reading creates nothing."""
-    ledger = open_existing(config)
+    ledger = open_for_read(config)
     if ledger is None:
         channels = CHANNELS if channel is None else (check_channel(channel),)
         return {name: ChannelBalance(name, 0, 0) for name in channels}
@@ -80,7 +79,7 @@ def history(config: Config, channel: str | None = None, since: date | None = Non
     """Every credit movement, newest first (expiries that are due are recorded first)."""
     if channel is not None:
         channel = check_channel(channel)
-    ledger = open_existing(config)
+    ledger = open_for_read(config)
     if ledger is None:
         return []
     with ledger:
@@ -89,7 +88,7 @@ def history(config: Config, channel: str | None = None, since: date | None = Non
 
 def audit(config: Config) -> AuditReport:
     """Recompute every balance; raises LedgerError (exit 1) naming each difference."""
-    ledger = open_existing(config)
+    ledger = open_for_read(config)
     if ledger is None:
         return AuditReport((), {})
     with ledger:

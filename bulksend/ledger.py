@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bulksend.errors import InputError, InsufficientCredits, LedgerError
+from bulksend.sqlite_errors import connect as _connect
 
 if TYPE_CHECKING:  # pragma: no cover
     from bulksend.config import Config
@@ -198,6 +199,42 @@ class AuditReport:
         return not self.differences
 
 
+@dataclass(frozen=True, slots=True)
+class HighWater:
+    """How far a ledger has got: the highest campaign, transmission and movement ids (0 when none).
+
+    Rows of these tables are never deleted, so a ledger that is behind a mark it once reached has lost
+    commits (restored from an older copy, its -wal file deleted).
+    """
+
+    campaigns: int = 0
+    transmissions: int = 0
+    movements: int = 0
+
+    def behind(self, seen: "HighWater") -> list[str]:
+        """What this mark lacks compared with ``seen`` (empty when it is at or past it)."""
+        return [
+            f"{what} up to #{mine} (the home has seen #{theirs})"
+            for what, mine, theirs in (
+                ("campaigns", self.campaigns, seen.campaigns),
+                ("transmissions", self.transmissions, seen.transmissions),
+                ("credit movements", self.movements, seen.movements),
+            )
+            if mine < theirs
+        ]
+
+    def highest(self, other: "HighWater") -> "HighWater":
+        return HighWater(
+            max(self.campaigns, other.campaigns),
+            max(self.transmissions, other.transmissions),
+            max(self.movements, other.movements),
+        )
+
+
+#: The meta key of the ledger's identity (a uuid4 given when the ledger is created).
+LEDGER_ID = "ledger_id"
+
+
 # ------------------------------------------------------------------------------------- credit rules
 
 
@@ -247,6 +284,26 @@ class Ledger(ABC):
     @abstractmethod
     def set_meta(self, key: str, value: str) -> None:
         """Record a fact about the ledger itself (its identity, its calendar's zone), in a write."""
+
+    #: Called after every committed write transaction (the home's record of the ledger keeps up with it).
+    on_commit: "Callable[[], None] | None" = None
+
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the ledger is, for messages (a file path; a URL without its password)."""
+
+    @abstractmethod
+    def high_water(self) -> HighWater:
+        """The highest campaign, transmission and movement ids (a read)."""
+
+    @abstractmethod
+    def integrity(self) -> list[str]:
+        """The storage's own consistency check: what is damaged, or an empty list."""
+
+    @abstractmethod
+    def backup(self, target: Path) -> None:
+        """Write a consistent copy of the whole ledger to ``target`` (owner-only, atomically), while in use."""
 
     def __enter__(self) -> "Ledger":
         return self
@@ -516,9 +573,9 @@ class SqliteLedger(Ledger):
         elif not path.exists():
             return None
         try:
-            conn = sqlite3.connect(
+            conn = _connect(
                 path.resolve().as_uri() + "?mode=rw",
-                uri=True,
+                path,
                 timeout=BUSY_TIMEOUT_SECONDS,
                 isolation_level=None,
                 check_same_thread=False,
@@ -543,12 +600,20 @@ class SqliteLedger(Ledger):
                 f"{self.path} was written by a newer bulksend (schema {version}, this one knows {SCHEMA_VERSION}).",
                 hint="Upgrade bulksend.",
             )
+        if version > 0:
+            self._backup_before_migration(version)
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
             for statements in MIGRATIONS[version:]:
                 for statement in statements:
                     self._conn.execute(statement)
+            if version < 3 <= SCHEMA_VERSION:  # the meta table is new: the ledger gets its identity with it
+                import uuid
+
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (LEDGER_ID, str(uuid.uuid4()))
+                )
             self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except BaseException:
             self._conn.execute("ROLLBACK")
@@ -599,6 +664,8 @@ class SqliteLedger(Ledger):
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
             raise
+        if self.on_commit is not None:
+            self.on_commit()
 
     @contextmanager
     def _write(self) -> Iterator[None]:
@@ -1390,3 +1457,146 @@ class SqliteLedger(Ledger):
                     f"- debited from the hold {spent} = {expected}"
                 )
         return diffs
+
+    # -- identity, integrity, backups (see docs/ledger.md, "Backup and recovery") ---------------
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    @classmethod
+    def probe(cls, path: Path) -> str:
+        """``missing``, ``empty`` (0 bytes: SQLite would take it for a new ledger) or ``present``."""
+        try:
+            size = Path(path).stat().st_size
+        except FileNotFoundError:
+            return "missing"
+        return "empty" if size == 0 else "present"
+
+    def high_water(self) -> HighWater:
+        row = self._conn.execute(
+            "SELECT (SELECT COALESCE(MAX(id), 0) FROM campaigns), (SELECT COALESCE(MAX(id), 0) FROM transmissions), "
+            "(SELECT COALESCE(MAX(id), 0) FROM movements)"
+        ).fetchone()
+        return HighWater(*row)
+
+    def integrity(self) -> list[str]:
+        problems = [r[0] for r in self._conn.execute("PRAGMA integrity_check(20)")]
+        problems = [] if problems == ["ok"] else problems
+        problems += [
+            f"foreign key: {table} row {rowid} names a missing {parent}"
+            for table, rowid, parent, _ in self._conn.execute("PRAGMA foreign_key_check").fetchmany(20)
+        ]
+        return problems
+
+    def backup(self, target: Path) -> None:
+        target = Path(target)
+        live = self.path.resolve()
+        if target.resolve() in (live, live.with_name(live.name + "-wal"), live.with_name(live.name + "-shm")):
+            raise InputError(f"{target} is the live ledger: write the backup to another file.")
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        except OSError as exc:
+            raise InputError(f"{target}: cannot write the backup there ({exc.strerror}).") from None
+        try:
+            dest = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                self._conn.backup(dest)  # one step: a consistent snapshot even while others write
+                dest.execute("PRAGMA journal_mode = DELETE")  # one self-contained file, readable without a -wal
+            finally:
+                dest.close()
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, target)
+        except sqlite3.Error as exc:
+            tmp.unlink(missing_ok=True)
+            raise LedgerError(f"{target}: cannot write the backup: {exc}; no backup was written.") from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(target.parent)
+
+    def _backup_before_migration(self, version: int) -> None:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        target = self.path.with_name(f"{self.path.name}.pre-v{SCHEMA_VERSION}-{stamp}.bak")
+        try:
+            self.backup(target)
+        except (InputError, LedgerError) as exc:
+            raise LedgerError(
+                f"{self.path}: the ledger needs an upgrade (schema {version} to {SCHEMA_VERSION}) and a backup is "
+                f"taken first, but it failed: {exc.message}",
+                hint="Free some space or fix the permissions next to the ledger, then run the command again.",
+            ) from None
+        from bulksend import output
+
+        output.note(f"Upgrading the ledger from schema {version} to {SCHEMA_VERSION}; a copy was saved first: {target}")
+
+    @classmethod
+    def install(cls, path: Path, source: Path, aside: Path) -> None:
+        """Make a copy of the ledger file ``source`` the ledger at ``path``; the current one (with its -wal
+        and -shm) is renamed to ``aside``. Refuses a ``source`` that is not a sound bulksend ledger.
+        Call only while nothing uses the ledger."""
+        path, source = Path(path), Path(source)
+        tmp = path.with_name(f".{path.name}.restore.{os.getpid()}.tmp")
+        try:
+            with open(source, "rb") as src, open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as dst:
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
+                dst.flush()
+                os.fsync(dst.fileno())
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            where = source if not source.exists() or exc.filename == str(source) else tmp
+            raise InputError(f"{where}: cannot copy the backup ({exc.strerror}); the ledger was not changed.") from None
+        try:
+            problem = _check_ledger_file(tmp)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        if problem:
+            tmp.unlink(missing_ok=True)
+            raise InputError(f"{source}: not a usable bulksend ledger ({problem}); the ledger was not changed.")
+        for suffix in ("", "-wal", "-shm"):  # the WAL database moves as a whole: aside + "-wal" is its log
+            try:
+                os.replace(f"{path}{suffix}", f"{aside}{suffix}")
+            except FileNotFoundError:
+                pass
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+
+
+def _check_ledger_file(path: Path) -> str | None:
+    """Why the SQLite file at ``path`` is not a sound bulksend ledger, or None."""
+    try:
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            check = [r[0] for r in conn.execute("PRAGMA integrity_check(5)")]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            conn.execute("PRAGMA journal_mode = DELETE")
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return str(exc)
+    if check != ["ok"]:
+        return "; ".join(check)
+    if not 1 <= version <= SCHEMA_VERSION or not {"campaigns", "transmissions", "movements"} <= tables:
+        return f"schema version {version}, tables {', '.join(sorted(tables)) or 'none'}"
+    return None
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
