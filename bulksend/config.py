@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bulksend.errors import ConfigError
+from bulksend.hints import Invocation
 
 HOME_ENV = "BULKSEND_HOME"
 CONFIG_FILE = "config.toml"
@@ -34,6 +35,7 @@ class Config:
     defaults: dict[str, Any] = field(default_factory=dict)
     credits: dict[str, Any] = field(default_factory=dict)
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    invocation: Invocation = field(default_factory=Invocation)  # what every suggested command repeats (--home)
 
     @property
     def default_region(self) -> str | None:

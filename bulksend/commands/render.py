@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 from bulksend import output
@@ -65,7 +64,12 @@ def _warnings(report) -> None:
         output.note(f"No consent column: consent assumed for every row ({table.options.assume_consent!r}).")
 
 
-def show_validation(report, *, json_output: bool, argv_path: Path) -> None:
+def show_validation(report, *, json_output: bool, argv_path: Path, hints=None, values=None) -> None:
+    """``hints`` (an Invocation) and ``values`` (the command's options) build the next commands."""
+    from bulksend.hints import Invocation
+
+    hints = hints or Invocation()
+    values = values or {}
     _warnings(report)
     if json_output:
         output.emit_json(report.as_json())
@@ -91,15 +95,18 @@ def show_validation(report, *, json_output: bool, argv_path: Path) -> None:
     if written:
         out.print("\nWrote " + ", ".join(written) + ".", markup=False)
     out.print()
-    path = shlex.quote(str(argv_path))
     if table.rejected and report.rejects_written is None:
-        out.print(f"Next: list every reject with  bulksend validate {path} --rejects rejects.csv", markup=False)
-    out.print(f"Next: price a message with  bulksend estimate {path} --template message.txt", markup=False)
+        out.print(f"Next: list every reject with  {hints.validate_rejects(argv_path, values)}", markup=False)
+    out.print(f"Next: price a message with  {hints.estimate(argv_path, values)}", markup=False)
 
 
-def show_estimate(estimate, *, json_output: bool, argv_path: Path) -> None:
+def show_estimate(estimate, *, json_output: bool, argv_path: Path, hints=None, values=None) -> None:
     from rich.table import Table
 
+    from bulksend.hints import Invocation
+
+    hints = hints or Invocation()
+    values = values or {}
     report = estimate.report
     _warnings(report)
     if json_output:
@@ -153,4 +160,12 @@ def show_estimate(estimate, *, json_output: bool, argv_path: Path) -> None:
             )
     if estimate.details_written is not None:
         out.print(f"Wrote details: {_plural(estimate.details_written, 'row')}.", markup=False)
-    out.print(f"Next: send it with  bulksend send {shlex.quote(str(argv_path))} … (see bulksend send --help)", markup=False)
+    if estimate.channel == "whatsapp":
+        # A bare CSV cannot carry the approved template that business-initiated WhatsApp messages need.
+        out.print(
+            "Next: name the approved template in a campaign file ([whatsapp] template = …; see docs/sending.md), "
+            f"then send that file; see  {hints.help('send')}",
+            markup=False,
+        )
+    else:
+        out.print(f"Next: send it with  {hints.send(argv_path, values)}", markup=False)

@@ -101,7 +101,8 @@ def send(
     with _interrupts_exit_130():
         with prepare_send(config, spec, limit=limit, dry_run=dry_run) as prepared:
             if dry_run:
-                _finish_dry_run(prepared, path, json_output=json_output)
+                to_send = ctx.obj.invocation.send(path, ctx.params, yes=True)  # the same options, for real
+                _finish_dry_run(prepared, path, json_output=json_output, next_command=to_send)
                 return
             _show_plan(prepared, quiet=quiet and yes)
             if prepared.status in ("done", "cancelled"):
@@ -322,9 +323,7 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def _finish_dry_run(prepared: "Prepared", path: Path, *, json_output: bool) -> None:
-    import shlex
-
+def _finish_dry_run(prepared: "Prepared", path: Path, *, json_output: bool, next_command: str) -> None:
     from bulksend import output
     from bulksend.campaign import dry_run
 
@@ -335,7 +334,7 @@ def _finish_dry_run(prepared: "Prepared", path: Path, *, json_output: bool) -> N
     _show_plan(prepared, quiet=json_output)
     result: DryRunReport = dry_run(prepared)
     if json_output:
-        output.emit_json(result.as_json())
+        output.emit_json({**result.as_json(), "next": next_command})
         return
     out = output.stdout()
     out.print(
@@ -350,7 +349,7 @@ def _finish_dry_run(prepared: "Prepared", path: Path, *, json_output: bool) -> N
         out.print(f"{result.unknown:,} messages with an unknown outcome would be looked up first.", markup=False)
     out.print(f"Wrote every message to {result.path}", markup=False)
     out.print("Nothing was sent, nothing was debited, and the ledger is unchanged.", markup=False)
-    out.print(f"To send it: bulksend send {shlex.quote(str(path))} --yes", markup=False)
+    out.print(f"To send it: {next_command}", markup=False)
 
 
 def _finish(report: "SendReport", *, json_output: bool, path: Path | None = None) -> None:
