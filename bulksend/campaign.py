@@ -597,7 +597,7 @@ def prepare_resume(config: Config, key: str, run: RunOptions, *, limit: int | No
         if not stored.get("queued"):
             raise InputError(
                 f"campaign {campaign.name!r} was never fully queued; run the send that started it again.",
-                hint="bulksend send FILE --yes (the same file and message) queues the rest and sends.",
+                hint="Running that send again, with the same file and message, queues the rest and sends.",
             )
         if not prepared.messages:
             prepared.status = "done"
