@@ -543,7 +543,7 @@ def _validate(prepared: Prepared, spec: CampaignSpec, options) -> None:
         smart_encoding=spec.smart_encoding,
         category=spec.category,
     )
-    report = run_validation(prepared.config, spec.recipients, options, plan=plan)
+    report = run_validation(prepared.config, spec.recipients, options, plan=plan, previews=True)
     estimate = summarize(report)
     prepared.estimate = estimate
     if not estimate.recipients:
@@ -633,6 +633,7 @@ class SendReport:
     source: Path | None = None  # the file a `send` was given (for the next command)
     rows: list = field(default_factory=list)  # the transmissions themselves, for send-one's one-line answer
     hints: Invocation = field(default_factory=Invocation)
+    examples: list = field(default_factory=list)  # the messages previewed before sending (a new campaign only)
 
     @property
     def open_rows(self) -> int:
@@ -678,6 +679,7 @@ class SendReport:
             "hold_released": self.released,
             "exit_code": int(self.exit_code),
             "next": self.next_command(),
+            "examples": [p.as_json() for p in self.examples],
         }
         if self.result is not None:
             stats = self.result.stats
@@ -862,6 +864,7 @@ def _report(prepared: Prepared, result: EngineResult | None, queued: int, releas
         source=prepared.spec.source if prepared.spec else None,
         rows=ledger.transmissions(campaign.id) if prepared.spec is not None and prepared.spec.send_one else [],
         hints=prepared.config.invocation,
+        examples=prepared.estimate.report.previews if prepared.estimate is not None else [],
     )
 
 

@@ -102,6 +102,7 @@ def run_validation(
     examples: bool = False,
     plan: MessagePlan | None = None,
     progress: Callable[[int], None] | None = None,
+    previews: bool = False,
 ) -> ValidationReport:
     from bulksend.suppression import load_suppressed
 
@@ -115,6 +116,7 @@ def run_validation(
         examples_per_reason=3 if examples else 0,
         plan=plan,
         progress=progress,
+        previews=previews,
     )
 
 
@@ -131,7 +133,7 @@ def run_estimate(
     from bulksend.estimate import summarize
     from bulksend.recipients import write_details
 
-    report = run_validation(config, path, options, plan=plan, examples=examples, progress=progress)
+    report = run_validation(config, path, options, plan=plan, examples=examples, progress=progress, previews=True)
     estimate = summarize(report)
     if details is not None:
         estimate.details_written = write_details(report.table, details)

@@ -12,6 +12,23 @@ def _plural(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
+_WHY = {"first": "first", "longest": "longest", "ucs2": "UCS-2"}
+
+
+def preview_lines(previews) -> list[str]:
+    """The rendered messages people will read (up to three), each under a line saying what it is."""
+    if not previews:
+        return []
+    lines = ["Messages as they will be read:"]
+    for p in previews:
+        size = _plural(p.segments, "message" if p.encoding == "whatsapp" else "segment")
+        encoding = "" if p.encoding == "whatsapp" else f"{p.encoding} · "
+        why = ", ".join(_WHY[w] for w in p.why)
+        lines.append(f"  row {p.row} ({why}) · {p.e164} · {encoding}{size} · {_plural(p.credits, 'credit')}")
+        lines.extend(f"    {text}" for text in p.text.splitlines() or [""])
+    return lines
+
+
 def _source_line(report) -> str:
     table = report.table
     csv = table.csv
@@ -133,6 +150,10 @@ def show_estimate(estimate, *, json_output: bool, argv_path: Path, hints=None, v
             split.add_row(f"{_plural(segments, 'segment')}", f"{count:,}")
         out.print()
         out.print(split)
+    if report.previews:
+        out.print()
+        for text in preview_lines(report.previews):
+            out.print(text, markup=False, highlight=False)
     if estimate.most_expensive:
         costly = Table(title="Most expensive rows", title_justify="left", show_edge=False, pad_edge=False)
         for column in ("row", "number", unit, "credits"):

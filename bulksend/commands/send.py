@@ -212,6 +212,10 @@ def _show_plan(prepared: "Prepared", *, quiet: bool) -> None:
             reasons = ", ".join(f"{code} {n:,}" for code, n in table.reasons().items())
             line += f"; {table.rejected:,} rows rejected ({reasons})"
         output.note(line)
+        from bulksend.commands.render import preview_lines
+
+        for text in preview_lines(table_previews(est)):
+            output.note(text)
     else:
         unknown = prepared.counts.get("unknown", 0) + prepared.counts.get("sending", 0)
         done = prepared.counts.get("sent", 0) + prepared.counts.get("delivered", 0) + prepared.counts.get(
@@ -230,6 +234,11 @@ def _show_plan(prepared: "Prepared", *, quiet: bool) -> None:
     )
     if prepared.limit is not None:
         output.note(f"Canary: only {min(prepared.limit, prepared.messages):,} messages will be sent now.")
+
+
+def table_previews(estimate) -> list:
+    """The messages previewed for a new campaign (none when resuming: the list is not read again)."""
+    return estimate.report.previews if estimate is not None else []
 
 
 def _confirm(prepared: "Prepared", yes: bool) -> None:
@@ -334,7 +343,8 @@ def _finish_dry_run(prepared: "Prepared", path: Path, *, json_output: bool, next
     _show_plan(prepared, quiet=json_output)
     result: DryRunReport = dry_run(prepared)
     if json_output:
-        output.emit_json({**result.as_json(), "next": next_command})
+        examples = [p.as_json() for p in table_previews(prepared.estimate)]
+        output.emit_json({**result.as_json(), "examples": examples, "next": next_command})
         return
     out = output.stdout()
     out.print(
