@@ -31,7 +31,7 @@ from bulksend.config import Config
 from bulksend.engine import Engine, EngineResult, EngineSettings, Progress, StopReason, reconcile_campaign
 from bulksend.errors import ConfigError, ExitCode, InputError, InsufficientCredits
 from bulksend.hints import Invocation
-from bulksend.ledger import Campaign, NewTransmission, SqliteLedger, open_existing, open_ledger
+from bulksend.ledger import STATES, Campaign, NewTransmission, SqliteLedger, open_existing, open_ledger
 from bulksend.locks import CampaignLock
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -634,6 +634,8 @@ class SendReport:
     rows: list = field(default_factory=list)  # the transmissions themselves, for send-one's one-line answer
     hints: Invocation = field(default_factory=Invocation)
     examples: list = field(default_factory=list)  # the messages previewed before sending (a new campaign only)
+    rejected: int | None = None  # rows of the list that are not messaged (None: queued by an older bulksend)
+    reasons: dict[str, int] | None = None
 
     @property
     def open_rows(self) -> int:
@@ -668,9 +670,11 @@ class SendReport:
             "campaign": self.campaign.name,
             "id": self.campaign.id,
             "state": self.state,
-            "counts": dict(sorted(self.counts.items())),
+            "counts": every_state(self.counts),
             "credits_debited": self.credits_debited,
             "credits_refunded": self.credits_refunded,
+            "rejected": self.rejected,
+            "reasons": self.reasons,
             "channel": self.campaign.channel,
             "provider": self.campaign.provider,
             "found": self.status,  # what this invocation found: new, resume, done, cancelled
@@ -705,6 +709,11 @@ class SendReport:
             if self.result.next_due is not None:
                 doc["next_due"] = self.result.next_due.isoformat(timespec="seconds")
         return doc
+
+
+def every_state(counts: dict[str, int]) -> dict[str, int]:
+    """Counts by transmission state for --json: every state, zeros included, so scripts never miss a key."""
+    return {state: counts.get(state, 0) for state in sorted(STATES)}
 
 
 def _quote(text: str) -> str:
@@ -790,6 +799,8 @@ def _stored_settings(prepared: Prepared) -> dict[str, Any]:
         "template": str(spec.template) if spec.template else None,
         "send_one": spec.send_one,
         "params": spec.params,
+        "rejected": prepared.estimate.table.rejected if prepared.estimate else None,
+        "reasons": prepared.estimate.table.reasons() if prepared.estimate else None,
         "run": {k: v for k, v in spec.run.as_dict().items() if v not in (None, False)},
     }
 
@@ -865,7 +876,16 @@ def _report(prepared: Prepared, result: EngineResult | None, queued: int, releas
         rows=ledger.transmissions(campaign.id) if prepared.spec is not None and prepared.spec.send_one else [],
         hints=prepared.config.invocation,
         examples=prepared.estimate.report.previews if prepared.estimate is not None else [],
+        **_rejects(prepared, ledger.campaign_settings(campaign.id)),
     )
+
+
+def _rejects(prepared: Prepared, settings: dict[str, Any]) -> dict[str, Any]:
+    """The list's rejects: from this run's validation, else as recorded when the campaign was queued."""
+    if prepared.estimate is not None:
+        table = prepared.estimate.table
+        return {"rejected": table.rejected, "reasons": table.reasons()}
+    return {"rejected": settings.get("rejected"), "reasons": settings.get("reasons")}
 
 
 # ------------------------------------------------------------------------------------------- dry run
@@ -1045,7 +1065,7 @@ class CampaignStatus:
             "channel": c.channel,
             "provider": c.provider,
             "created_at": c.created_at,
-            "counts": dict(sorted(self.counts.items())),
+            "counts": every_state(self.counts),
             "total": self.total,
             "failures": self.failures,
             "credits_debited": self.credits_debited,

@@ -42,7 +42,7 @@ def list_(ctx: typer.Context, json_output: JsonOutput = False) -> None:
 
     statuses = list_campaigns(ctx.obj.config())
     if json_output:
-        output.emit_json([s.as_json() for s in statuses])
+        output.emit_json({"campaigns": [s.as_json() for s in statuses]})
         return
     if not statuses:
         _line(f"No campaigns yet. To start one, see: {ctx.obj.invocation.help('send')}")
