@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 from bulksend.config import Config
 from bulksend.engine import Engine, EngineResult, EngineSettings, Progress, StopReason, reconcile_campaign
 from bulksend.errors import ConfigError, ExitCode, InputError, InsufficientCredits
-from bulksend.ledger import Campaign, NewTransmission, SqliteLedger
+from bulksend.hints import Invocation
+from bulksend.ledger import STATES, Campaign, NewTransmission, SqliteLedger
 from bulksend.ledger_guard import open_for_read, open_for_write
 from bulksend.locks import CampaignLock
 from bulksend.schema import RUN_LIMITS, TYPO_CUTOFF, clip
@@ -533,8 +534,14 @@ def _check_credits(prepared: Prepared) -> None:
         raise InsufficientCredits(
             f"campaign {prepared.name!r} needs {prepared.credits:,} {prepared.channel} credits but "
             f"{prepared.available:,} are available: {short:,} short. Nothing was sent.",
-            hint=f"Top up with: bulksend credits topup N --channel {prepared.channel}",
+            hint=f"Top up with: {_topup_hint(prepared.config, short, prepared.channel)}",
         )
+
+
+def _topup_hint(config: Config, short: int, channel: str) -> str:
+    from bulksend.credits import minimum_topup
+
+    return config.invocation.topup(max(short, minimum_topup(config, channel)), channel)
 
 
 def prepare_send(config: Config, spec: CampaignSpec, *, limit: int | None = None, dry_run: bool = False) -> Prepared:
@@ -558,7 +565,7 @@ def prepare_send(config: Config, spec: CampaignSpec, *, limit: int | None = None
         prepared.fingerprint = fingerprint(spec.recipients, text, options.channel)
         existing = ledger.get_campaign(spec.name)
         if existing is not None:
-            _check_same(existing, prepared.fingerprint, options.channel, spec)
+            _check_same(existing, prepared.fingerprint, options.channel, spec, config.invocation)
             prepared.campaign = existing
             if spec.provider is not None and spec.provider != existing.provider:
                 # Unknown outcomes can only be looked up where they were sent: a switch could send twice.
@@ -592,7 +599,7 @@ def prepare_send(config: Config, spec: CampaignSpec, *, limit: int | None = None
         raise
 
 
-def _check_same(existing: Campaign, fp: str, channel: str, spec: CampaignSpec) -> None:
+def _check_same(existing: Campaign, fp: str, channel: str, spec: CampaignSpec, hints: Invocation) -> None:
     if existing.channel != channel:
         raise InputError(
             f"campaign {existing.name!r} sends on {existing.channel}, not {channel}; nothing was sent.",
@@ -602,7 +609,7 @@ def _check_same(existing: Campaign, fp: str, channel: str, spec: CampaignSpec) -
         raise InputError(
             f"campaign {existing.name!r} was started on {existing.created_at[:10]} with a different recipient "
             "file or message; sending these under the same name would mix two campaigns. Nothing was sent.",
-            hint=f"Give the new one another name (--name), or see the old one: bulksend campaigns show {existing.id}",
+            hint=f"Give the new one another name (--name), or see the old one: {hints.show(existing.id)}",
         )
 
 
@@ -618,7 +625,7 @@ def _validate(prepared: Prepared, spec: CampaignSpec, options) -> None:
         smart_encoding=spec.smart_encoding,
         category=spec.category,
     )
-    report = run_validation(prepared.config, spec.recipients, options, plan=plan)
+    report = run_validation(prepared.config, spec.recipients, options, plan=plan, previews=True)
     estimate = summarize(report)
     prepared.estimate = estimate
     if not estimate.recipients:
@@ -631,7 +638,8 @@ def _validate(prepared: Prepared, spec: CampaignSpec, options) -> None:
         reasons = ", ".join(f"{code} {n:,}" for code, n in table.reasons().items()) or "no data rows"
         raise InputError(
             f"{spec.recipients}: no row can be messaged ({reasons}); nothing was sent.",
-            hint=f"See every reject with: bulksend validate {spec.recipients} --rejects rejects.csv",
+            hint="See every reject with: "
+            + prepared.config.invocation.validate_rejects(spec.recipients, _read_values(spec)),
         )
     if spec.params:  # a parameter column the message does not use is an input error, before anything is sent
         RowParams(spec.params, report.table.bound.columns, spec.category)
@@ -640,6 +648,13 @@ def _validate(prepared: Prepared, spec: CampaignSpec, options) -> None:
     balance = prepared.ledger.balance(options.channel)[options.channel]
     own = prepared.ledger.held(prepared.campaign.id) if prepared.campaign else 0
     prepared.available = balance.available + own
+
+
+def _read_values(spec: CampaignSpec) -> dict[str, Any]:
+    """The spec's list-reading options, by parameter name (for a hint that reads the list the same way)."""
+    from bulksend.hints import READ_FLAGS
+
+    return {key: getattr(spec, key) for key in READ_FLAGS}
 
 
 def prepare_resume(config: Config, key: str, run: RunOptions, *, limit: int | None = None) -> Prepared:
@@ -664,7 +679,7 @@ def prepare_resume(config: Config, key: str, run: RunOptions, *, limit: int | No
         if not stored.get("queued"):
             raise InputError(
                 f"campaign {campaign.name!r} was never fully queued; run the send that started it again.",
-                hint="bulksend send FILE --yes (the same file and message) queues the rest and sends.",
+                hint="Running that send again, with the same file and message, queues the rest and sends.",
             )
         if not prepared.messages:
             prepared.status = "done"
@@ -700,6 +715,10 @@ class SendReport:
     limit: int | None = None
     source: Path | None = None  # the file a `send` was given (for the next command)
     rows: list = field(default_factory=list)  # the transmissions themselves, for send-one's one-line answer
+    hints: Invocation = field(default_factory=Invocation)
+    examples: list = field(default_factory=list)  # the messages previewed before sending (a new campaign only)
+    rejected: int | None = None  # rows of the list that are not messaged (None: queued by an older bulksend)
+    reasons: dict[str, int] | None = None
 
     @property
     def open_rows(self) -> int:
@@ -720,23 +739,25 @@ class SendReport:
 
     def next_command(self) -> str:
         """The command to run next, for the summary (and the JSON ``next`` field)."""
-        name = _quote(self.campaign.name)
+        name = self.campaign.name
         if self.status == "cancelled" or self.state == "cancelled":
-            return f"bulksend campaigns show {name}"
+            return self.hints.show(name)
         if self.counts.get("queued") or self.counts.get("sending"):
-            return f"bulksend campaigns resume {name} --yes"
+            return self.hints.resume(name)
         if self.counts.get("unknown"):
-            return f"bulksend campaigns reconcile {name}"
-        return f"bulksend campaigns show {name}"
+            return self.hints.reconcile(name)
+        return self.hints.show(name)
 
     def as_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "campaign": self.campaign.name,
             "id": self.campaign.id,
             "state": self.state,
-            "counts": dict(sorted(self.counts.items())),
+            "counts": every_state(self.counts),
             "credits_debited": self.credits_debited,
             "credits_refunded": self.credits_refunded,
+            "rejected": self.rejected,
+            "reasons": self.reasons,
             "channel": self.campaign.channel,
             "provider": self.campaign.provider,
             "found": self.status,  # what this invocation found: new, resume, done, cancelled
@@ -745,6 +766,7 @@ class SendReport:
             "hold_released": self.released,
             "exit_code": int(self.exit_code),
             "next": self.next_command(),
+            "examples": [p.as_json() for p in self.examples],
         }
         if self.result is not None:
             stats = self.result.stats
@@ -771,6 +793,11 @@ class SendReport:
             if self.result.next_due is not None:
                 doc["next_due"] = self.result.next_due.isoformat(timespec="seconds")
         return doc
+
+
+def every_state(counts: dict[str, int]) -> dict[str, int]:
+    """Counts by transmission state for --json: every state, zeros included, so scripts never miss a key."""
+    return {state: counts.get(state, 0) for state in sorted(STATES)}
 
 
 def _quote(text: str) -> str:
@@ -857,6 +884,8 @@ def _stored_settings(prepared: Prepared) -> dict[str, Any]:
         "send_one": spec.send_one,
         "params": spec.params,
         "sender": prepared.sender,
+        "rejected": prepared.estimate.table.rejected if prepared.estimate else None,
+        "reasons": prepared.estimate.table.reasons() if prepared.estimate else None,
         "run": {k: v for k, v in spec.run.as_dict().items() if v not in (None, False)},
     }
 
@@ -933,7 +962,18 @@ def _report(prepared: Prepared, result: EngineResult | None, queued: int, releas
         limit=prepared.limit,
         source=prepared.spec.source if prepared.spec else None,
         rows=ledger.transmissions(campaign.id) if prepared.spec is not None and prepared.spec.send_one else [],
+        hints=prepared.config.invocation,
+        examples=prepared.estimate.report.previews if prepared.estimate is not None else [],
+        **_rejects(prepared, ledger.campaign_settings(campaign.id)),
     )
+
+
+def _rejects(prepared: Prepared, settings: dict[str, Any]) -> dict[str, Any]:
+    """The list's rejects: from this run's validation, else as recorded when the campaign was queued."""
+    if prepared.estimate is not None:
+        table = prepared.estimate.table
+        return {"rejected": table.rejected, "reasons": table.reasons()}
+    return {"rejected": settings.get("rejected"), "reasons": settings.get("reasons")}
 
 
 # ------------------------------------------------------------------------------------------- dry run
@@ -1090,19 +1130,20 @@ class CampaignStatus:
     credits_refunded: int
     held: int
     settings: dict[str, Any]
+    hints: Invocation = field(default_factory=Invocation)
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
 
     def next_command(self) -> str | None:
-        name = _quote(self.campaign.name)
+        name = self.campaign.name
         if self.campaign.state == "cancelled":
-            return f"bulksend campaigns reconcile {name}" if self.counts.get("unknown") else None
+            return self.hints.reconcile(name) if self.counts.get("unknown") else None
         if self.counts.get("queued") or self.counts.get("sending"):
-            return f"bulksend campaigns resume {name} --yes"
+            return self.hints.resume(name)
         if self.counts.get("unknown"):
-            return f"bulksend campaigns reconcile {name}"
+            return self.hints.reconcile(name)
         return None
 
     def as_json(self) -> dict[str, Any]:
@@ -1114,7 +1155,7 @@ class CampaignStatus:
             "channel": c.channel,
             "provider": c.provider,
             "created_at": c.created_at,
-            "counts": dict(sorted(self.counts.items())),
+            "counts": every_state(self.counts),
             "total": self.total,
             "failures": self.failures,
             "credits_debited": self.credits_debited,
@@ -1127,7 +1168,7 @@ class CampaignStatus:
         }
 
 
-def _status(ledger: SqliteLedger, campaign: Campaign) -> CampaignStatus:
+def _status(ledger: SqliteLedger, campaign: Campaign, hints: Invocation = Invocation()) -> CampaignStatus:
     debited, refunded = ledger.campaign_credits(campaign.id)
     return CampaignStatus(
         campaign,
@@ -1137,6 +1178,7 @@ def _status(ledger: SqliteLedger, campaign: Campaign) -> CampaignStatus:
         refunded,
         ledger.held(campaign.id),
         ledger.campaign_settings(campaign.id),
+        hints,
     )
 
 
@@ -1151,7 +1193,7 @@ def _find(config: Config, key: str, *, write: bool = True) -> tuple[SqliteLedger
     if campaign is None:
         if ledger is not None:
             ledger.close()
-        raise InputError(f"no campaign {key!r} in the ledger.", hint="List them with: bulksend campaigns list")
+        raise InputError(f"no campaign {key!r} in the ledger.", hint=f"List them with: {config.invocation.campaigns()}")
     return ledger, campaign
 
 
@@ -1160,13 +1202,13 @@ def list_campaigns(config: Config) -> list[CampaignStatus]:
     if ledger is None:
         return []
     with ledger:
-        return [_status(ledger, c) for c in ledger.campaigns()]
+        return [_status(ledger, c, config.invocation) for c in ledger.campaigns()]
 
 
 def show_campaign(config: Config, key: str) -> CampaignStatus:
     ledger, campaign = _find(config, key, write=False)
     with ledger:
-        return _status(ledger, campaign)
+        return _status(ledger, campaign, config.invocation)
 
 
 @dataclass(frozen=True)
@@ -1182,11 +1224,11 @@ def cancel_campaign(config: Config, key: str) -> CancelReport:
     with ledger:
         with CampaignLock.acquire(config.home, campaign.name):
             if campaign.state in ("done", "cancelled"):
-                return CancelReport(_status(ledger, campaign), 0, campaign.state)
+                return CancelReport(_status(ledger, campaign, config.invocation), 0, campaign.state)
             with ledger.transaction():
                 ledger.set_campaign_state(campaign.id, "cancelled")
                 released = ledger.release(campaign.id)
-            return CancelReport(_status(ledger, ledger.get_campaign(campaign.id)), released, None)
+            return CancelReport(_status(ledger, ledger.get_campaign(campaign.id), config.invocation), released, None)
 
 
 @dataclass(frozen=True)
@@ -1260,7 +1302,7 @@ def reconcile(config: Config, key: str, *, assume: str | None = None, wait: bool
                 ledger.release(campaign.id)
             if campaign.state == "open" and not any(ledger.counts(campaign.id).get(s) for s in OPEN_STATES):
                 ledger.set_campaign_state(campaign.id, "done")
-            return ReconcileReport(_status(ledger, ledger.get_campaign(campaign.id)), result, recovered,
+            return ReconcileReport(_status(ledger, ledger.get_campaign(campaign.id), config.invocation), result, recovered,
                                    provider.can_lookup)
         finally:
             provider.close()

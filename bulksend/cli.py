@@ -21,6 +21,7 @@ class AppState:
     home_option: Path | None = None
     debug: bool = False
     warned: bool = False  # config.toml's warnings are said once per command
+    home_flag: bool = False  # --home was given on the command line (not through BULKSEND_HOME)
 
     @property
     def home(self) -> Path:
@@ -28,10 +29,19 @@ class AppState:
 
         return resolve_home(self.home_option)
 
+    @property
+    def invocation(self):
+        """What the commands this run suggests must repeat (see bulksend/hints.py)."""
+        from bulksend.hints import Invocation
+
+        return Invocation(home=str(self.home_option) if self.home_flag and self.home_option else None)
+
     def config(self):
+        from dataclasses import replace
+
         from bulksend.config import Config
 
-        config = Config.load(self.home)
+        config = replace(Config.load(self.home), invocation=self.invocation)
         if config.warnings and not self.warned:
             from bulksend import output
 
@@ -126,7 +136,8 @@ def root(
     ] = False,
 ) -> None:
     """bulksend: check a recipient list, price it, send it once, and keep the books."""
-    ctx.obj = AppState(home_option=home, debug=debug)
+    source = ctx.get_parameter_source("home")
+    ctx.obj = AppState(home_option=home, debug=debug, home_flag=getattr(source, "name", "") == "COMMANDLINE")
 
 
 def _register() -> None:

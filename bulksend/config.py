@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bulksend.errors import ConfigError, InputError
+from bulksend.hints import Invocation
 from bulksend.schema import (
     CONFIG_SECTIONS,
     PROFILE_KEYS,
@@ -47,6 +48,7 @@ class Config:
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
     consent: dict[str, Any] = field(default_factory=dict)  # [consent] positive, negative: extra consent values
     warnings: tuple[str, ...] = ()  # unknown keys, said once by the CLI (docs/configuration.md)
+    invocation: Invocation = field(default_factory=Invocation)  # what every suggested command repeats (--home)
 
     @property
     def default_region(self) -> str | None:

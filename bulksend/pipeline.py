@@ -111,6 +111,7 @@ def run_validation(
     examples: bool = False,
     plan: MessagePlan | None = None,
     progress: Callable[[int], None] | None = None,
+    previews: bool = False,
 ) -> ValidationReport:
     from bulksend.config import CONFIG_FILE
     from bulksend.consent import words_from_config
@@ -130,6 +131,7 @@ def run_validation(
         plan=plan,
         progress=progress,
         consent_words=words,
+        previews=previews,
     )
 
 
@@ -151,7 +153,7 @@ def run_estimate(
 
     refuse_overwrite({"--details": details}, [path, *inputs])
 
-    report = run_validation(config, path, options, plan=plan, examples=examples, progress=progress)
+    report = run_validation(config, path, options, plan=plan, examples=examples, progress=progress, previews=True)
     estimate = summarize(report)
     if details is not None:
         estimate.details_written = write_details(report.table, details)

@@ -10,7 +10,7 @@ the human summary) reads the file again to write rows out; it never needs the wh
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -608,43 +608,64 @@ def iter_rejects(table: RecipientTable, *, stop_after: int | None = None) -> Ite
 
     With ``stop_after``, stops once every reason present has that many rows (for the summary's examples).
     """
-    from bulksend.phones import NumberChecker
-
-    status = table.status
-    rejected = np.flatnonzero(status > 0)
-    if rejected.size == 0:
+    picker = _RejectPicker(table, stop_after)
+    if picker.done:
         return
-    checker = NumberChecker(allow_landline=table.options.allow_landline)
-    explain = _Explainer(table, checker)
-    wanted: dict[int, int] = {}
-    remaining = len(set(status[rejected].tolist()))
-    columns = table.columns
-    needed = [columns.phone, columns.consent, columns.country, *columns.template]
-    for chunk in table.csv.chunks([c for c in needed if c is not None]):
+    for chunk in table.csv.chunks(table.columns.all()):
+        yield from picker(chunk)
+        if picker.done:
+            return
+
+
+class _RejectPicker:
+    """Pass two's reject side, one chunk at a time: every rejected row of it (or the first few per reason)."""
+
+    def __init__(self, table: RecipientTable, stop_after: int | None) -> None:
+        self.table = table
+        self.stop_after = stop_after
+        self.rejected = np.flatnonzero(table.status > 0)
+        self.done = self.rejected.size == 0 or stop_after == 0
+        self.wanted: dict[int, int] = {}
+        self.remaining = len(set(table.status[self.rejected].tolist()))
+        self._explain: _Explainer | None = None
+
+    def __call__(self, chunk) -> Iterator[RejectRow]:
+        if self.done:
+            return
+        if self._explain is None:
+            from bulksend.phones import NumberChecker
+
+            self._explain = _Explainer(self.table, NumberChecker(allow_landline=self.table.options.allow_landline))
+        status = self.table.status
+        stop_after = self.stop_after
         start = int(chunk.index[0])
-        stop = start + len(chunk)
-        lo, hi = np.searchsorted(rejected, [start, stop])
+        lo, hi = np.searchsorted(self.rejected, [start, start + len(chunk)])
         if lo == hi:
-            continue
-        phones = chunk[columns.phone].tolist()
-        for index in rejected[lo:hi].tolist():
+            if hi == self.rejected.size:
+                self.done = True
+            return
+        phones = chunk[self.table.columns.phone].tolist()
+        for index in self.rejected[lo:hi].tolist():
             reason = int(status[index])
             if stop_after is not None:
-                seen = wanted.get(reason, 0)
+                seen = self.wanted.get(reason, 0)
                 if seen >= stop_after:
                     continue
-                wanted[reason] = seen + 1
+                self.wanted[reason] = seen + 1
                 if seen + 1 == stop_after:
-                    remaining -= 1
+                    self.remaining -= 1
             local = index - start
             yield RejectRow(
                 row=index + 1,
                 value=phones[local],
                 reason=Status(reason).code,
-                detail=explain(index, reason, chunk, local),
+                detail=self._explain(index, reason, chunk, local),
             )
-            if stop_after is not None and remaining == 0:
+            if stop_after is not None and self.remaining == 0:
+                self.done = True
                 return
+        if hi == self.rejected.size:
+            self.done = True
 
 
 class _Explainer:
@@ -771,10 +792,106 @@ def write_details(table: RecipientTable, path: Path) -> int:
 
 
 def examples(table: RecipientTable, per_reason: int = 3) -> dict[str, list[RejectRow]]:
+    return collect_examples(table, per_reason, previews=False)[0]
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A rendered message shown before anything is sent (``examples`` in estimate and send JSON).
+
+    ``why`` says which of the picks it is: ``first`` (the first accepted row), ``longest`` (the first row
+    with the most SMS segments) and ``ucs2`` (the first accepted row that needs UCS-2); a row that is
+    several of them is shown once, with every reason.
+    """
+
+    row: int
+    e164: str
+    text: str
+    encoding: str  # "GSM-7", "UCS-2", or "whatsapp"
+    segments: int  # SMS segments, or 1 WhatsApp message
+    credits: int
+    why: tuple[str, ...]
+
+    def as_json(self) -> dict:
+        return {
+            "row": self.row, "e164": self.e164, "text": self.text, "encoding": self.encoding,
+            "segments": self.segments, "credits": self.credits, "why": list(self.why),
+        }
+
+
+def preview_picks(table: RecipientTable) -> dict[int, tuple[str, ...]]:
+    """Row index → why it is previewed: the first accepted row, the longest, one UCS-2; at most three rows."""
+    if table.units is None or table.encoding is None:
+        return {}
+    accepted = np.flatnonzero(table.accepted_mask)
+    if accepted.size == 0:
+        return {}
+    picks: dict[int, list[str]] = {int(accepted[0]): ["first"]}
+    if table.options.channel == "sms":  # a WhatsApp message is one unit, whatever its length
+        longest = int(accepted[int(np.argmax(table.units[accepted]))])
+        picks.setdefault(longest, []).append("longest")
+        ucs2 = accepted[table.encoding[accepted] == 1]
+        if ucs2.size:
+            picks.setdefault(int(ucs2[0]), []).append("ucs2")
+    return {index: tuple(why) for index, why in picks.items()}
+
+
+class _PreviewPicker:
+    """Pass two's preview side: renders the picked rows as they are priced (and as iter_messages sends them)."""
+
+    def __init__(self, table: RecipientTable, enabled: bool) -> None:
+        self.table = table
+        self.picks = preview_picks(table) if enabled and table.bound is not None else {}
+        self.targets = np.array(sorted(self.picks), dtype=np.int64)
+        self.found: dict[int, Preview] = {}
+        self.done = not self.picks
+
+    def __call__(self, chunk) -> None:
+        if self.done:
+            return
+        from bulksend.segments import smart_encode
+
+        table = self.table
+        start = int(chunk.index[0])
+        lo, hi = np.searchsorted(self.targets, [start, start + len(chunk)])
+        sms = table.options.channel == "sms"
+        for index in self.targets[lo:hi].tolist():
+            values = [chunk[c].iat[index - start] for c in table.columns.template]
+            text, _ = table.bound.render(values)
+            if sms and table.plan.smart_encoding:
+                text = smart_encode(text)
+            self.found[index] = Preview(
+                row=index + 1,
+                e164=table.e164_text(index),
+                text=text,
+                encoding=ENCODINGS[int(table.encoding[index])] if sms else "whatsapp",
+                segments=int(table.units[index]),
+                credits=int(table.credits[index]),
+                why=self.picks[index],
+            )
+        self.done = len(self.found) == len(self.picks)
+
+    @property
+    def previews(self) -> list[Preview]:
+        order = {"first": 0, "longest": 1, "ucs2": 2}
+        return sorted(self.found.values(), key=lambda p: order[p.why[0]])
+
+
+def collect_examples(
+    table: RecipientTable, per_reason: int, *, previews: bool
+) -> tuple[dict[str, list[RejectRow]], list[Preview]]:
+    """Pass two for the summary, once: a few rejects per reason and the message previews, stopping early."""
+    rejects = _RejectPicker(table, per_reason)
+    shown = _PreviewPicker(table, previews)
     out: dict[str, list[RejectRow]] = {}
-    for row in iter_rejects(table, stop_after=per_reason):
-        out.setdefault(row.reason, []).append(row)
-    return out
+    if not (rejects.done and shown.done):
+        for chunk in table.csv.chunks(table.columns.all()):
+            for row in rejects(chunk):
+                out.setdefault(row.reason, []).append(row)
+            shown(chunk)
+            if rejects.done and shown.done:
+                break
+    return out, shown.previews
 
 
 # --- reports ------------------------------------------------------------------------------------
@@ -788,6 +905,7 @@ class ValidationReport:
     examples: dict[str, list[RejectRow]]
     rejects_written: int | None = None
     clean_written: int | None = None
+    previews: list[Preview] = field(default_factory=list)  # rendered messages, when asked and there is a message
 
     def as_json(self) -> dict:
         table = self.table
@@ -827,6 +945,7 @@ def validate_file(
     plan: MessagePlan | None = None,
     progress: Callable[[int], None] | None = None,
     consent_words: ConsentWords | None = None,
+    previews: bool = False,
 ) -> ValidationReport:
     """Validate a recipient file and write the requested rejects and clean files."""
     table = build_table(
@@ -838,8 +957,8 @@ def validate_file(
         report.rejects_written = write_rejects(table, rejects)
     if clean is not None:
         report.clean_written = write_clean(table, clean)
-    if examples_per_reason and table.rejected:
-        report.examples = examples(table, examples_per_reason)
+    if (examples_per_reason and table.rejected) or (previews and plan is not None):
+        report.examples, report.previews = collect_examples(table, examples_per_reason, previews=previews)
     return report
 
 

@@ -42,10 +42,10 @@ def list_(ctx: typer.Context, json_output: JsonOutput = False) -> None:
 
     statuses = list_campaigns(ctx.obj.config())
     if json_output:
-        output.emit_json([s.as_json() for s in statuses])
+        output.emit_json({"campaigns": [s.as_json() for s in statuses]})
         return
     if not statuses:
-        _line("No campaigns yet. Start one with: bulksend send CAMPAIGN.toml")
+        _line(f"No campaigns yet. To start one, see: {ctx.obj.invocation.help('send')}")
         return
     header = ("id", "name", "state", "via", "sent", "failed", "unknown", "queued", "credits", "started")
     rows = [header]
@@ -159,7 +159,7 @@ def cancel(ctx: typer.Context, campaign: CampaignId, json_output: JsonOutput = F
           "credits released.")
     _line(f"  {_counts(status)}")
     if status.counts.get("unknown"):
-        _line(f"Next: bulksend campaigns reconcile {c.name}   ({status.counts['unknown']:,} outcomes unknown)")
+        _line(f"Next: {status.hints.reconcile(c.name)}   ({status.counts['unknown']:,} outcomes unknown)")
 
 
 @app.command("reconcile")

@@ -127,7 +127,10 @@ def history(
         )
         return
     if not movements:
-        output.note("No credit movements yet. Record a purchase with: bulksend credits topup N --channel sms")
+        config = ctx.obj.config()
+        first = (channel or "sms").strip().lower()
+        hint = config.invocation.topup(credits.minimum_topup(config, first), first)
+        output.note(f"No credit movements yet. Record a purchase (the smallest allowed) with: {hint}")
         return
     for m in movements:
         shown = f"{m.change:+d}" if m.kind not in ("hold", "release") else str(m.amount)

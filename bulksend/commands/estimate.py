@@ -58,4 +58,4 @@ def estimate(
                      smart_encoding=smart_encoding, category=category)
     result = run_estimate(ctx.obj.config(), csv_path, options, plan, details=details, examples=not json_output,
                           inputs=(template, rates))
-    show_estimate(result, json_output=json_output, argv_path=csv_path)
+    show_estimate(result, json_output=json_output, argv_path=csv_path, hints=ctx.obj.invocation, values=ctx.params)

@@ -110,7 +110,8 @@ def send(
     with _interrupts_exit_130():
         with prepare_send(config, spec, limit=limit, dry_run=dry_run) as prepared:
             if dry_run:
-                _finish_dry_run(prepared, path, json_output=json_output)
+                to_send = ctx.obj.invocation.send(path, ctx.params, yes=True)  # the same options, for real
+                _finish_dry_run(prepared, path, json_output=json_output, next_command=to_send)
                 return
             _show_plan(prepared, quiet=quiet and yes)
             if prepared.status in ("done", "cancelled"):
@@ -220,6 +221,10 @@ def _show_plan(prepared: "Prepared", *, quiet: bool) -> None:
             reasons = ", ".join(f"{code} {n:,}" for code, n in table.reasons().items())
             line += f"; {table.rejected:,} rows rejected ({reasons})"
         output.note(line)
+        from bulksend.commands.render import preview_lines
+
+        for text in preview_lines(table_previews(est)):
+            output.note(text)
     else:
         unknown = prepared.counts.get("unknown", 0) + prepared.counts.get("sending", 0)
         done = prepared.counts.get("sent", 0) + prepared.counts.get("delivered", 0) + prepared.counts.get(
@@ -238,6 +243,11 @@ def _show_plan(prepared: "Prepared", *, quiet: bool) -> None:
     )
     if prepared.limit is not None:
         output.note(f"Canary: only {min(prepared.limit, prepared.messages):,} messages will be sent now.")
+
+
+def table_previews(estimate) -> list:
+    """The messages previewed for a new campaign (none when resuming: the list is not read again)."""
+    return estimate.report.previews if estimate is not None else []
 
 
 def _confirm(prepared: "Prepared", yes: bool) -> None:
@@ -343,9 +353,7 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def _finish_dry_run(prepared: "Prepared", path: Path, *, json_output: bool) -> None:
-    import shlex
-
+def _finish_dry_run(prepared: "Prepared", path: Path, *, json_output: bool, next_command: str) -> None:
     from bulksend import output
     from bulksend.campaign import dry_run
 
@@ -356,7 +364,8 @@ def _finish_dry_run(prepared: "Prepared", path: Path, *, json_output: bool) -> N
     _show_plan(prepared, quiet=json_output)
     result: DryRunReport = dry_run(prepared)
     if json_output:
-        output.emit_json(result.as_json())
+        examples = [p.as_json() for p in table_previews(prepared.estimate)]
+        output.emit_json({**result.as_json(), "examples": examples, "next": next_command})
         return
     out = output.stdout()
     out.print(
@@ -371,7 +380,7 @@ def _finish_dry_run(prepared: "Prepared", path: Path, *, json_output: bool) -> N
         out.print(f"{result.unknown:,} messages with an unknown outcome would be looked up first.", markup=False)
     out.print(f"Wrote every message to {result.path}", markup=False)
     out.print("Nothing was sent, nothing was debited, and the ledger is unchanged.", markup=False)
-    out.print(f"To send it: bulksend send {shlex.quote(str(path))} --yes", markup=False)
+    out.print(f"To send it: {next_command}", markup=False)
 
 
 def _finish(report: "SendReport", *, json_output: bool, path: Path | None = None) -> None:
