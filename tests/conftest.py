@@ -29,3 +29,16 @@ def cli(home: Path):
         return runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def ledger_zone(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every ledger a test creates keeps its calendar in UTC, whatever the machine's zone (``TZ``).
+
+    A test about the zone itself sets ``[credits] timezone`` or patches ``machine_zone`` again.
+    Together with time-machine (a naive destination is UTC), a test's "today" is the same everywhere.
+    """
+    from bulksend import calendar
+
+    monkeypatch.setattr(calendar, "machine_zone", lambda: "UTC")
+    return "UTC"
