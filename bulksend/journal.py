@@ -56,7 +56,7 @@ def boot_id() -> str | None:
     Linux only (``/proc/sys/kernel/random/boot_id``). Elsewhere (macOS, Windows) or when it cannot be
     read, None: no journal is written or believed, and a crash's ``sending`` rows all become ``unknown``.
     """
-    return read_boot_id()
+    return read_boot_id(BOOT_ID_FILE)
 
 
 def read_boot_id(path: Path = BOOT_ID_FILE) -> str | None:
