@@ -75,7 +75,7 @@ def test_resume_sends_the_rest_from_the_ledger_alone(funded, home, tmp_path):
     assert resumed.exit_code == 0, resumed.stderr
     doc = json.loads(resumed.stdout)
     assert (doc["state"], doc["counts"], doc["found"]) == ("done", {"sent": 8}, "resume")
-    assert lines(home, "spring") == numbers
+    assert sorted(lines(home, "spring")) == sorted(numbers)  # each once; concurrent workers write in any order
     again = funded("campaigns", "resume", "spring", "--yes")
     assert again.exit_code == 0
     assert "is done: nothing left to send" in again.stdout
@@ -92,7 +92,7 @@ def test_cancel_leaves_queued_rows_unsent_forever(funded, home, tmp_path):
         result = funded(*attempt)
         assert result.exit_code == 0
         assert "was cancelled" in result.stdout
-    assert lines(home, "spring") == numbers[:2]
+    assert sorted(lines(home, "spring")) == sorted(numbers[:2])  # the first two rows, in either order
     shown = json.loads(funded("campaigns", "show", "spring", "--json").stdout)
     assert (shown["state"], shown["counts"], shown["held"]) == ("cancelled", {"queued": 3, "sent": 2}, 0)
     assert json.loads(funded("balance", "--json").stdout)["sms"]["held"] == 0
