@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from bulksend import calendar
 from bulksend.config import Config
 from bulksend.errors import ConfigError, InputError, InsufficientCredits, LedgerError
 from bulksend.ledger import (
@@ -64,6 +65,33 @@ def balance(config: Config, channel: str | None = None) -> dict[str, ChannelBala
         return {name: ChannelBalance(name, 0, 0) for name in channels}
     with ledger:
         return ledger.balance(channel)
+
+
+def watched_channels(config: Config, channel: str | None = None) -> tuple[str, ...]:
+    """The channels ``balance --fail-below`` checks: the one asked for, else every channel ever topped up.
+
+    A channel never topped up is one the user does not use (an SMS-only sender has no WhatsApp credits,
+    and must not be told so forever); one whose credits ran out or expired is still watched. A ledger
+    with no top-up at all watches every channel: nothing can be sent, and the probe should say so.
+    """
+    if channel is not None:
+        return (check_channel(channel),)
+    ledger = open_existing(config)
+    if ledger is None:
+        return CHANNELS
+    with ledger:
+        used = {lot.channel for lot in ledger.lots()}
+    return tuple(name for name in CHANNELS if name in used) or CHANNELS
+
+
+def ledger_zone(config: Config) -> str:
+    """The time zone the ledger's dates are days in (recorded in it, or the one it will record)."""
+    ledger = open_existing(config)
+    if ledger is None:
+        return calendar.new_ledger_zone(calendar.configured_zone(config.credits))
+    with ledger:
+        found, _ = calendar.ledger_calendar(ledger, calendar.configured_zone(config.credits), record=False)
+        return found.zone
 
 
 def check_floor(balances: dict[str, ChannelBalance], floor: int) -> None:

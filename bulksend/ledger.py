@@ -22,6 +22,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bulksend import calendar
 from bulksend.errors import InputError, InsufficientCredits, LedgerError
 from bulksend.sqlite_errors import connect as _connect
 
@@ -267,7 +268,8 @@ class Ledger(ABC):
     """The operations bulksend needs from a ledger; an implementation owns its storage entirely.
 
     Every write is atomic on its own; ``transaction()`` groups many writes into one commit.
-    Credits are integers. "Today" is the local date when the write transaction begins.
+    Credits are integers. "Today" is the date, in the ledger's own time zone (``bulksend.calendar``), when
+    the write transaction begins.
     """
 
     @abstractmethod
@@ -538,20 +540,22 @@ def _placeholders(n: int) -> str:
 
 def open_ledger(config: "Config") -> "SqliteLedger":
     """The ledger of ``config.home``, created (owner-only) and migrated as needed."""
-    return SqliteLedger.open(config.ledger_path)
+    return SqliteLedger.open(config.ledger_path, zone=calendar.configured_zone(config.credits))
 
 
 def open_existing(config: "Config") -> "SqliteLedger | None":
     """The ledger of ``config.home`` if there is one; never creates a file."""
-    return SqliteLedger.open(config.ledger_path, create=False)
+    return SqliteLedger.open(config.ledger_path, create=False, zone=calendar.configured_zone(config.credits))
 
 
 class SqliteLedger(Ledger):
     """The embedded ledger: one SQLite file in WAL mode with ``synchronous=FULL``."""
 
-    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, connection: sqlite3.Connection, path: Path, zone: str | None = None) -> None:
         self._conn = connection
         self.path = path
+        self._zone = zone  # [credits] timezone: recorded when the ledger has no zone yet
+        self._calendar: calendar.Calendar | None = None  # once read from (or recorded in) the ledger
         self._depth = 0
         self._today: date | None = None
         self._now: str | None = None
@@ -559,7 +563,8 @@ class SqliteLedger(Ledger):
     # -- opening -------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path, *, create: bool = True) -> "SqliteLedger | None":
+    def open(cls, path: Path, *, create: bool = True, zone: str | None = None) -> "SqliteLedger | None":
+        """Open (and migrate) the ledger at ``path``; ``zone`` is the time zone a new ledger records."""
         path = Path(path)
         if create:
             from bulksend.private import private_dir, private_file
@@ -585,7 +590,7 @@ class SqliteLedger(Ledger):
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
-            ledger = cls(conn, path)
+            ledger = cls(conn, path, zone)
             ledger._migrate()
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"{path}: cannot open the ledger ({exc}).") from None
@@ -605,6 +610,7 @@ class SqliteLedger(Ledger):
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
+            created = version == 0
             for statements in MIGRATIONS[version:]:
                 for statement in statements:
                     self._conn.execute(statement)
@@ -613,6 +619,11 @@ class SqliteLedger(Ledger):
 
                 self._conn.execute(
                     "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (LEDGER_ID, str(uuid.uuid4()))
+                )
+            if created:  # a new ledger records its calendar's zone from the start
+                self._conn.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    (calendar.ZONE_KEY, calendar.new_ledger_zone(self._zone)),
                 )
             self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except BaseException:
@@ -647,9 +658,9 @@ class SqliteLedger(Ledger):
         except sqlite3.OperationalError as exc:
             raise LedgerError(f"{self.path}: the ledger is busy ({exc}).", hint="Try again in a moment.") from None
         self._depth = 1
-        self._today = date.today()
         self._now = utc_timestamp()
         try:
+            self._today = self.calendar(record=True).today()
             self._settle_expiries()
             yield self
         except BaseException:
@@ -698,8 +709,17 @@ class SqliteLedger(Ledger):
         finally:
             self._conn.execute("COMMIT")
 
+    def calendar(self, *, record: bool = False) -> calendar.Calendar:
+        """The ledger's calendar (its time zone's days); ``record`` (in a write) records a missing zone."""
+        if self._calendar is not None:
+            return self._calendar
+        found, settled = calendar.ledger_calendar(self, self._zone, record=record)
+        if settled:  # a zone recorded just now may still roll back: cache it from the next read on
+            self._calendar = found
+        return found
+
     def _read_today(self) -> date:
-        return self._today if self._depth else date.today()
+        return self._today if self._depth else self.calendar().today()
 
     def _movement(
         self,

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bulksend import calendar
 from bulksend.errors import LedgerError
 from bulksend.journal import JOURNAL_DIR
 from bulksend.ledger import LEDGER_ID, HighWater, Ledger, SqliteLedger, utc_timestamp
@@ -267,7 +268,7 @@ def open_for_write(config: "Config", *, create: bool = True) -> Ledger | None:
             )
         if not create:
             return None
-    ledger = SqliteLedger.open(path)
+    ledger = SqliteLedger.open(path, zone=calendar.configured_zone(config.credits))
     try:
         problems = identity_problems(ledger, home, record, record_problem)
         if problems:
@@ -293,7 +294,7 @@ def open_for_read(config: "Config") -> Ledger | None:
         if evidence:
             _warn(f"{path} is {state_words(state)}, but this home shows earlier work: {'; '.join(evidence)}.")
         return None
-    ledger = SqliteLedger.open(path, create=False)
+    ledger = SqliteLedger.open(path, create=False, zone=calendar.configured_zone(config.credits))
     try:
         if problems := identity_problems(ledger, home, record, record_problem):
             _warn(f"{path} is not the ledger this home has been using: {'; '.join(problems)}. What follows comes "

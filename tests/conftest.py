@@ -36,3 +36,16 @@ def _no_twilio_identity_from_the_machine(monkeypatch: pytest.MonkeyPatch) -> Non
     """A developer's exported Twilio account or API key must not change what any test sends."""
     for name in ("TWILIO_ACCOUNT_SID", "TWILIO_API_KEY", "TWILIO_API_SECRET"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def ledger_zone(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every ledger a test creates keeps its calendar in UTC, whatever the machine's zone (``TZ``).
+
+    A test about the zone itself sets ``[credits] timezone`` or patches ``machine_zone`` again.
+    Together with time-machine (a naive destination is UTC), a test's "today" is the same everywhere.
+    """
+    from bulksend import calendar
+
+    monkeypatch.setattr(calendar, "machine_zone", lambda: "UTC")
+    return "UTC"

@@ -98,14 +98,18 @@ def history(
 ) -> None:
     """List every credit movement, newest first: top-ups, debits, refunds, holds, releases, expiries.
 
+    Dates are days in the ledger's own time zone (--json: "timezone").
+
     Example: bulksend credits history --channel whatsapp --since 2026-01-01
     """
     from bulksend import credits, output
 
-    movements = credits.history(ctx.obj.config(), channel, credits.parse_date(since, "--since") if since else None)
+    config = ctx.obj.config()
+    movements = credits.history(config, channel, credits.parse_date(since, "--since") if since else None)
     if json_output:
         output.emit_json(
             {
+                "timezone": credits.ledger_zone(config),  # the zone every "date" below is a day in
                 "movements": [
                     {
                         "id": m.id,
