@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from datetime import date
 
 from bulksend import calendar
@@ -57,41 +59,47 @@ def topup(config: Config, amount: int, channel: str, on: date | None = None, ref
         return ledger.topup(channel, amount, on=on, ref=ref)
 
 
+@dataclass(frozen=True)
+class BalanceView:
+    """What ``balance`` shows, read in one opening of the ledger."""
+
+    balances: dict[str, ChannelBalance]
+    watched: tuple[str, ...]  # the channels ``--fail-below`` checks
+    zone: str  # the time zone the dates are days in
+
+
 def balance(config: Config, channel: str | None = None) -> dict[str, ChannelBalance]:
     """Each channel's balance today; a home without a ledger has nothing, and reading creates nothing."""
+    return balance_view(config, channel).balances
+
+
+def balance_view(config: Config, channel: str | None = None) -> BalanceView:
+    """Balances, the channels a floor watches, and the ledger's zone (one read; a missing ledger creates nothing).
+
+    ``watched``: the channel asked for, else every channel ever topped up. A channel never topped up is
+    one the user does not use (an SMS-only sender has no WhatsApp credits, and must not be told so
+    forever); one whose credits ran out or expired is still watched. A ledger with no top-up at all
+    watches every channel: nothing can be sent, and the probe should say so.
+    """
+    asked = None if channel is None else (check_channel(channel),)
+    configured = calendar.configured_zone(config.credits)
     ledger = open_for_read(config)
     if ledger is None:
-        channels = CHANNELS if channel is None else (check_channel(channel),)
-        return {name: ChannelBalance(name, 0, 0) for name in channels}
+        channels = asked or CHANNELS
+        return BalanceView(
+            {name: ChannelBalance(name, 0, 0) for name in channels}, channels, calendar.new_ledger_zone(configured)
+        )
     with ledger:
-        return ledger.balance(channel)
-
-
-def watched_channels(config: Config, channel: str | None = None) -> tuple[str, ...]:
-    """The channels ``balance --fail-below`` checks: the one asked for, else every channel ever topped up.
-
-    A channel never topped up is one the user does not use (an SMS-only sender has no WhatsApp credits,
-    and must not be told so forever); one whose credits ran out or expired is still watched. A ledger
-    with no top-up at all watches every channel: nothing can be sent, and the probe should say so.
-    """
-    if channel is not None:
-        return (check_channel(channel),)
-    ledger = open_existing(config)
-    if ledger is None:
-        return CHANNELS
-    with ledger:
-        used = {lot.channel for lot in ledger.lots()}
-    return tuple(name for name in CHANNELS if name in used) or CHANNELS
+        balances = ledger.balance(channel)
+        used = {lot.channel for lot in ledger.lots()} if asked is None else set()
+        found, _ = calendar.ledger_calendar(ledger, configured, record=False)
+    watched = asked or tuple(name for name in CHANNELS if name in used) or CHANNELS
+    return BalanceView(balances, watched, found.zone)
 
 
 def ledger_zone(config: Config) -> str:
     """The time zone the ledger's dates are days in (recorded in it, or the one it will record)."""
-    ledger = open_existing(config)
-    if ledger is None:
-        return calendar.new_ledger_zone(calendar.configured_zone(config.credits))
-    with ledger:
-        found, _ = calendar.ledger_calendar(ledger, calendar.configured_zone(config.credits), record=False)
-        return found.zone
+    return balance_view(config).zone
 
 
 def check_floor(balances: dict[str, ChannelBalance], floor: int) -> None:

@@ -6,7 +6,6 @@ record (bulksend.ledger_guard); only ``restore`` installs a file, through the SQ
 
 from __future__ import annotations
 
-import fcntl
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -174,31 +173,33 @@ def restore(config: "Config", source: Path) -> RestoreReport:
         if not aside.exists():
             aside = None
     finally:
-        for fd in held:
-            os.close(fd)
+        for lock in held:
+            lock.release()
     return RestoreReport(source, aside, check(config))
 
 
-def _hold_every_lock(home: Path) -> list[int]:
+def _hold_every_lock(home: Path) -> list:
     """Take every campaign lock without waiting (so no run starts meanwhile), or CampaignLocked (exit 5)."""
-    held: list[int] = []
+    from filelock import FileLock, Timeout
+
+    from bulksend.locks import _holder, holder_path
+
+    held: list = []
     try:
-        for lock in home_files(home / LOCK_DIR, "*.lock"):
-            fd = os.open(lock, os.O_RDWR)
+        for path in home_files(home / LOCK_DIR, "*.lock"):
+            lock = FileLock(path, mode=0o600, thread_local=False)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 200, 0).decode("utf-8", "replace").split()
-                os.close(fd)
+                lock.acquire(blocking=False)
+            except Timeout:
                 raise CampaignLocked(
-                    f"a run holds {lock.relative_to(home)}{' (pid ' + holder[0] + ')' if holder else ''}: restoring "
+                    f"a run holds {path.relative_to(home)}{_holder(holder_path(path))}: restoring "
                     "the ledger under it would lose what it records. Nothing was changed.",
                     hint="Let it finish (or stop it with Ctrl-C), then restore.",
                 ) from None
-            held.append(fd)
+            held.append(lock)
     except BaseException:
-        for fd in held:
-            os.close(fd)
+        for lock in held:
+            lock.release()
         raise
     return held
 

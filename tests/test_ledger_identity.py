@@ -190,7 +190,7 @@ def test_reading_commands_warn_and_still_answer(sent, cli, home, tmp_path):
     assert "Warning: " in balance.stderr and "is not the ledger this home has been using" in balance.stderr
     damage_zero_bytes(home, tmp_path, before)
     history = cli("credits", "history", "--json")
-    assert (history.exit_code, json.loads(history.stdout)) == (0, {"movements": []})
+    assert (history.exit_code, json.loads(history.stdout)["movements"]) == (0, [])
     assert "is empty (0 bytes), but this home shows earlier work" in history.stderr
     assert (home / "ledger.db").stat().st_size == 0  # a read never turns the empty file into a new ledger
 

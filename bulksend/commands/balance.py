@@ -35,7 +35,8 @@ def balance(
     from bulksend import credits, output
 
     config = ctx.obj.config()
-    balances = credits.balance(config, channel)
+    view = credits.balance_view(config, channel)
+    balances = view.balances
     if json_output:
         output.emit_json(
             {
@@ -55,8 +56,6 @@ def balance(
             for e in b.expiring:
                 console.print(f"  {e.amount} expire on {e.expires_at}", markup=False, highlight=False)
         if any(b.expiring for b in balances.values()):
-            zone = credits.ledger_zone(config)
-            console.print(f"Dates are days in the ledger's time zone, {zone}.", markup=False, highlight=False)
+            console.print(f"Dates are days in the ledger's time zone, {view.zone}.", markup=False, highlight=False)
     if fail_below is not None:
-        watched = credits.watched_channels(config, channel)
-        credits.check_floor({name: b for name, b in balances.items() if name in watched}, fail_below)
+        credits.check_floor({name: b for name, b in balances.items() if name in view.watched}, fail_below)
