@@ -523,13 +523,13 @@ def test_a_ledger_from_a_newer_bulksend_is_refused(tmp_path):
 
 
 def test_migrations_run_once_and_in_order(tmp_path, monkeypatch):
-    from bulksend import ledger as module
+    from bulksend.stores import sqlite as store_module
 
     path = tmp_path / "ledger.db"
     SqliteLedger.open(path).close()
-    extra = module.MIGRATIONS + (("ALTER TABLE campaigns ADD COLUMN sender TEXT",),)
-    monkeypatch.setattr(module, "MIGRATIONS", extra)
-    monkeypatch.setattr(module, "SCHEMA_VERSION", len(extra))
+    extra = store_module.MIGRATIONS + (("ALTER TABLE campaigns ADD COLUMN sender TEXT",),)
+    monkeypatch.setattr(store_module, "MIGRATIONS", extra)
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", len(extra))
     with SqliteLedger.open(path) as upgraded:
         assert upgraded._conn.execute("PRAGMA user_version").fetchone()[0] == len(extra)
     with SqliteLedger.open(path) as again:  # a second open does not re-run the ALTER
