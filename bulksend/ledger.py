@@ -28,13 +28,10 @@ from typing import TYPE_CHECKING, Protocol
 
 from bulksend.errors import InputError, InsufficientCredits, LedgerError
 from bulksend.stores.base import TABLES, Store, scrub_url
-from bulksend.stores.sqlite import BUSY_TIMEOUT_SECONDS, MIGRATIONS, SCHEMA_VERSION, SqliteStore
+from bulksend.stores.sqlite import BUSY_TIMEOUT_SECONDS, MIGRATIONS, SCHEMA_VERSION, SqliteStore  # noqa: F401
 
 if TYPE_CHECKING:  # pragma: no cover
     from bulksend.config import Config
-
-__all__ = ["BUSY_TIMEOUT_SECONDS", "MIGRATIONS", "SCHEMA_VERSION"]  # re-exported from the SQLite store
-
 
 class TransmissionState(StrEnum):
     """Where one message is: a StrEnum, so ``row.state == "sent"`` keeps working."""
