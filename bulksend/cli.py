@@ -20,6 +20,7 @@ class AppState:
 
     home_option: Path | None = None
     debug: bool = False
+    ledger_option: str | None = None
 
     @property
     def home(self) -> Path:
@@ -30,7 +31,7 @@ class AppState:
     def config(self):
         from bulksend.config import Config
 
-        return Config.load(self.home)
+        return Config.load(self.home, ledger_url=self.ledger_option)
 
 
 # Typer's own control flow (usage errors, --help, typer.Exit) passes through the boundary untouched.
@@ -101,12 +102,21 @@ def root(
         ),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
+    ledger: Annotated[
+        str | None,
+        typer.Option(
+            "--ledger",
+            metavar="URL",
+            help="The ledger server, e.g. postgresql://host/db (default: $BULKSEND_LEDGER_URL, [ledger] url, "
+            "else ledger.db in the home).",
+        ),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     """bulksend: check a recipient list, price it, send it once, and keep the books."""
-    ctx.obj = AppState(home_option=home, debug=debug)
+    ctx.obj = AppState(home_option=home, debug=debug, ledger_option=ledger)
 
 
 def _register() -> None:
@@ -131,6 +141,11 @@ def _register() -> None:
     app.command("send")(send.send)
     app.command("send-one")(send.send_one)
     app.add_typer(campaigns.app, name="campaigns")
+
+    # TEMPORARY: `ledger migrate` / `ledger copy` belong on the `ledger` group of commands/ledger.py.
+    from bulksend.commands import ledger_admin
+
+    app.add_typer(ledger_admin.temporary_group(), name="ledger")
 
 
 _register()

@@ -1170,3 +1170,45 @@ def copy_ledger(source: Ledger, target: Ledger) -> CopyReport:
                 hint="; ".join(after.differences[:3]) or None,
             )
     return CopyReport(counts, before, after)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """What ``migrate`` did: where, how many migrations ran, and the schema version now."""
+
+    location: str
+    ran: int
+    version: int
+
+
+def migrate(config: "Config") -> Migration:
+    """Create or bring up to date the ledger of ``config`` (opening does it too; this says what happened)."""
+    url = getattr(config, "ledger_url", None)
+    if url and is_server_url(url):
+        from bulksend.stores.postgres import PostgresStore
+
+        store = PostgresStore.connect(url)
+        try:
+            ran = store.migrate()
+            return Migration(store.location, ran, store.schema_version())
+        finally:
+            store.close()
+    store = SqliteStore.open(config.ledger_path, create=True, migrate=False)
+    try:
+        ran = store.migrate()
+        return Migration(store.location, ran, store.schema_version())
+    finally:
+        store.close()
+
+
+def copy_to(config: "Config", url: str) -> tuple[CopyReport, str, str]:
+    """Copy the ledger of ``config`` into the empty ledger at ``url``; returns (report, from, to)."""
+    source = open_existing(config)
+    if source is None:
+        raise InputError("there is no ledger to copy in this home.", hint="Check --home, --ledger and [ledger] url.")
+    with source:
+        target = open_url(url, home=config.home)
+        with target:
+            if target.location == source.location:
+                raise InputError(f"the ledger at {source.location} cannot be copied onto itself.")
+            return copy_ledger(source, target), source.location, target.location

@@ -72,6 +72,20 @@ class PostgresStore(Store):
     @classmethod
     def open(cls, url: str, *, create: bool = True) -> "PostgresStore | None":
         """Connect and migrate; with ``create=False``, None when the database holds no ledger yet."""
+        store = cls.connect(url)
+        try:
+            if not create and store.schema_version() == 0:
+                store.close()
+                return None
+            store.migrate()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @classmethod
+    def connect(cls, url: str) -> "PostgresStore":
+        """A connection to the server, nothing read or written yet."""
         psycopg = _psycopg()
         try:
             connection = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
@@ -82,16 +96,7 @@ class PostgresStore(Store):
             ) from None
         except ValueError as exc:  # psycopg refuses a URL it cannot parse before connecting
             raise LedgerError(f"the ledger URL {scrub_url(url)} is not valid: {_first_line(exc, url)}") from None
-        store = cls(connection, url)
-        try:
-            if not create and store.schema_version() == 0:
-                store.close()
-                return None
-            store.migrate()
-        except BaseException:
-            store.close()
-            raise
-        return store
+        return cls(connection, url)
 
     def schema_version(self) -> int:
         if self._run("SELECT to_regclass('bulksend_schema')", {}).fetchone()[0] is None:

@@ -137,7 +137,7 @@ class SqliteStore(Store):
         self.location = str(path)
 
     @classmethod
-    def open(cls, path: Path, *, create: bool = True) -> "SqliteStore | None":
+    def open(cls, path: Path, *, create: bool = True, migrate: bool = True) -> "SqliteStore | None":
         path = Path(path)
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -161,7 +161,8 @@ class SqliteStore(Store):
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
             store = cls(conn, path)
-            store.migrate()
+            if migrate:
+                store.migrate()
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"{path}: cannot open the ledger ({exc}).") from None
         return store
