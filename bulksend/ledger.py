@@ -669,7 +669,12 @@ class Ledger:
         sources, target = TRANSITIONS["claim"]
         with self._write():
             moment = self._stamp if now is None else utc_timestamp(now)
-            hold = self.store.one("hold_for_update", campaign_id=campaign_id) if within_hold else None
+            hold = None
+            if within_hold:
+                # The pool, then the hold row: the order every debit takes them in, so no two writers wait
+                # on each other in a cycle.
+                self.store.lock_pool(self._channel_of(campaign_id))
+                hold = self.store.one("hold_for_update", campaign_id=campaign_id)
             candidates = self.store.all(
                 "claim_candidates", campaign_id=campaign_id, state=next(iter(sources)).value, now=moment, limit=limit
             )
