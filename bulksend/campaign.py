@@ -11,6 +11,7 @@ Nothing here knows about Typer or rich; ``commands/send.py`` and ``commands/camp
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -30,8 +31,11 @@ from typing import TYPE_CHECKING, Any
 from bulksend.config import Config
 from bulksend.engine import Engine, EngineResult, EngineSettings, Progress, StopReason, reconcile_campaign
 from bulksend.errors import ConfigError, ExitCode, InputError, InsufficientCredits
-from bulksend.ledger import Campaign, NewTransmission, SqliteLedger, open_existing, open_ledger
+from bulksend.hints import Invocation
+from bulksend.ledger import STATES, Campaign, NewTransmission, SqliteLedger
+from bulksend.ledger_guard import open_for_read, open_for_write
 from bulksend.locks import CampaignLock
+from bulksend.schema import RUN_LIMITS, TYPO_CUTOFF, clip
 
 if TYPE_CHECKING:  # pragma: no cover
     from bulksend.engine import ReconcileResult
@@ -107,6 +111,13 @@ class RunOptions:
     max_attempts: int | None = None
     retry_unknown: bool = False
 
+    def __post_init__(self) -> None:
+        for name in ("rate", "concurrency", "batch_size", "max_attempts"):
+            value = getattr(self, name)
+            problem = RUN_LIMITS[name].problem(value) if value is not None else None
+            if problem is not None:
+                raise InputError(f"--{name.replace('_', '-')} ({RUN_LIMITS[name].what}) {problem}.")
+
     def merged(self, other: "RunOptions") -> "RunOptions":
         """These options, with every value ``other`` sets taking precedence."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -157,9 +168,12 @@ def _check_value(key: str, value: Any, where: str) -> Any:
         expected = " or ".join({str: "text", int: "a whole number", float: "a number", bool: "true or false",
                                 list: "a list"}[k] for k in kinds)
         raise InputError(f"{where}: {key} ({what}) must be {expected}, not {value!r}.")
-    minimum = {"max_segments": 1, "rate": 0, "concurrency": 1, "batch_size": 1, "max_attempts": 1}.get(key)
-    if minimum is not None and value < minimum:
-        raise InputError(f"{where}: {key} ({what}) must be at least {minimum}, not {value!r}.")
+    limit = RUN_LIMITS.get(key)
+    problem = limit.problem(value) if limit is not None else None
+    if problem is not None:
+        raise InputError(f"{where}: {key} ({what}) {problem}.")
+    if isinstance(value, str) and not value.strip():
+        raise InputError(f"{where}: {key} ({what}) is empty.", hint=f"Give it a value, or remove the {key} line.")
     if key == "countries" and isinstance(value, list):
         if not all(isinstance(v, str) for v in value):
             raise InputError(f"{where}: countries must be ISO codes, like [\"GB\", \"IE\"].")
@@ -172,9 +186,13 @@ def _check_value(key: str, value: Any, where: str) -> Any:
 def read_campaign_file(path: Path) -> dict[str, Any]:
     """The keys of a campaign file, checked, with paths made relative to the file's own directory."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+        from bulksend.files import read_small
+
+        data = tomllib.loads(read_small(path, "the campaign file").decode("utf-8-sig"))
     except FileNotFoundError:
         raise InputError(f"{path}: no such campaign file.") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a campaign file.") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not a valid campaign file ({exc}).") from None
     except OSError as exc:
@@ -182,8 +200,12 @@ def read_campaign_file(path: Path) -> dict[str, Any]:
     _unfold_whatsapp_table(data, path)
     unknown = sorted(set(data) - set(CAMPAIGN_KEYS))
     if unknown:
+        # Strict, unlike config.toml: a campaign file says what to send to whom; an ignored key could send
+        # something other than what its author meant (docs/configuration.md).
+        close = difflib.get_close_matches(unknown[0], list(CAMPAIGN_KEYS), n=1, cutoff=TYPO_CUTOFF)
         raise InputError(
-            f"{path}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}.",
+            f"{path}: unknown key{'s' if len(unknown) > 1 else ''} {clip(', '.join(unknown))}"
+            + (f" (did you mean {close[0]}?)." if close else "."),
             hint="A campaign file may set: " + ", ".join(CAMPAIGN_KEYS) + ".",
         )
     values = {key: _check_value(key, value, str(path)) for key, value in data.items()}
@@ -199,6 +221,17 @@ def read_campaign_file(path: Path) -> dict[str, Any]:
         values["message"] = f"[WhatsApp template {values['whatsapp_template']}] " + " · ".join(
             "{" + c + "}" for c in columns
         )
+    if "content_sid" in values and "message" not in values and "template" not in values:
+        if values.get("channel", "sms") != "whatsapp":
+            # An SMS is priced by its segments: only the template's own text can say how many.
+            raise InputError(
+                f"{path}: an SMS campaign with content_sid needs the Content template's text as message "
+                "(or template = FILE), so that its segments and credits are right.",
+                hint='For example: message = "Hi {first_name}, use {code}" with content_variables = ["first_name", "code"].',
+            )
+        # WhatsApp: one message each, whatever the text; the same readable stand-in as above.
+        columns = values.get("content_variables", [])
+        values["message"] = f"[Twilio Content {values['content_sid']}] " + " · ".join("{" + c + "}" for c in columns)
     return values
 
 
@@ -273,12 +306,37 @@ def _check_whatsapp_window(spec: CampaignSpec, path: Path) -> None:
         return
     if spec.params and ("whatsapp_template" in spec.params or "content_sid" in spec.params):
         return
+    if is_campaign_file(path):
+        hint = (
+            'In the campaign file: [whatsapp] template = "NAME", language = "en_US", body_params = ["column", …] '
+            '(the whatsapp provider); or content_sid = "HX…", content_variables = ["column", …] (twilio); or, '
+            "when every recipient wrote to you in the last 24 hours, [whatsapp] service_window = true "
+            "(or --service-window) to send free-form text."
+        )
+    else:
+        hint = (
+            "Add --service-window when every recipient wrote to you in the last 24 hours; otherwise send an "
+            "approved template from a campaign file (docs/sending.md, \"Provider templates\")."
+        )
     raise InputError(
         f"{path}: a WhatsApp campaign needs an approved template, or must say its recipients are inside "
         "the 24-hour service window.",
-        hint='In the campaign file: [whatsapp] template = "NAME", language = "en_US", body_params = [...] '
-        "(or content_sid for Twilio); or [whatsapp] service_window = true to send free-form text.",
+        hint=hint,
     )
+
+
+# Which provider types fill which template settings (the others would send the stand-in text instead).
+_TEMPLATE_PROVIDERS = {"whatsapp_template": ("whatsapp", "outbox"), "content_sid": ("twilio", "outbox")}
+
+
+def _check_template_provider(spec: CampaignSpec, provider: "Provider") -> None:
+    for key, types in _TEMPLATE_PROVIDERS.items():
+        if spec.params and key in spec.params and provider.type_name not in types:
+            raise InputError(
+                f"{key} is a template of the {types[0]} provider; provider profile {provider.profile.name!r} is "
+                f"{provider.type_name} and would send the message text instead. Nothing was sent.",
+                hint=f"Send it through a {types[0]} profile (provider = \"…\" in the campaign file, or --provider).",
+            )
 
 
 def _check_params(params: dict[str, Any], path: Path) -> None:
@@ -338,6 +396,14 @@ def fingerprint(recipients: Path, message: str, channel: str) -> str:
     """What makes two runs the same campaign: the recipient file's bytes, the message as written, the channel."""
     digest = hashlib.sha256()
     digest.update(f"bulksend-campaign-v1\0{channel}\0{len(message)}\0{message}\0".encode("utf-8"))
+    from bulksend.files import is_stream
+
+    if is_stream(recipients):
+        # A campaign is resumed by reading its list again, and its identity is the list's bytes.
+        raise InputError(
+            f"{recipients}: send needs the recipient list as a regular file, not a pipe or standard input.",
+            hint="Save the list to a file first (validate and estimate can read a pipe).",
+        )
     try:
         with open(recipients, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
@@ -380,6 +446,7 @@ class Prepared:
     credits: int = 0  # their cost: what the run holds
     available: int = 0  # credits of the channel available to this campaign now
     counts: dict[str, int] = field(default_factory=dict)
+    sender: str | None = None  # the From this run uses (None: the provider decides, e.g. a messaging service)
 
     def close(self) -> None:
         if self.provider is not None:
@@ -436,6 +503,20 @@ def open_campaign_provider(config: Config, name: str, channel: str, run: RunOpti
     return provider
 
 
+def checked_sender(provider: "Provider", channel: str, run: RunOptions) -> str | None:
+    """The sender this run's messages go out from, checked (exit 2 naming the rule) before anything is held."""
+    from bulksend.senders import check_sender, sender_for
+
+    sender, key = sender_for(provider, channel)
+    if sender is None:
+        return None
+    if run.sender and sender == run.sender:
+        where = "sender (--sender, or sender in the campaign file)"
+    else:
+        where = f"{key} of provider profile {provider.profile.name!r}"
+    return check_sender(sender, channel, where)
+
+
 def _refresh(prepared: Prepared) -> None:
     """Counts, outstanding cost and availability of a campaign already in the ledger."""
     ledger = prepared.ledger
@@ -453,15 +534,21 @@ def _check_credits(prepared: Prepared) -> None:
         raise InsufficientCredits(
             f"campaign {prepared.name!r} needs {prepared.credits:,} {prepared.channel} credits but "
             f"{prepared.available:,} are available: {short:,} short. Nothing was sent.",
-            hint=f"Top up with: bulksend credits topup N --channel {prepared.channel}",
+            hint=f"Top up with: {_topup_hint(prepared.config, short, prepared.channel)}",
         )
+
+
+def _topup_hint(config: Config, short: int, channel: str) -> str:
+    from bulksend.credits import minimum_topup
+
+    return config.invocation.topup(max(short, minimum_topup(config, channel)), channel)
 
 
 def prepare_send(config: Config, spec: CampaignSpec, *, limit: int | None = None, dry_run: bool = False) -> Prepared:
     """Lock, identify, validate and price a ``send``; raises before anything is sent or written to the ledger."""
     lock = CampaignLock.acquire(config.home, spec.name)  # first: an overlapping run must exit within a second
     try:
-        ledger = open_ledger(config)
+        ledger = open_for_write(config)
     except BaseException:
         lock.release()
         raise
@@ -478,7 +565,7 @@ def prepare_send(config: Config, spec: CampaignSpec, *, limit: int | None = None
         prepared.fingerprint = fingerprint(spec.recipients, text, options.channel)
         existing = ledger.get_campaign(spec.name)
         if existing is not None:
-            _check_same(existing, prepared.fingerprint, options.channel, spec)
+            _check_same(existing, prepared.fingerprint, options.channel, spec, config.invocation)
             prepared.campaign = existing
             if spec.provider is not None and spec.provider != existing.provider:
                 # Unknown outcomes can only be looked up where they were sent: a switch could send twice.
@@ -501,6 +588,8 @@ def prepare_send(config: Config, spec: CampaignSpec, *, limit: int | None = None
                     return prepared
                 prepared.status = "resume"
         prepared.provider = open_campaign_provider(config, prepared.provider_name, options.channel, spec.run)
+        prepared.sender = checked_sender(prepared.provider, options.channel, spec.run)
+        _check_template_provider(spec, prepared.provider)
         if prepared.status == "new":
             _validate(prepared, spec, options)
         _check_credits(prepared)
@@ -510,7 +599,7 @@ def prepare_send(config: Config, spec: CampaignSpec, *, limit: int | None = None
         raise
 
 
-def _check_same(existing: Campaign, fp: str, channel: str, spec: CampaignSpec) -> None:
+def _check_same(existing: Campaign, fp: str, channel: str, spec: CampaignSpec, hints: Invocation) -> None:
     if existing.channel != channel:
         raise InputError(
             f"campaign {existing.name!r} sends on {existing.channel}, not {channel}; nothing was sent.",
@@ -520,7 +609,7 @@ def _check_same(existing: Campaign, fp: str, channel: str, spec: CampaignSpec) -
         raise InputError(
             f"campaign {existing.name!r} was started on {existing.created_at[:10]} with a different recipient "
             "file or message; sending these under the same name would mix two campaigns. Nothing was sent.",
-            hint=f"Give the new one another name (--name), or see the old one: bulksend campaigns show {existing.id}",
+            hint=f"Give the new one another name (--name), or see the old one: {hints.show(existing.id)}",
         )
 
 
@@ -536,7 +625,7 @@ def _validate(prepared: Prepared, spec: CampaignSpec, options) -> None:
         smart_encoding=spec.smart_encoding,
         category=spec.category,
     )
-    report = run_validation(prepared.config, spec.recipients, options, plan=plan)
+    report = run_validation(prepared.config, spec.recipients, options, plan=plan, previews=True)
     estimate = summarize(report)
     prepared.estimate = estimate
     if not estimate.recipients:
@@ -549,7 +638,8 @@ def _validate(prepared: Prepared, spec: CampaignSpec, options) -> None:
         reasons = ", ".join(f"{code} {n:,}" for code, n in table.reasons().items()) or "no data rows"
         raise InputError(
             f"{spec.recipients}: no row can be messaged ({reasons}); nothing was sent.",
-            hint=f"See every reject with: bulksend validate {spec.recipients} --rejects rejects.csv",
+            hint="See every reject with: "
+            + prepared.config.invocation.validate_rejects(spec.recipients, _read_values(spec)),
         )
     if spec.params:  # a parameter column the message does not use is an input error, before anything is sent
         RowParams(spec.params, report.table.bound.columns, spec.category)
@@ -558,6 +648,13 @@ def _validate(prepared: Prepared, spec: CampaignSpec, options) -> None:
     balance = prepared.ledger.balance(options.channel)[options.channel]
     own = prepared.ledger.held(prepared.campaign.id) if prepared.campaign else 0
     prepared.available = balance.available + own
+
+
+def _read_values(spec: CampaignSpec) -> dict[str, Any]:
+    """The spec's list-reading options, by parameter name (for a hint that reads the list the same way)."""
+    from bulksend.hints import READ_FLAGS
+
+    return {key: getattr(spec, key) for key in READ_FLAGS}
 
 
 def prepare_resume(config: Config, key: str, run: RunOptions, *, limit: int | None = None) -> Prepared:
@@ -582,7 +679,7 @@ def prepare_resume(config: Config, key: str, run: RunOptions, *, limit: int | No
         if not stored.get("queued"):
             raise InputError(
                 f"campaign {campaign.name!r} was never fully queued; run the send that started it again.",
-                hint="bulksend send FILE --yes (the same file and message) queues the rest and sends.",
+                hint="Running that send again, with the same file and message, queues the rest and sends.",
             )
         if not prepared.messages:
             prepared.status = "done"
@@ -590,6 +687,7 @@ def prepare_resume(config: Config, key: str, run: RunOptions, *, limit: int | No
                 ledger.set_campaign_state(campaign.id, "done")
             return prepared
         prepared.provider = open_campaign_provider(config, campaign.provider, campaign.channel, prepared.run)
+        prepared.sender = checked_sender(prepared.provider, campaign.channel, prepared.run)
         _check_credits(prepared)
         return prepared
     except BaseException:
@@ -617,6 +715,10 @@ class SendReport:
     limit: int | None = None
     source: Path | None = None  # the file a `send` was given (for the next command)
     rows: list = field(default_factory=list)  # the transmissions themselves, for send-one's one-line answer
+    hints: Invocation = field(default_factory=Invocation)
+    examples: list = field(default_factory=list)  # the messages previewed before sending (a new campaign only)
+    rejected: int | None = None  # rows of the list that are not messaged (None: queued by an older bulksend)
+    reasons: dict[str, int] | None = None
 
     @property
     def open_rows(self) -> int:
@@ -637,23 +739,25 @@ class SendReport:
 
     def next_command(self) -> str:
         """The command to run next, for the summary (and the JSON ``next`` field)."""
-        name = _quote(self.campaign.name)
+        name = self.campaign.name
         if self.status == "cancelled" or self.state == "cancelled":
-            return f"bulksend campaigns show {name}"
+            return self.hints.show(name)
         if self.counts.get("queued") or self.counts.get("sending"):
-            return f"bulksend campaigns resume {name} --yes"
+            return self.hints.resume(name)
         if self.counts.get("unknown"):
-            return f"bulksend campaigns reconcile {name}"
-        return f"bulksend campaigns show {name}"
+            return self.hints.reconcile(name)
+        return self.hints.show(name)
 
     def as_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "campaign": self.campaign.name,
             "id": self.campaign.id,
             "state": self.state,
-            "counts": dict(sorted(self.counts.items())),
+            "counts": every_state(self.counts),
             "credits_debited": self.credits_debited,
             "credits_refunded": self.credits_refunded,
+            "rejected": self.rejected,
+            "reasons": self.reasons,
             "channel": self.campaign.channel,
             "provider": self.campaign.provider,
             "found": self.status,  # what this invocation found: new, resume, done, cancelled
@@ -662,6 +766,7 @@ class SendReport:
             "hold_released": self.released,
             "exit_code": int(self.exit_code),
             "next": self.next_command(),
+            "examples": [p.as_json() for p in self.examples],
         }
         if self.result is not None:
             stats = self.result.stats
@@ -678,6 +783,7 @@ class SendReport:
                 "reconciled": {"found": stats.found, "not_found": stats.not_found, "cannot_tell": stats.undecided},
                 "credits": stats.credits,
                 "seconds": round(stats.elapsed, 3),
+                "waited_seconds": round(stats.waited, 3),
                 "per_second": round(stats.per_second, 1),
             }
             if self.result.fatal is not None:
@@ -687,6 +793,11 @@ class SendReport:
             if self.result.next_due is not None:
                 doc["next_due"] = self.result.next_due.isoformat(timespec="seconds")
         return doc
+
+
+def every_state(counts: dict[str, int]) -> dict[str, int]:
+    """Counts by transmission state for --json: every state, zeros included, so scripts never miss a key."""
+    return {state: counts.get(state, 0) for state in sorted(STATES)}
 
 
 def _quote(text: str) -> str:
@@ -772,6 +883,9 @@ def _stored_settings(prepared: Prepared) -> dict[str, Any]:
         "template": str(spec.template) if spec.template else None,
         "send_one": spec.send_one,
         "params": spec.params,
+        "sender": prepared.sender,
+        "rejected": prepared.estimate.table.rejected if prepared.estimate else None,
+        "reasons": prepared.estimate.table.reasons() if prepared.estimate else None,
         "run": {k: v for k, v in spec.run.as_dict().items() if v not in (None, False)},
     }
 
@@ -809,6 +923,9 @@ def execute(prepared: Prepared, *, progress: Progress | None = None, stop: threa
     queued = _queue(prepared) if prepared.status == "new" else 0
     campaign = prepared.campaign
     assert campaign is not None and prepared.provider is not None
+    stored = ledger.campaign_settings(campaign.id)
+    if stored.get("sender") != prepared.sender:  # the profile's sender changed since: record the one used now
+        ledger.save_campaign_settings(campaign.id, {**stored, "sender": prepared.sender})
     if campaign.state == "done":  # a finished campaign reopened by a lookup that found nothing
         ledger.set_campaign_state(campaign.id, "open")
     need = ledger.outstanding_cost(campaign.id) - ledger.held(campaign.id)
@@ -845,7 +962,18 @@ def _report(prepared: Prepared, result: EngineResult | None, queued: int, releas
         limit=prepared.limit,
         source=prepared.spec.source if prepared.spec else None,
         rows=ledger.transmissions(campaign.id) if prepared.spec is not None and prepared.spec.send_one else [],
+        hints=prepared.config.invocation,
+        examples=prepared.estimate.report.previews if prepared.estimate is not None else [],
+        **_rejects(prepared, ledger.campaign_settings(campaign.id)),
     )
+
+
+def _rejects(prepared: Prepared, settings: dict[str, Any]) -> dict[str, Any]:
+    """The list's rejects: from this run's validation, else as recorded when the campaign was queued."""
+    if prepared.estimate is not None:
+        table = prepared.estimate.table
+        return {"rejected": table.rejected, "reasons": table.reasons()}
+    return {"rejected": settings.get("rejected"), "reasons": settings.get("reasons")}
 
 
 # ------------------------------------------------------------------------------------------- dry run
@@ -893,13 +1021,15 @@ def dry_run_path(home: Path, campaign: str) -> Path:
 def dry_run(prepared: Prepared) -> DryRunReport:
     """Write what a real run would send now, one JSON line per message. No ledger write, no provider call."""
     path = dry_run_path(prepared.config.home, prepared.name)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from bulksend.private import FILE_MODE, private_dir
+
+    private_dir(path.parent, root=prepared.config.home)
     limit = prepared.limit
     written = credits = suppressed = unknown = 0
     from bulksend.engine import _encoding
 
     tmp = path.with_suffix(".jsonl.tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
+    with open(tmp, "w", encoding="utf-8", opener=lambda p, flags: os.open(p, flags, FILE_MODE)) as out:
 
         def write(to: str, text: str, units: int, cost: int, row: int | None, encoding: str,
                   params: str | None) -> None:
@@ -1000,19 +1130,20 @@ class CampaignStatus:
     credits_refunded: int
     held: int
     settings: dict[str, Any]
+    hints: Invocation = field(default_factory=Invocation)
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
 
     def next_command(self) -> str | None:
-        name = _quote(self.campaign.name)
+        name = self.campaign.name
         if self.campaign.state == "cancelled":
-            return f"bulksend campaigns reconcile {name}" if self.counts.get("unknown") else None
+            return self.hints.reconcile(name) if self.counts.get("unknown") else None
         if self.counts.get("queued") or self.counts.get("sending"):
-            return f"bulksend campaigns resume {name} --yes"
+            return self.hints.resume(name)
         if self.counts.get("unknown"):
-            return f"bulksend campaigns reconcile {name}"
+            return self.hints.reconcile(name)
         return None
 
     def as_json(self) -> dict[str, Any]:
@@ -1024,7 +1155,7 @@ class CampaignStatus:
             "channel": c.channel,
             "provider": c.provider,
             "created_at": c.created_at,
-            "counts": dict(sorted(self.counts.items())),
+            "counts": every_state(self.counts),
             "total": self.total,
             "failures": self.failures,
             "credits_debited": self.credits_debited,
@@ -1032,11 +1163,12 @@ class CampaignStatus:
             "held": self.held,
             "attestation": c.attestation,
             "source": self.settings.get("source"),
+            "sender": self.settings.get("sender"),
             "next": self.next_command(),
         }
 
 
-def _status(ledger: SqliteLedger, campaign: Campaign) -> CampaignStatus:
+def _status(ledger: SqliteLedger, campaign: Campaign, hints: Invocation = Invocation()) -> CampaignStatus:
     debited, refunded = ledger.campaign_credits(campaign.id)
     return CampaignStatus(
         campaign,
@@ -1046,12 +1178,13 @@ def _status(ledger: SqliteLedger, campaign: Campaign) -> CampaignStatus:
         refunded,
         ledger.held(campaign.id),
         ledger.campaign_settings(campaign.id),
+        hints,
     )
 
 
-def _find(config: Config, key: str) -> tuple[SqliteLedger, Campaign]:
+def _find(config: Config, key: str, *, write: bool = True) -> tuple[SqliteLedger, Campaign]:
     """The ledger and the campaign named or numbered ``key`` (a name wins over an id that looks the same)."""
-    ledger = open_existing(config)
+    ledger = open_for_write(config, create=False) if write else open_for_read(config)
     campaign = None
     if ledger is not None:
         campaign = ledger.get_campaign(key)
@@ -1060,22 +1193,22 @@ def _find(config: Config, key: str) -> tuple[SqliteLedger, Campaign]:
     if campaign is None:
         if ledger is not None:
             ledger.close()
-        raise InputError(f"no campaign {key!r} in the ledger.", hint="List them with: bulksend campaigns list")
+        raise InputError(f"no campaign {key!r} in the ledger.", hint=f"List them with: {config.invocation.campaigns()}")
     return ledger, campaign
 
 
 def list_campaigns(config: Config) -> list[CampaignStatus]:
-    ledger = open_existing(config)
+    ledger = open_for_read(config)
     if ledger is None:
         return []
     with ledger:
-        return [_status(ledger, c) for c in ledger.campaigns()]
+        return [_status(ledger, c, config.invocation) for c in ledger.campaigns()]
 
 
 def show_campaign(config: Config, key: str) -> CampaignStatus:
-    ledger, campaign = _find(config, key)
+    ledger, campaign = _find(config, key, write=False)
     with ledger:
-        return _status(ledger, campaign)
+        return _status(ledger, campaign, config.invocation)
 
 
 @dataclass(frozen=True)
@@ -1091,11 +1224,11 @@ def cancel_campaign(config: Config, key: str) -> CancelReport:
     with ledger:
         with CampaignLock.acquire(config.home, campaign.name):
             if campaign.state in ("done", "cancelled"):
-                return CancelReport(_status(ledger, campaign), 0, campaign.state)
+                return CancelReport(_status(ledger, campaign, config.invocation), 0, campaign.state)
             with ledger.transaction():
                 ledger.set_campaign_state(campaign.id, "cancelled")
                 released = ledger.release(campaign.id)
-            return CancelReport(_status(ledger, ledger.get_campaign(campaign.id)), released, None)
+            return CancelReport(_status(ledger, ledger.get_campaign(campaign.id), config.invocation), released, None)
 
 
 @dataclass(frozen=True)
@@ -1108,6 +1241,45 @@ class ReconcileReport:
     @property
     def exit_code(self) -> ExitCode:
         return ExitCode.INCOMPLETE if self.status.counts.get("unknown") else ExitCode.OK
+
+    def as_json(self) -> dict[str, int]:
+        """The ``reconciled`` object: looked_up = found + not_found + cannot_tell
+        = found + assumed_sent + requeued + failed + still_unknown."""
+        r = self.result
+        return {
+            "looked_up": r.looked_up,
+            "found": r.found,
+            "not_found": r.not_found,
+            "cannot_tell": r.undecided,
+            "assumed_sent": r.assumed_sent,
+            "requeued": r.requeued,
+            "failed": r.failed,
+            "still_unknown": r.still_unknown,
+            "recovered": self.recovered,
+        }
+
+    def summary(self) -> str:
+        """One line whose two lists of counts each add up to the rows looked up (or decided)."""
+        r = self.result
+        name = self.status.campaign.name
+        if not r.looked_up:
+            return f"Campaign {name!r}: no message with an unknown outcome."
+        if self.can_lookup:
+            asked = (
+                f"{r.looked_up:,} looked up: {r.found:,} found, {r.not_found:,} not found, "
+                f"{r.undecided:,} the provider cannot tell"
+            )
+        else:
+            asked = f"{r.looked_up:,} with an unknown outcome (the provider cannot look messages up)"
+        became = [
+            (r.found, "sent"),
+            (r.assumed_sent, "sent on your word"),
+            (r.requeued, "queued again"),
+            (r.failed, "failed"),
+            (r.still_unknown, "still unknown"),
+        ]
+        now = ", ".join(f"{n:,} {what}" for n, what in became if n)
+        return f"Campaign {name!r}: {asked}; now {now}."
 
 
 def reconcile(config: Config, key: str, *, assume: str | None = None, wait: bool = True) -> ReconcileReport:
@@ -1130,7 +1302,7 @@ def reconcile(config: Config, key: str, *, assume: str | None = None, wait: bool
                 ledger.release(campaign.id)
             if campaign.state == "open" and not any(ledger.counts(campaign.id).get(s) for s in OPEN_STATES):
                 ledger.set_campaign_state(campaign.id, "done")
-            return ReconcileReport(_status(ledger, ledger.get_campaign(campaign.id)), result, recovered,
+            return ReconcileReport(_status(ledger, ledger.get_campaign(campaign.id), config.invocation), result, recovered,
                                    provider.can_lookup)
         finally:
             provider.close()

@@ -20,6 +20,8 @@ class AppState:
 
     home_option: Path | None = None
     debug: bool = False
+    warned: bool = False  # config.toml's warnings are said once per command
+    home_flag: bool = False  # --home was given on the command line (not through BULKSEND_HOME)
     ledger_option: str | None = None
 
     @property
@@ -28,10 +30,32 @@ class AppState:
 
         return resolve_home(self.home_option)
 
+    @property
+    def invocation(self):
+        """What the commands this run suggests must repeat (see bulksend/hints.py)."""
+        from bulksend.hints import Invocation
+
+        from bulksend.stores.base import scrub_url
+
+        ledger = self.ledger_option.strip() if self.ledger_option else None
+        return Invocation(
+            home=str(self.home_option) if self.home_flag and self.home_option else None,
+            ledger=ledger if ledger and scrub_url(ledger) == ledger else None,  # a password stays out of hints
+        )
+
     def config(self):
+        from dataclasses import replace
+
         from bulksend.config import Config
 
-        return Config.load(self.home, ledger_url=self.ledger_option)
+        config = replace(Config.load(self.home, ledger_url=self.ledger_option), invocation=self.invocation)
+        if config.warnings and not self.warned:
+            from bulksend import output
+
+            self.warned = True
+            for warning in config.warnings:
+                output.warn(f"{config.home / 'config.toml'}: {warning}")
+        return config
 
 
 # Typer's own control flow (usage errors, --help, typer.Exit) passes through the boundary untouched.
@@ -41,30 +65,42 @@ _PASS_THROUGH = (typer.TyperException, typer.Exit, typer.Abort, BrokenPipeError)
 
 
 class BulksendGroup(TyperGroup):
-    """Turns domain errors into one line on stderr and the brief's exit code; ``--debug`` re-raises."""
+    """Turns domain errors into one line on stderr and the brief's exit code.
+
+    ``--debug`` adds the traceback on stderr and changes nothing else: the same message, the same exit
+    code, the same stdout (a monitoring probe run with --debug must still see exit 3).
+    """
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
         except BulksendError as exc:
-            if _debugging(ctx):
-                raise
             from bulksend import output
 
+            if _debugging(ctx):
+                _print_traceback()
             output.error(exc.message, exc.hint)
             raise typer.Exit(int(exc.exit_code)) from None
         except _PASS_THROUGH:
             raise
         except Exception as exc:  # a bug: say so plainly, never dress it up as a user error
-            if _debugging(ctx):
-                raise
             from bulksend import output
+
+            if _debugging(ctx):
+                _print_traceback()
 
             output.error(
                 f"unexpected {type(exc).__name__} — this is a bug in bulksend.",
                 "Run the same command with --debug for the traceback, and report it.",
             )
             raise typer.Exit(int(ExitCode.ERROR)) from None
+
+
+def _print_traceback() -> None:
+    import traceback
+
+    sys.stderr.write(traceback.format_exc())
+    sys.stderr.flush()
 
 
 def _debugging(ctx: typer.Context) -> bool:
@@ -78,7 +114,7 @@ app = typer.Typer(
     help="Bulk SMS and WhatsApp campaigns from a CSV: validated, priced, sent once, accounted for.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # costs `balance --json` under 10 ms (bench/completion_bench.py, README.md)
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -101,7 +137,7 @@ def root(
             file_okay=False,
         ),
     ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Also print the traceback of an error (exit codes and output stay the same).")] = False,
     ledger: Annotated[
         str | None,
         typer.Option(
@@ -116,7 +152,11 @@ def root(
     ] = False,
 ) -> None:
     """bulksend: check a recipient list, price it, send it once, and keep the books."""
-    ctx.obj = AppState(home_option=home, debug=debug, ledger_option=ledger)
+    source = ctx.get_parameter_source("home")
+    ctx.obj = AppState(
+        home_option=home, debug=debug, home_flag=getattr(source, "name", "") == "COMMANDLINE",
+        ledger_option=ledger,
+    )
 
 
 def _register() -> None:
@@ -142,10 +182,13 @@ def _register() -> None:
     app.command("send-one")(send.send_one)
     app.add_typer(campaigns.app, name="campaigns")
 
-    # TEMPORARY: `ledger migrate` / `ledger copy` belong on the `ledger` group of commands/ledger.py.
-    from bulksend.commands import ledger_admin
+    from bulksend.commands import config
 
-    app.add_typer(ledger_admin.temporary_group(), name="ledger")
+    app.add_typer(config.app, name="config")
+
+    from bulksend.commands import ledger
+
+    app.add_typer(ledger.app, name="ledger")
 
 
 _register()

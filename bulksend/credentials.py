@@ -20,9 +20,20 @@ def profile_env_var(profile_name: str) -> str:
 def env_vars_for(profile: Profile, provider_cls: type[Provider]) -> list[str]:
     """The environment variables consulted for this profile, in order of precedence."""
     names = [profile_env_var(profile.name)]
-    if provider_cls.secret_env and provider_cls.secret_env not in names:
-        names.append(provider_cls.secret_env)
+    for name in provider_cls.secret_env_vars(profile):
+        if name not in names:
+            names.append(name)
     return names
+
+
+def from_environment(profile: Profile, provider_cls: type[Provider]) -> tuple[Profile, dict[str, str]]:
+    """The profile completed with the identifiers its provider reads from the environment (as twilio-cli does
+    with ``TWILIO_ACCOUNT_SID`` and ``TWILIO_API_KEY``), and which setting came from which variable."""
+    sources = provider_cls.settings_from_env(profile, os.environ)
+    if not sources:
+        return profile, {}
+    filled = {key: os.environ[name].strip() for key, name in sources.items()}
+    return Profile(profile.name, profile.type, {**profile.settings, **filled}), sources
 
 
 def _from_env(names: Sequence[str]) -> tuple[str, str] | None:

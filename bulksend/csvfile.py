@@ -35,11 +35,18 @@ class CsvFile:
     delimiter: str
     headers: tuple[str, ...]
     encoding_note: str | None = None  # said to the user when we fell back from UTF-8
+    data: Path | None = None  # where the bytes are read from when not ``path`` (a pipe's private copy)
+
+    @property
+    def source(self) -> Path:
+        """The file the rows are read from: ``path``, or the private copy of a pipe or standard input."""
+        return self.data if self.data is not None else self.path
 
     @property
     def encoding_label(self) -> str:
         """The encoding as reported to users (utf-8-sig reads as UTF-8 with a BOM)."""
-        return {"utf-8-sig": "UTF-8", "utf-16": "UTF-16", "cp1252": "cp1252"}.get(self.encoding, self.encoding)
+        labels = {"utf-8-sig": "UTF-8", "utf-16": "UTF-16", "utf-16-le": "UTF-16 LE", "utf-16-be": "UTF-16 BE"}
+        return labels.get(self.encoding, self.encoding)
 
     def find_column(self, candidates: Sequence[str]) -> int | None:
         """Index of the first header matching one of the candidates, case-insensitively, in candidate order."""
@@ -62,7 +69,7 @@ class CsvFile:
         usecols = sorted(set(columns)) or [0]
         try:
             reader = pd.read_csv(
-                self.path,
+                self.source,
                 sep=self.delimiter,
                 header=0,
                 names=list(range(len(self.headers))),
@@ -98,9 +105,16 @@ def _first_line(exc: BaseException) -> str:
 
 
 def open_csv(path: Path, encoding: str | None = None, delimiter: str | None = None) -> CsvFile:
-    """Inspect a recipient file: check it is readable text, settle its encoding, delimiter and header."""
-    raw = _read_head(path)
-    encoding, note = _settle_encoding(path, raw, encoding)
+    """Inspect a recipient file: check it is readable text, settle its encoding, delimiter and header.
+
+    ``path`` may be ``-`` (standard input), a pipe or a FIFO: it is then copied once to a private temporary
+    file as it streams (bulksend/files.py), since the rows are read more than once.
+    """
+    from bulksend.files import spool
+
+    data = spool(path)
+    raw = _read_head(data, path)
+    encoding, note = _settle_encoding(path, data, raw, encoding)
     sample = _decode_sample(raw, encoding)
     if not sample.strip():
         raise InputError(f"{path}: the file is empty.", hint="Export the recipient list again, with a header row.")
@@ -114,12 +128,15 @@ def open_csv(path: Path, encoding: str | None = None, delimiter: str | None = No
             f"{path}: the first line is blank, so there is no header row.",
             hint="The first line must name the columns (for example: phone,consent,first_name).",
         )
-    return CsvFile(path=path, encoding=encoding, delimiter=delimiter, headers=tuple(headers), encoding_note=note)
+    return CsvFile(
+        path=path, encoding=encoding, delimiter=delimiter, headers=tuple(headers), encoding_note=note,
+        data=data if data is not path else None,
+    )
 
 
-def _read_head(path: Path) -> bytes:
+def _read_head(data: Path, path: Path) -> bytes:
     try:
-        with path.open("rb") as handle:
+        with data.open("rb") as handle:
             return handle.read(_SAMPLE_BYTES)
     except FileNotFoundError:
         raise InputError(f"{path}: no such file.", hint="Check the path, or run from the folder that holds it.") from None
@@ -131,7 +148,8 @@ def _read_head(path: Path) -> bytes:
         raise InputError(f"{path}: cannot be read ({exc.strerror}).") from None
 
 
-def _settle_encoding(path: Path, head: bytes, requested: str | None) -> tuple[str, str | None]:
+def _settle_encoding(path: Path, data: Path, head: bytes, requested: str | None) -> tuple[str, str | None]:
+    """The file's encoding, after every byte was decoded with it and no NUL character was found."""
     if requested:
         try:
             name = codecs.lookup(requested).name
@@ -140,19 +158,29 @@ def _settle_encoding(path: Path, head: bytes, requested: str | None) -> tuple[st
                 f"--encoding {requested!r} is not an encoding Python knows.",
                 hint="Use a name such as utf-8, cp1252, latin-1 or utf-16.",
             ) from None
-        _check_decodes(path, name, requested=True)
-        return ("utf-8-sig" if name == "utf-8" else name), None
+        name = "utf-8-sig" if name == "utf-8" else name
+        _check_decodes(path, data, name, f"--encoding {requested}")
+        return name, None
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        _check_decodes(path, "utf-16", requested=False)
+        _check_decodes(path, data, "utf-16", "its byte-order mark (utf-16)")
         return "utf-16", None
+    utf16 = _looks_utf16(head)
+    if utf16 is not None:
+        label = "UTF-16 LE" if utf16 == "utf-16-le" else "UTF-16 BE"
+        if not _decodes(path, data, utf16):
+            raise InputError(
+                f"{path}: looks like {label} text without a byte-order mark, but does not decode as {label}.",
+                hint=f"Pass the file's encoding with --encoding (for example --encoding {utf16}).",
+            )
+        return utf16, f"{path.name} has no byte-order mark; read it as {label}. Pass --encoding to override."
     if b"\x00" in head:
         raise InputError(
             f"{path}: is not a text file (it contains NUL bytes).",
             hint="Export the recipient list as CSV (comma- or semicolon-separated text).",
         )
-    if _decodes(path, "utf-8"):
+    if _decodes(path, data, "utf-8-sig"):
         return "utf-8-sig", None
-    if _decodes(path, "cp1252"):
+    if _decodes(path, data, "cp1252"):
         return "cp1252", f"{path.name} is not valid UTF-8; read it as cp1252 (Windows Western). Pass --encoding to override."
     raise InputError(
         f"{path}: is neither UTF-8 nor cp1252 text.",
@@ -160,22 +188,81 @@ def _settle_encoding(path: Path, head: bytes, requested: str | None) -> tuple[st
     )
 
 
-def _decodes(path: Path, encoding: str) -> bool:
-    """Stream the whole file through an incremental decoder: the fallback must hold for every byte."""
+def _looks_utf16(head: bytes) -> str | None:
+    """'utf-16-le' or 'utf-16-be' when the bytes are mostly ASCII written as UTF-16 (a NUL in every pair)."""
+    sample = head[: 4096 & ~1]
+    pairs = len(sample) // 2
+    if pairs < 2:
+        return None
+    even = sample[0::2].count(0)
+    odd = sample[1::2].count(0)
+    if odd >= 0.3 * pairs and even <= 0.1 * odd:
+        return "utf-16-le"
+    if even >= 0.3 * pairs and odd <= 0.1 * even:
+        return "utf-16-be"
+    return None
+
+
+def _decodes(path: Path, data: Path, encoding: str) -> bool:
+    """Stream the whole file through an incremental decoder: the fallback must hold for every byte.
+
+    The same pass refuses a NUL character anywhere in the file (InputError naming the row), at the cost
+    of one search per megabyte of already-decoded text.
+    """
     decoder = codecs.getincrementaldecoder(encoding)()
+    decoded = 0
     try:
-        with path.open("rb") as handle:
+        with data.open("rb") as handle:
             while block := handle.read(_SCAN_BYTES):
-                decoder.decode(block)
-            decoder.decode(b"", final=True)
+                text = decoder.decode(block)
+                nul = text.find("\x00")
+                if nul >= 0:
+                    _refuse_nul(path, data, encoding, decoded + nul)
+                decoded += len(text)
+            if "\x00" in decoder.decode(b"", final=True):
+                _refuse_nul(path, data, encoding, decoded)
     except UnicodeDecodeError:
         return False
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror}).") from None
     return True
 
 
-def _check_decodes(path: Path, encoding: str, *, requested: bool) -> None:
-    if not _decodes(path, encoding):
-        how = f"--encoding {encoding}" if requested else f"its byte-order mark ({encoding})"
+def _refuse_nul(path: Path, data: Path, encoding: str, offset: int) -> None:
+    """InputError naming the data row (and line) that holds the character at ``offset``."""
+    row, line = _row_at(data, encoding, offset)
+    where = "the header" if row == 0 else f"row {row}"
+    raise InputError(
+        f"{path}: {where} (line {line}) contains a NUL byte, which a text file never holds.",
+        hint="The file is damaged or is not CSV text: export the recipient list again as CSV.",
+    )
+
+
+def _row_at(data: Path, encoding: str, offset: int) -> tuple[int, int]:
+    """(data row, line) of the character at ``offset``: row 0 is the header. Reads only up to it."""
+    consumed = 0
+    with open(data, encoding=encoding, errors="replace", newline="") as handle:
+
+        def lines() -> Iterator[str]:
+            nonlocal consumed
+            for text in handle:
+                yield text
+                consumed += len(text)
+                if consumed > offset:
+                    return
+
+        reader = csv.reader(lines())
+        records = 0
+        try:
+            for _ in reader:
+                records += 1
+        except csv.Error:
+            pass
+        return max(records - 1, 0), max(reader.line_num, 1)
+
+
+def _check_decodes(path: Path, data: Path, encoding: str, how: str) -> None:
+    if not _decodes(path, data, encoding):
         raise InputError(
             f"{path}: cannot be decoded with {how}.",
             hint="Pass the file's real encoding with --encoding.",
@@ -225,7 +312,8 @@ def _complete_lines(sample: str, limit: int) -> list[str]:
 
 
 def _read_header(sample: str, delimiter: str) -> list[str]:
-    reader = csv.reader(io.StringIO(sample), delimiter=delimiter)
+    # newline="": a line may end in CR LF, LF or a lone CR (old Mac exports); csv reads all three.
+    reader = csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter)
     try:
         header = next(reader)
     except (StopIteration, csv.Error):

@@ -37,7 +37,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from functools import lru_cache
@@ -47,6 +47,7 @@ from bulksend.errors import InsufficientCredits, LedgerError
 from bulksend.journal import AttemptJournal, Verdict, accepted_record, attempt_record, declined_record
 from bulksend.ledger import Campaign, Ledger, Transmission
 from bulksend.providers.base import Delivery, LookupResult, Outcome, OutcomeKind, Provider
+from bulksend.safetext import printable
 
 DEFAULT_CONCURRENCY = 16
 DEFAULT_MAX_ATTEMPTS = 5
@@ -62,10 +63,19 @@ DEFAULT_MAX_WAIT = 600.0
 DEFAULT_RECONCILE_AFTER = 30.0
 BACKOFF_BASE = 1.0  # seconds: the first retry waits up to this, the next up to twice as long…
 BACKOFF_CAP = 300.0
+#: The longest a retry is put off, whatever the provider's Retry-After says (seconds: one day).
+MAX_RETRY_AFTER = 86400.0
 #: An outcome waits at most this long for its batch's commit (a slow trickle still reaches the ledger).
 COMMIT_INTERVAL = 0.25
 #: After a claim found nothing due, the next attempt to claim waits this long (while others are in flight).
 IDLE_CLAIM_INTERVAL = 0.2
+#: A stopping run (Ctrl-C, SIGTERM, an error) waits this long for the answers in flight, then cuts them short
+#: (``provider.interrupt``), waits ``CUT_GRACE`` more for the workers, and records what is still out as
+#: ``unknown``. A run stopped by the provider (fatal, breaker) waits for every answer: each request has a deadline.
+STOP_GRACE = 2.0
+CUT_GRACE = 1.0
+#: The longest error code kept in the ledger.
+MAX_CODE = 100
 
 
 class StopReason(StrEnum):
@@ -117,9 +127,11 @@ class EngineSettings:
         strategy for a number instead of decorating a call.
         """
         wait = _full_jitter(self.backoff_base, self.backoff_cap)(_Attempt(attempts + 1))
-        if retry_after is not None and retry_after > wait:
+        if retry_after is not None and math.isfinite(retry_after) and retry_after > wait:
             wait = retry_after
-        return wait
+        # A provider may ask for a century. The run itself never waits longer than max_wait (it ends, and a
+        # later run sends the row when due); the row is never parked longer than MAX_RETRY_AFTER.
+        return max(0.0, min(wait, MAX_RETRY_AFTER))
 
 
 @dataclass(frozen=True)
@@ -158,12 +170,18 @@ class RunStats:
     batches: int = 0
     failures: Counter = field(default_factory=Counter)  # failed rows of this run by code
     retrying: set = field(default_factory=set)  # ids waiting for another attempt
-    started: float = field(default_factory=time.monotonic)
     last_outcome: Outcome | None = None
+    waited: float = 0.0  # seconds spent idle, waiting for unknown rows to ripen for lookup or for a retry
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
+    started: float = field(default=-1.0)  # clock() when the run started (set from ``clock`` when not given)
+
+    def __post_init__(self) -> None:
+        if self.started < 0:
+            self.started = self.clock()
 
     @property
     def elapsed(self) -> float:
-        return time.monotonic() - self.started
+        return self.clock() - self.started
 
     @property
     def finished(self) -> int:
@@ -172,8 +190,9 @@ class RunStats:
 
     @property
     def per_second(self) -> float:
-        elapsed = self.elapsed
-        return self.attempts / elapsed if elapsed > 0 else 0.0
+        """Requests per second of work: the time spent idle waiting (``waited``) is left out."""
+        working = self.elapsed - self.waited
+        return self.attempts / working if working > 0 else 0.0
 
 
 @dataclass
@@ -199,15 +218,21 @@ class Recovery:
 
 @dataclass(frozen=True, slots=True)
 class ReconcileResult:
-    """What a reconciliation of ``unknown`` rows found."""
+    """What a reconciliation of ``unknown`` rows found.
+
+    Two partitions of ``looked_up``: what the provider answered (found + not_found + undecided), and what
+    became of the rows (found + assumed_sent + requeued + failed + still_unknown).
+    """
 
     looked_up: int
-    found: int
-    not_found: int
-    undecided: int
-    requeued: int  # NOT_FOUND rows, or undecided ones with retry_unknown, queued again
-    failed: int  # NOT_FOUND rows out of attempts
+    found: int  # the provider has it: sent
+    not_found: int  # the provider certainly does not have it
+    undecided: int  # the provider cannot tell
+    requeued: int  # NOT_FOUND rows, or undecided ones with retry_unknown or the user's "queued", queued again
+    failed: int  # NOT_FOUND rows out of attempts, or undecided ones the user gave up ("failed")
     waiting: int  # rows too recent to look up yet
+    assumed_sent: int = 0  # undecided rows marked sent on the user's word ("sent")
+    still_unknown: int = 0  # undecided rows left unknown
 
     def plus(self, later: ReconcileResult) -> ReconcileResult:
         """This result followed by ``later`` (whose ``waiting`` is what is still waiting)."""
@@ -219,6 +244,8 @@ class ReconcileResult:
             self.requeued + later.requeued,
             self.failed + later.failed,
             later.waiting,
+            self.assumed_sent + later.assumed_sent,
+            self.still_unknown + later.still_unknown,
         )
 
 
@@ -297,12 +324,37 @@ class _Workers:
     def submit(self, row: Transmission) -> None:
         self._jobs.put(row)
 
-    def shutdown(self) -> None:
-        """Let the rows already handed over finish (a stopping run answers them at once), then join."""
+    def stop(self) -> None:
+        """No more rows: every thread ends once the rows already handed over are answered (at once, when halted)."""
         for _ in self._threads:
             self._jobs.put(None)
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for every thread to end; True when they all have."""
+        until = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join()
+            thread.join(max(0.0, until - time.monotonic()))
+            if thread.is_alive():
+                return False
+        return True
+
+    def unstarted(self) -> list[Transmission]:
+        """Take back the rows no thread has picked up (every thread is stuck in a request)."""
+        rows = []
+        while True:
+            try:
+                item = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                rows.append(item)
+        self.stop()  # the stuck threads still end when their request does
+        return rows
+
+    def shutdown(self) -> None:
+        """Let the rows already handed over finish (a stopping run answers them at once), then join."""
+        self.stop()
+        self.join(math.inf)
 
 
 def _now() -> datetime:
@@ -319,6 +371,15 @@ def _outcome_record(row: Transmission, outcome: Outcome) -> bytes:
     # Ambiguous: it may have been accepted. Opted out: a row the recipient refused is not sent again on the
     # strength of a journal; both are left to reconciliation.
     return b""
+
+
+def _stored(outcome: Outcome) -> Outcome:
+    """The outcome as the ledger keeps it: the provider's code and text printable, one line, cut short."""
+    code = printable(outcome.code, MAX_CODE)
+    text = printable(outcome.text)
+    if code == outcome.code and text == outcome.text:
+        return outcome
+    return replace(outcome, code=code or None, text=text or None)
 
 
 def _ledger_home(ledger: Ledger) -> Path | None:
@@ -375,6 +436,7 @@ class Engine:
         self._tripped: Outcome | None = None
         self._bug: BaseException | None = None
         self._undecided: set[int] = set()  # unknown rows the provider could not tell about in this run
+        self._out: dict[int, Transmission] = {}  # rows handed to the workers whose outcome has not come back
 
     # ------------------------------------------------------------------------------------------ run
 
@@ -390,19 +452,20 @@ class Engine:
         reason = StopReason.DONE
         next_due: datetime | None = None
         interrupted = False
+        failed = False
         workers = _Workers(max(1, self.settings.concurrency), self._attempt)
         try:
             self._reconcile(ripe_only=True)
             reason, next_due = self._loop(workers)
         except KeyboardInterrupt:
             interrupted = True
+        except BaseException:
+            failed = True
+            raise
         finally:
             self._halt.set()
-            workers.shutdown()
             try:
-                self._collect(block=False)
-                if self._pending:
-                    self._commit()
+                self._settle(workers, hurry=interrupted or failed)
             finally:
                 self._close_journal()
         self._discard_journal()  # every outcome is recorded: the journal has nothing left to explain
@@ -431,7 +494,9 @@ class Engine:
         stalls = 0
         while True:
             if self.stop.is_set():
+                # Ctrl-C: stop claiming and leave the loop; _settle waits (briefly) for what is in flight.
                 self._halt.set()
+                return StopReason.INTERRUPTED, None
             halted = self._halt.is_set()
             limit_reached = settings.limit is not None and attempted >= settings.limit
             claimed = 0
@@ -445,6 +510,7 @@ class Engine:
                 rows, suppressed = self._claim(want)
                 attempted += len(rows)
                 for row in rows:
+                    self._out[row.id] = row
                     workers.submit(row)
                 self._in_flight += len(rows)
                 claimed = len(rows) + suppressed  # rows failed as suppressed are progress too
@@ -484,7 +550,10 @@ class Engine:
                         hint="Run it again: the next run holds what the rest of the campaign needs.",
                     )
                 continue
-            if self.stop.wait(min(delay, 1.0)):
+            idle_from = self.stats.clock()
+            stopped = self.stop.wait(min(delay, 1.0))
+            self.stats.waited += self.stats.clock() - idle_from
+            if stopped:
                 self._halt.set()
                 return StopReason.INTERRUPTED, None
 
@@ -679,7 +748,99 @@ class Engine:
     def _add_pending(self, item) -> None:
         if not self._pending:
             self._pending_since = time.monotonic()
+        self._out.pop(item[0].id, None)
         self._pending.append(item)
+
+    # ------------------------------------------------------------------------------ stopping
+
+    def _settle(self, workers: _Workers, *, hurry: bool) -> None:
+        """On the way out: wait for the answers in flight (briefly when hurrying), record every outcome.
+
+        No row this run claimed is left ``sending``: rows no worker picked up go back to ``queued``; rows
+        whose request was cut short or never came back are ``unknown`` (they may have been sent).
+        """
+        workers.stop()
+        done = self._drain(workers, hurry=hurry)
+        self._collect(block=False)
+        stranded = workers.unstarted() if not done else []
+        for row in stranded:
+            self._out.pop(row.id, None)
+        lost = list(self._out.values())
+        self._out = {}
+        try:
+            if self._pending:
+                self._commit()
+        except BaseException:
+            self._salvage()
+            raise
+        finally:
+            if stranded or lost:
+                self._record_lost(stranded, lost)
+
+    def _drain(self, workers: _Workers, *, hurry: bool) -> bool:
+        """Wait for the workers; True when all of them ended. Ctrl-C (or ``hurry``) bounds the wait."""
+        cut_at = time.monotonic() + STOP_GRACE if hurry else math.inf
+        give_up_at = math.inf
+        while True:
+            try:
+                if workers.join(0.05):
+                    return True
+                now = time.monotonic()
+                if cut_at == math.inf and self.stop.is_set():
+                    cut_at = now + STOP_GRACE
+                if give_up_at == math.inf and now >= cut_at:
+                    self._interrupt_provider()
+                    give_up_at = now + CUT_GRACE
+                if now >= give_up_at:
+                    return False
+            except KeyboardInterrupt:  # Ctrl-C again: cut the requests short now, still record everything
+                cut_at = min(cut_at, time.monotonic())
+
+    def _interrupt_provider(self) -> None:
+        try:
+            self.provider.interrupt()
+        except Exception:  # noqa: BLE001 - an adapter's failure to cut short must not stop the recording
+            pass
+
+    def _salvage(self) -> None:
+        """A batch commit failed: record each outcome on its own, so one bad row cannot leave the rest ``sending``.
+
+        A row whose outcome cannot be recorded becomes ``unknown`` when its request went out, ``queued``
+        when it did not; a row even that fails for stays ``sending`` for the next run's recovery.
+        """
+        pending, self._pending = self._pending, []
+        for item in pending:
+            self._pending = [item]
+            try:
+                self._commit()
+                continue
+            except Exception:  # noqa: BLE001 - the first error is the one reported
+                self._pending = []
+            row, outcome, _ = item
+            try:
+                with self.ledger.transaction():
+                    if outcome is None:
+                        self.ledger.unclaim([row.id])
+                    else:
+                        self.ledger.mark_unknown(
+                            row.id, "not_recorded", "the outcome could not be recorded; it may have been sent"
+                        )
+                        self.stats.unknown += 1
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _record_lost(self, stranded: list[Transmission], lost: list[Transmission]) -> None:
+        try:
+            with self.ledger.transaction():
+                if stranded:
+                    self.ledger.unclaim([row.id for row in stranded])
+                for row in lost:
+                    self.ledger.mark_unknown(
+                        row.id, "interrupted", "the run stopped before the provider answered; it may have been sent"
+                    )
+                    self.stats.unknown += 1
+        except Exception:  # noqa: BLE001 - they stay sending: the next run's recovery settles them
+            pass
 
     def _commit(self) -> None:
         """Record a batch of outcomes in one transaction."""
@@ -696,6 +857,7 @@ class Engine:
                         unsent.append(row.id)
                         continue
                     stats.attempts += 1
+                    outcome = _stored(outcome)
                     stats.last_outcome = outcome
                     kind = outcome.kind
                     if kind is OutcomeKind.ACCEPTED:
@@ -773,7 +935,7 @@ class Engine:
     def _reconcile(self, *, ripe_only: bool) -> int:
         """Look up ``unknown`` rows; returns how many changed state."""
         result = self.reconcile(ripe_only=ripe_only)
-        return result.found + result.requeued + result.failed
+        return result.found + result.assumed_sent + result.requeued + result.failed
 
     def reconcile(self, *, ripe_only: bool = True, assume: str | None = None) -> ReconcileResult:
         """Ask the provider about every ``unknown`` row (old enough, when ``ripe_only``) and record the answers.
@@ -800,7 +962,7 @@ class Engine:
             answers = self._lookups(rows)
         else:
             answers = [(LookupResult.CANNOT_TELL, None)] * len(rows)
-        found = not_found = undecided = requeued = failed = 0
+        found = not_found = undecided = requeued = failed = assumed_sent = still_unknown = 0
         stats = self.stats
         ledger = self.ledger
         batch = max(self.settings.batch, 200)
@@ -824,10 +986,11 @@ class Engine:
                         decision = assume or ("queued" if self.settings.retry_unknown else None)
                     if decision is None:
                         self._undecided.add(row.id)
+                        still_unknown += 1
                     elif decision == "sent":  # the user's word that the provider has it
                         stats.credits += ledger.mark_sent(row.id, row.provider_id)
                         stats.sent += 1
-                        found += 1
+                        assumed_sent += 1
                     elif decision == "failed":
                         ledger.mark_failed(row.id, "unreconciled", "given up by the user after an unknown outcome")
                         self._final_failure(row, "unreconciled")
@@ -838,7 +1001,9 @@ class Engine:
                         failed += 1
         if self.progress is not None:
             self.progress(self.stats)
-        return ReconcileResult(len(rows), found, not_found, undecided, requeued, failed, waiting)
+        return ReconcileResult(
+            len(rows), found, not_found, undecided, requeued, failed, waiting, assumed_sent, still_unknown
+        )
 
     def _requeue(self, row: Transmission, now: datetime) -> bool:
         """An unknown row the provider does not have goes back to ``queued`` (False: out of attempts, failed)."""
@@ -858,7 +1023,7 @@ class Engine:
     def _lookups(self, rows: list[Transmission]) -> list[tuple[LookupResult, str | None]]:
         """Ask the provider about each row, ``concurrency`` at a time, under the same rate limit as sends."""
         def ask(row: Transmission) -> tuple[LookupResult, str | None]:
-            if not self._bucket.acquire(self._halt):
+            if self.stop.is_set() or not self._bucket.acquire(self._halt):
                 return LookupResult.CANNOT_TELL, None
             return self.provider.lookup(self._delivery(row), _parse_timestamp(row.created_at))
 

@@ -53,6 +53,7 @@ class Estimate:
             "rejected": table.rejected,
             "reasons": table.reasons(),
             "rows": table.rows,
+            "examples": [p.as_json() for p in self.report.previews],
             "segments_per_message": {str(k): v for k, v in self.by_segments.items()},
             "smart_encoding": {
                 "enabled": self.smart_encoding,

@@ -39,17 +39,30 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from bulksend.private import open_private
+
 JOURNAL_DIR = "journal"
 BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
 HEADER = "bulksend-attempts 1 boot "
+
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)  # POSIX; Windows has no such flag (and no boot id, so no journal)
 
 _ATTEMPT = re.compile(r"(\d+) (\d+)")
 _ACCEPTED = re.compile(r"\+(\d+) (\d+) (.+)")
 _DECLINED = re.compile(r"-(\d+) (\d+)")
 
 
+def boot_id() -> str | None:
+    """This boot of the machine, the one source every journal uses (tests replace it).
+
+    Linux only (``/proc/sys/kernel/random/boot_id``). Elsewhere (macOS, Windows) or when it cannot be
+    read, None: no journal is written or believed, and a crash's ``sending`` rows all become ``unknown``.
+    """
+    return read_boot_id(BOOT_ID_FILE)
+
+
 def read_boot_id(path: Path = BOOT_ID_FILE) -> str | None:
-    """This boot of the machine (Linux), or None where it cannot be read: then the journal is not used."""
+    """The boot id in ``path``, or None where it cannot be read."""
     try:
         text = path.read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError):
@@ -145,7 +158,7 @@ def parse(text: bytes, boot: str | None) -> Attempts | None:
 class AttemptJournal:
     """One campaign's journal file: ``open`` it for a run, ``record`` before each request, ``read`` to recover.
 
-    ``boot`` is the machine's boot id (``for_campaign`` reads it from the kernel); None turns the journal
+    ``boot`` is the machine's boot id (``for_campaign`` asks :func:`boot_id`); None turns the journal
     off: nothing is written, and ``read`` trusts nothing.
     """
 
@@ -156,7 +169,7 @@ class AttemptJournal:
 
     @classmethod
     def for_campaign(cls, home: Path, campaign_id: int) -> AttemptJournal:
-        return cls(journal_path(home, campaign_id), read_boot_id())
+        return cls(journal_path(home, campaign_id), boot_id())
 
     @property
     def active(self) -> bool:
@@ -187,8 +200,7 @@ class AttemptJournal:
         """
         if self.boot is None:
             return
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        fd = open_private(self.path, os.O_WRONLY | os.O_TRUNC | os.O_APPEND | _O_CLOEXEC)
         try:
             _write_all(fd, f"{HEADER}{self.boot}\n".encode("ascii"))
         except BaseException:

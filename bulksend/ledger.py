@@ -18,7 +18,7 @@ transmission's row, so concurrent senders on one database never overspend nor lo
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
@@ -26,8 +26,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from bulksend import calendar
 from bulksend.errors import InputError, InsufficientCredits, LedgerError
-from bulksend.stores.base import TABLES, Store, scrub_url
+from bulksend.stores.base import LEDGER_ID, TABLES, Store, scrub_url  # noqa: F401 - LEDGER_ID is public here
 from bulksend.stores.sqlite import BUSY_TIMEOUT_SECONDS, MIGRATIONS, SCHEMA_VERSION, SqliteStore  # noqa: F401
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -249,6 +250,38 @@ class AuditReport:
         return not self.differences
 
 
+@dataclass(frozen=True, slots=True)
+class HighWater:
+    """How far a ledger has got: the highest campaign, transmission and movement ids (0 when none).
+
+    Rows of these tables are never deleted, so a ledger that is behind a mark it once reached has lost
+    commits (restored from an older copy, its -wal file deleted).
+    """
+
+    campaigns: int = 0
+    transmissions: int = 0
+    movements: int = 0
+
+    def behind(self, seen: "HighWater") -> list[str]:
+        """What this mark lacks compared with ``seen`` (empty when it is at or past it)."""
+        return [
+            f"{what} up to #{mine} (the home has seen #{theirs})"
+            for what, mine, theirs in (
+                ("campaigns", self.campaigns, seen.campaigns),
+                ("transmissions", self.transmissions, seen.transmissions),
+                ("credit movements", self.movements, seen.movements),
+            )
+            if mine < theirs
+        ]
+
+    def highest(self, other: "HighWater") -> "HighWater":
+        return HighWater(
+            max(self.campaigns, other.campaigns),
+            max(self.transmissions, other.transmissions),
+            max(self.movements, other.movements),
+        )
+
+
 # ------------------------------------------------------------------------------------- credit rules
 
 
@@ -348,13 +381,21 @@ class Ledger:
     """The credit rules and the state machine over one ``Store``; what the rest of bulksend calls.
 
     Every write is atomic on its own; ``transaction()`` groups many writes into one commit. Credits are
-    integers. "Today" and "now" come from ``clock`` (``_today_and_now``), read once when a write
-    transaction begins. Use a ledger from one thread at a time.
+    integers. "Now" comes from ``clock`` and "today" is now's date in the ledger's own time zone (meta key
+    ``timezone``, ``bulksend.calendar``), both read once when a write transaction begins
+    (``_today_and_now``). Use a ledger from one thread at a time.
     """
 
-    def __init__(self, store: Store, *, clock: Clock | None = None, home: Path | None = None) -> None:
+    #: Called after every committed write transaction (the home's record of the ledger keeps up with it).
+    on_commit: Callable[[], None] | None = None
+
+    def __init__(
+        self, store: Store, *, clock: Clock | None = None, home: Path | None = None, zone: str | None = None
+    ) -> None:
         self.store = store
         self.clock: Clock = clock or SystemClock()
+        self._zone = zone  # [credits] timezone: recorded when the ledger has no zone yet
+        self._calendar: calendar.Calendar | None = None  # once read from (or recorded in) the ledger
         #: The ledger's file (SQLite), else None.
         self.path: Path | None = store.path
         #: The home whose runs use this ledger: where attempt journals and campaign locks live.
@@ -380,8 +421,22 @@ class Ledger:
     # -- time and transactions ---------------------------------------------------------------------
 
     def _today_and_now(self) -> tuple[date, datetime]:
-        """The one place the ledger reads the time: today's date and the current instant."""
-        return self.clock.today(), self.clock.now()
+        """The one place the ledger reads the time: the current instant, and its date in the ledger's zone.
+
+        Inside a write, a ledger that has no zone yet records one (``[credits] timezone``, else the machine's).
+        """
+        now = self.clock.now()
+        return now.astimezone(self.calendar(record=self._depth > 0).tzinfo).date(), now
+
+    def calendar(self, *, record: bool = False) -> calendar.Calendar:
+        """The ledger's calendar (its time zone's days); ``record`` (in a write) records a missing zone."""
+        if self._calendar is not None:
+            return self._calendar
+        found, settled = calendar.ledger_calendar(self, self._zone, record=record)
+        found = calendar.Calendar(found.zone, clock=self.clock.now)
+        if settled:  # a zone recorded just now may still roll back: cache it from the next read on
+            self._calendar = found
+        return found
 
     def _read_today(self) -> date:
         return self._day if self._depth else self._today_and_now()[0]
@@ -394,13 +449,16 @@ class Ledger:
                 yield self
             return
         with self.store.write():
-            today, now = self._today_and_now()
-            self._depth, self._day, self._stamp = 1, today, utc_timestamp(now)
+            self._depth = 1
             try:
+                today, now = self._today_and_now()
+                self._day, self._stamp = today, utc_timestamp(now)
                 self._settle_expiries()
                 yield self
             finally:
                 self._depth = 0
+        if self.on_commit is not None:
+            self.on_commit()
 
     @contextmanager
     def _write(self) -> Iterator[None]:
@@ -424,6 +482,22 @@ class Ledger:
         """Record a fact about the ledger itself (its identity, its calendar's zone), in a write."""
         with self._write():
             self.store.execute("meta_set", key=key, value=value)
+
+    # -- identity, integrity, backups (see docs/ledger.md, "Backup and recovery") -------------------
+
+    def high_water(self) -> HighWater:
+        """The highest campaign, transmission and movement ids (a read)."""
+        return HighWater(*self.store.high_water())
+
+    def integrity(self) -> list[str]:
+        """The storage's own consistency check: what is damaged, or an empty list."""
+        return self.store.integrity()
+
+    def backup(self, target: Path) -> None:
+        """Write a consistent copy of the whole ledger to ``target`` (owner-only, atomically), while in use.
+
+        A server's ledger is backed up with the server's tools: InputError saying so (exit 2)."""
+        self.store.backup(target)
 
     # -- movements and expiries --------------------------------------------------------------------
 
@@ -1084,9 +1158,22 @@ class SqliteLedger(Ledger):
     """A ledger on one SQLite file (the default): ``SqliteLedger.open(path)``."""
 
     @classmethod
-    def open(cls, path: Path, *, create: bool = True, clock: Clock | None = None) -> "SqliteLedger | None":
-        store = SqliteStore.open(Path(path), create=create)
-        return None if store is None else cls(store, clock=clock)
+    def open(
+        cls, path: Path, *, create: bool = True, zone: str | None = None, clock: Clock | None = None
+    ) -> "SqliteLedger | None":
+        """Open (and migrate) the ledger at ``path``; ``zone`` is the time zone a new ledger records."""
+        store = SqliteStore.open(Path(path), create=create, zone=zone)
+        return None if store is None else cls(store, clock=clock, zone=zone)
+
+    @classmethod
+    def probe(cls, path: Path) -> str:
+        """``missing``, ``empty`` (0 bytes: SQLite would take it for a new ledger) or ``present``."""
+        return SqliteStore.probe(path)
+
+    @classmethod
+    def install(cls, path: Path, source: Path, aside: Path) -> None:
+        """Make a copy of the ledger file ``source`` the ledger at ``path`` (the current one goes to ``aside``)."""
+        SqliteStore.install(path, source, aside)
 
     @property
     def _conn(self):
@@ -1098,16 +1185,18 @@ def is_server_url(url: str) -> bool:
     return url.split(":", 1)[0].lower() in ("postgresql", "postgres")
 
 
-def open_url(url: str, *, home: Path | None = None, create: bool = True) -> Ledger | None:
+def open_url(
+    url: str, *, home: Path | None = None, create: bool = True, zone: str | None = None
+) -> Ledger | None:
     """The ledger a URL names: ``postgresql://…`` or ``sqlite:///path/to/ledger.db``."""
     scheme = url.split(":", 1)[0].lower()
     if is_server_url(url):
         from bulksend.stores.postgres import PostgresStore
 
-        store = PostgresStore.open(url, create=create)
-        return None if store is None else Ledger(store, home=home)
+        store = PostgresStore.open(url, create=create, zone=zone)
+        return None if store is None else Ledger(store, home=home, zone=zone)
     if scheme == "sqlite" and url.startswith("sqlite:///"):
-        ledger = SqliteLedger.open(Path(url[len("sqlite://"):]), create=create)
+        ledger = SqliteLedger.open(Path(url[len("sqlite://"):]), create=create, zone=zone)
         if ledger is not None and home is not None:
             ledger.home = home
         return ledger
@@ -1117,20 +1206,56 @@ def open_url(url: str, *, home: Path | None = None, create: bool = True) -> Ledg
     )
 
 
+def _zone(config: "Config") -> str | None:
+    return calendar.configured_zone(config.credits)
+
+
+def server_url(config: "Config") -> str | None:
+    """The PostgreSQL URL of ``config``'s ledger, or None when it is a file (the home's, or ``sqlite:///…``)."""
+    url = getattr(config, "ledger_url", None)
+    return url if url and is_server_url(url) else None
+
+
+def ledger_file(config: "Config") -> Path:
+    """The file of ``config``'s ledger when it is not on a server: ``sqlite:///…``, else ledger.db in the home."""
+    url = getattr(config, "ledger_url", None)
+    if url and url.startswith("sqlite:///"):
+        return Path(url[len("sqlite://"):])
+    if url and not is_server_url(url):
+        open_url(url)  # raises the error that names what is wrong with it
+    return config.ledger_path
+
+
+def location(config: "Config") -> str:
+    """Where ``config``'s ledger is, fit to print (a file path, or the server's URL without a password)."""
+    url = server_url(config)
+    return scrub_url(url) if url else str(ledger_file(config))
+
+
+def probe(config: "Config") -> str:
+    """``missing``, ``empty`` or ``present``: whether ``config``'s ledger exists (never creates one)."""
+    url = server_url(config)
+    if url:
+        from bulksend.stores.postgres import PostgresStore
+
+        return PostgresStore.probe(url)
+    return SqliteLedger.probe(ledger_file(config))
+
+
 def open_ledger(config: "Config") -> Ledger:
     """The ledger of ``config``: its URL's server, else the SQLite file in the home (created owner-only)."""
     url = getattr(config, "ledger_url", None)
     if url:
-        return open_url(url, home=config.home)
-    return SqliteLedger.open(config.ledger_path)
+        return open_url(url, home=config.home, zone=_zone(config))
+    return SqliteLedger.open(config.ledger_path, zone=_zone(config))
 
 
 def open_existing(config: "Config") -> Ledger | None:
     """The ledger of ``config`` if there is one; never creates a file nor a schema."""
     url = getattr(config, "ledger_url", None)
     if url:
-        return open_url(url, home=config.home, create=False)
-    return SqliteLedger.open(config.ledger_path, create=False)
+        return open_url(url, home=config.home, create=False, zone=_zone(config))
+    return SqliteLedger.open(config.ledger_path, create=False, zone=_zone(config))
 
 
 @dataclass(frozen=True, slots=True)
@@ -1163,9 +1288,11 @@ def copy_ledger(source: Ledger, target: Ledger) -> CopyReport:
     with source.store.snapshot(), target.store.write():
         for table in TABLES:
             rows = list(source.store.export_rows(table))
-            if table == "meta":
-                present = {r[0] for r in target.store.all("export_meta")}
-                rows = [r for r in rows if r[0] not in present]
+            if table == "meta":  # the same ledger, moved: its identity and calendar come with it
+                for key, value in rows:
+                    target.store.execute("meta_set", key=key, value=value)
+                counts[table] = len(rows)
+                continue
             counts[table] = target.store.import_rows(table, rows)
         target.store.after_import()
         after = target.audit()  # inside the transaction: a copy that does not add up is rolled back
@@ -1194,13 +1321,13 @@ def migrate(config: "Config") -> Migration:
 
         store = PostgresStore.connect(url)
         try:
-            ran = store.migrate()
+            ran = store.migrate(zone=_zone(config))
             return Migration(store.location, ran, store.schema_version())
         finally:
             store.close()
-    store = SqliteStore.open(config.ledger_path, create=True, migrate=False)
+    store = SqliteStore.open(ledger_file(config), create=True, migrate=False)
     try:
-        ran = store.migrate()
+        ran = store.migrate(zone=_zone(config))
         return Migration(store.location, ran, store.schema_version())
     finally:
         store.close()

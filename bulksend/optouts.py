@@ -9,7 +9,8 @@ from pathlib import Path
 
 from bulksend.config import Config
 from bulksend.errors import InputError
-from bulksend.ledger import OptOut, open_existing, open_ledger
+from bulksend.ledger import OptOut
+from bulksend.ledger_guard import open_for_read, open_for_write
 
 #: Header names recognised as the phone column of an import file, in order of preference (as DESIGN.md's loader).
 PHONE_HEADERS = ("phone", "mobile", "msisdn", "number", "phone_number", "mobile_number", "cell", "whatsapp", "to")
@@ -62,7 +63,7 @@ def add(config: Config, numbers: list[str], reason: str | None = None, region: s
             f"not a valid phone number: {', '.join(bad)}. Nothing added.",
             hint="Write numbers with their + country code, or give --region.",
         )
-    with open_ledger(config) as ledger:
+    with open_for_write(config) as ledger:
         added, present = ledger.add_optouts(good, reason, "manual")
     return OptOutChange(added, present)
 
@@ -75,7 +76,7 @@ def remove(config: Config, numbers: list[str], region: str | None = None) -> Opt
             f"not a valid phone number: {', '.join(bad)}. Nothing removed.",
             hint="Write numbers with their + country code, or give --region.",
         )
-    ledger = open_existing(config)
+    ledger = open_for_write(config, create=False)
     if ledger is None:
         return OptOutChange([], good)
     with ledger:
@@ -85,7 +86,7 @@ def remove(config: Config, numbers: list[str], region: str | None = None) -> Opt
 
 def listing(config: Config) -> list[OptOut]:
     """Every opt-out, sorted by number."""
-    ledger = open_existing(config)
+    ledger = open_for_read(config)
     if ledger is None:
         return []
     with ledger:
@@ -137,6 +138,6 @@ def import_file(
 ) -> OptOutChange:
     """Add every valid number of a file (changed = added, unchanged = already present, invalid = skipped)."""
     good, bad = _normalize_all(read_numbers(path), region or config.default_region)
-    with open_ledger(config) as ledger:
+    with open_for_write(config) as ledger:
         added, present = ledger.add_optouts(good, reason, "import")
     return OptOutChange(added, present, bad)

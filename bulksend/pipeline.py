@@ -56,10 +56,14 @@ def read_message(message: str | None, template: Path | None) -> tuple[str, str]:
     if message is not None:
         return message, "--message"
     assert template is not None
+    from bulksend.files import read_small
+
     try:
-        text = template.read_text(encoding="utf-8-sig")
+        text = read_small(template, "the template").decode("utf-8-sig")
     except FileNotFoundError:
         raise InputError(f"{template}: no such template file.", hint="Check the path given to --template.") from None
+    except IsADirectoryError:
+        raise InputError(f"{template}: is a directory, not a template file.") from None
     except UnicodeDecodeError:
         raise InputError(f"{template}: the template is not UTF-8 text.", hint="Save it as UTF-8.") from None
     except OSError as exc:
@@ -82,6 +86,11 @@ def read_plan(
 
     from bulksend.pricing import WHATSAPP_CATEGORIES
 
+    from bulksend.schema import MAX_SEGMENTS
+
+    problem = MAX_SEGMENTS.problem(max_segments)
+    if problem is not None:
+        raise InputError(f"--max-segments ({MAX_SEGMENTS.what}) {problem}.")
     if category is not None and category not in WHATSAPP_CATEGORIES:
         raise InputError(f"category {category!r}: choose one of {', '.join(sorted(WHATSAPP_CATEGORIES))}.")
     text, origin = read_message(message, template)
@@ -102,9 +111,15 @@ def run_validation(
     examples: bool = False,
     plan: MessagePlan | None = None,
     progress: Callable[[int], None] | None = None,
+    previews: bool = False,
 ) -> ValidationReport:
+    from bulksend.config import CONFIG_FILE
+    from bulksend.consent import words_from_config
+    from bulksend.files import refuse_overwrite
     from bulksend.suppression import load_suppressed
 
+    refuse_overwrite({"--rejects": rejects, "--clean": clean}, [path])
+    words = words_from_config(config.consent, f"{config.home / CONFIG_FILE} [consent]")
     return validate_file(
         path,
         options,
@@ -115,6 +130,8 @@ def run_validation(
         examples_per_reason=3 if examples else 0,
         plan=plan,
         progress=progress,
+        consent_words=words,
+        previews=previews,
     )
 
 
@@ -127,11 +144,16 @@ def run_estimate(
     details: Path | None = None,
     examples: bool = False,
     progress: Callable[[int], None] | None = None,
+    inputs: tuple[Path | None, ...] = (),
 ):
+    """Validate, render and price; ``inputs`` are the other files read (template, rate card), never overwritten."""
     from bulksend.estimate import summarize
+    from bulksend.files import refuse_overwrite
     from bulksend.recipients import write_details
 
-    report = run_validation(config, path, options, plan=plan, examples=examples, progress=progress)
+    refuse_overwrite({"--details": details}, [path, *inputs])
+
+    report = run_validation(config, path, options, plan=plan, examples=examples, progress=progress, previews=True)
     estimate = summarize(report)
     if details is not None:
         estimate.details_written = write_details(report.table, details)

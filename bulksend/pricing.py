@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from bulksend.errors import InputError
+from bulksend.schema import MAX_CREDITS_PER_UNIT, clip
 
 CHANNELS = ("sms", "whatsapp")
 WHATSAPP_CATEGORIES = ("marketing", "utility", "authentication", "service")
@@ -60,11 +61,15 @@ class RateCard:
         Raises InputError naming the file, the data row (1-based, after the header), the line and the
         column of the first bad value.
         """
+        from bulksend.files import read_small
+
         path = Path(path)
         try:
-            text = path.read_bytes().decode("utf-8-sig")
+            text = read_small(path, "the rate card").decode("utf-8-sig")
         except FileNotFoundError:
             raise InputError(f"Rate card {path} does not exist.", hint="Check the --rates path.") from None
+        except IsADirectoryError:
+            raise InputError(f"Rate card {path} is a directory, not a CSV file.") from None
         except OSError as error:
             raise InputError(f"Cannot read rate card {path}: {error.strerror}.") from None
         except UnicodeDecodeError as error:
@@ -172,7 +177,7 @@ def _parse_row(record: list[str], names: list[str], position: dict[str, int]) ->
         if value.strip() and (index >= len(names) or not names[index]):
             raise _BadCell(
                 f"column {index + 1}",
-                f'"{value.strip()}" is under no column name',
+                f'"{clip(value.strip())}" is under no column name',
                 "Remove it, or quote a value that contains a comma.",
             )
     cells = {
@@ -187,25 +192,35 @@ def _parse_row(record: list[str], names: list[str], position: dict[str, int]) ->
         hint = 'Use an ISO 3166 two-letter code such as GB, US or DE, or "*" for any country.'
         if country == "UK":
             hint = "The ISO code for the United Kingdom is GB."
-        raise _BadCell('column "country"', f'"{cells["country"]}" is not a country code', hint)
+        raise _BadCell('column "country"', f'"{clip(cells["country"])}" is not a country code', hint)
 
     channel = cells["channel"].lower()
     if channel not in CHANNELS:
         raise _BadCell(
-            'column "channel"', f'"{cells["channel"]}" is not a channel', 'Use "sms" or "whatsapp".'
+            'column "channel"', f'"{clip(cells["channel"])}" is not a channel', 'Use "sms" or "whatsapp".'
         )
 
     credits_text = cells["credits"]
     if not _WHOLE_NUMBER.fullmatch(credits_text):
         raise _BadCell(
             'column "credits"',
-            f'"{credits_text}" is not a whole number',
+            f'"{clip(credits_text)}" is not a whole number',
             "Credits are whole numbers, 0 or more, without decimals or units.",
         )
-    credits = int(credits_text)
+    if len(credits_text.lstrip("+-").lstrip("0")) > 20:  # int() of thousands of digits is slow, then refused
+        credits = -1 if credits_text.startswith("-") else MAX_CREDITS_PER_UNIT + 1
+        credits_text = clip(credits_text, 24)
+    else:
+        credits = int(credits_text)
     if credits < 0:
         raise _BadCell(
             'column "credits"', f'"{credits_text}" is negative', "Credits are whole numbers, 0 or more."
+        )
+    if credits > MAX_CREDITS_PER_UNIT:
+        raise _BadCell(
+            'column "credits"',
+            f'"{credits_text}" is more than {MAX_CREDITS_PER_UNIT:,}, the most one segment or message may cost',
+            f"Credits per unit are whole numbers from 0 to {MAX_CREDITS_PER_UNIT:,}.",
         )
 
     category = cells.get("category", "").lower() or None
@@ -213,13 +228,13 @@ def _parse_row(record: list[str], names: list[str], position: dict[str, int]) ->
         if channel != "whatsapp":
             raise _BadCell(
                 'column "category"',
-                f'"{cells["category"]}" is set on an {channel} row',
+                f'"{clip(cells["category"])}" is set on an {channel} row',
                 "Categories are for WhatsApp rows only; leave it blank on sms rows.",
             )
         if category not in WHATSAPP_CATEGORIES:
             raise _BadCell(
                 'column "category"',
-                f'"{cells["category"]}" is not a WhatsApp category',
+                f'"{clip(cells["category"])}" is not a WhatsApp category',
                 "Use " + ", ".join(WHATSAPP_CATEGORIES) + ", or leave it blank for any category.",
             )
     return (country, channel, category), credits
@@ -235,9 +250,9 @@ def _check_header(names: list[str], path: Path) -> dict[str, int]:
             hint = "The columns are country, channel, credits and (optionally) category."
             if ";" in name or "\t" in name:
                 hint = "Separate the columns with commas. " + hint
-            raise InputError(f'Rate card {path}: unknown column "{name}" in the header.', hint=hint)
+            raise InputError(f'Rate card {path}: unknown column "{clip(name)}" in the header.', hint=hint)
         if name in position:
-            raise InputError(f'Rate card {path}: column "{name}" appears twice in the header.')
+            raise InputError(f'Rate card {path}: column "{clip(name)}" appears twice in the header.')
         position[name] = index
     missing = [name for name in _REQUIRED if name not in position]
     if missing:

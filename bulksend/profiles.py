@@ -11,6 +11,7 @@ from bulksend import credentials
 from bulksend.config import Config
 from bulksend.errors import ConfigError
 from bulksend.providers.base import Profile, Provider, provider_class, provider_types
+from bulksend.safetext import scrub_urls
 
 BUILTIN_PROFILE = "outbox"
 
@@ -120,6 +121,7 @@ def open_provider(config: Config, name: str, overrides: Mapping[str, Any] | None
         _refuse_secrets(name, profile.type, overrides)
         profile = Profile(profile.name, profile.type, {**profile.settings, **overrides})
     cls = provider_class(profile.type)
+    profile, _sources = credentials.from_environment(profile, cls)
     secret = credentials.resolve_secret(profile, cls) if cls.needs_secret else None
     return cls(profile, secret, config.home)
 
@@ -139,7 +141,8 @@ def describe_profiles(config: Config) -> list[ProfileSummary]:
     summaries = []
     for profile in list_profiles(config):
         if profile.type in provider_types():
-            source = credentials.secret_source(profile, provider_class(profile.type))
+            cls = provider_class(profile.type)
+            source = credentials.secret_source(credentials.from_environment(profile, cls)[0], cls)
         else:
             source = "unknown type"
         summaries.append(
@@ -148,7 +151,7 @@ def describe_profiles(config: Config) -> list[ProfileSummary]:
                 type=profile.type,
                 secret=source,
                 builtin=profile.name == BUILTIN_PROFILE and BUILTIN_PROFILE not in config.providers,
-                settings=dict(profile.settings),
+                settings=scrub_urls(dict(profile.settings)),  # a base_url may carry user:password
             )
         )
     return summaries
@@ -160,4 +163,4 @@ def secret_target(config: Config, name: str) -> tuple[Profile, type[Provider]]:
     cls = provider_class(profile.type)
     if not cls.needs_secret:
         raise ConfigError(f"provider profile {name!r} (type {profile.type}) needs no secret.")
-    return profile, cls
+    return credentials.from_environment(profile, cls)[0], cls

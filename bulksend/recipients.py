@@ -10,14 +10,14 @@ the human summary) reads the file again to write rows out; it never needs the wh
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bulksend.consent import Consent, classify_many
+from bulksend.consent import Consent, ConsentWords, classify_many
 from bulksend.csvfile import CsvFile, open_csv
 from bulksend.errors import InputError
 
@@ -168,7 +168,7 @@ class RecipientTable:
 
 def choose_columns(csv: CsvFile, options: ValidationOptions) -> Columns:
     """Find the phone, consent and country columns, or say exactly what is missing."""
-    found = ", ".join(h if h else "(blank)" for h in csv.headers)
+    found = headers_found(csv.headers)
     if options.phone_column:
         phone = csv.find_column([options.phone_column])
         if phone is None:
@@ -203,6 +203,14 @@ def choose_columns(csv: CsvFile, options: ValidationOptions) -> Columns:
             )
     country = csv.find_column([COUNTRY_COLUMN])
     return Columns(phone=phone, consent=consent, country=country)
+
+
+def headers_found(headers: tuple[str, ...], most: int = 20) -> str:
+    """The header names for an error message: each cut to 40 characters, at most ``most`` of them."""
+    from bulksend.schema import clip
+
+    shown = ", ".join(clip(h, 40) if h else "(blank)" for h in headers[:most])
+    return shown + (f" and {len(headers) - most:,} more" if len(headers) > most else "")
 
 
 def _looks_like_data(cell: str) -> bool:
@@ -241,6 +249,7 @@ def build_table(
     suppressed: frozenset[str] = frozenset(),
     plan: MessagePlan | None = None,
     progress: Callable[[int], None] | None = None,
+    consent_words: ConsentWords | None = None,
 ) -> RecipientTable:
     """Read, check and decide every row of ``path``. Bad rows become rejects; bad files raise InputError."""
     if options.channel not in CHANNELS:
@@ -257,6 +266,10 @@ def build_table(
             template=tuple(csv.find_column([name]) for name in bound.columns),
         )
     region_default = options.region or default_region
+    if consent_words is None:  # the built-in values; "now" read once for the whole file
+        from bulksend.consent import consent_words as builtin_words
+
+        consent_words = builtin_words()
     regions: list[str] = []
     region_index: dict[str, int] = {}
 
@@ -273,6 +286,7 @@ def build_table(
                 channel=options.channel,
                 max_segments=plan.max_segments if plan is not None else 0,
                 smart_encoding=plan.smart_encoding if plan is not None else False,
+                consent_words=consent_words,
             )
 
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("status", "e164", "region", "consent", "msg", "units", "enc", "alt")}
@@ -352,6 +366,7 @@ class _ChunkJob:
     channel: str
     max_segments: int
     smart_encoding: bool
+    consent_words: ConsentWords | None = None  # None: the built-in values, judged against the clock now
 
 
 @dataclass
@@ -404,7 +419,10 @@ def _check_chunk(job: _ChunkJob) -> _ChunkResult:
     blank = _blank_rows(phones, job.consent, countries)
     if blank is not None:
         status[blank] = Status.BLANK
-    consent = classify_many(job.consent) if job.consent is not None else np.full(n, Consent.GIVEN, dtype=np.int8)
+    if job.consent is not None:
+        consent = classify_many(job.consent, job.consent_words)
+    else:
+        consent = np.full(n, Consent.GIVEN, dtype=np.int8)
     out = _ChunkResult(status=status, e164=e164, region=region, regions=regions, consent=consent)
     if job.bound is not None:
         out.msg, out.units, out.enc, out.alt = _render_chunk(job, status)
@@ -548,7 +566,7 @@ def _decide(table: RecipientTable, suppressed: frozenset[str], msg: np.ndarray |
         no_consent |= np.isin(e164, refused)
     status[live & no_consent] = Status.NO_CONSENT
     live = status == Status.ACCEPTED
-    status[live & (consent == Consent.UNRECOGNIZED)] = Status.BAD_CONSENT_VALUE
+    status[live & (consent >= Consent.UNRECOGNIZED)] = Status.BAD_CONSENT_VALUE  # unrecognized, or a future date
     live = status == Status.ACCEPTED
 
     if msg is not None:
@@ -590,43 +608,64 @@ def iter_rejects(table: RecipientTable, *, stop_after: int | None = None) -> Ite
 
     With ``stop_after``, stops once every reason present has that many rows (for the summary's examples).
     """
-    from bulksend.phones import NumberChecker
-
-    status = table.status
-    rejected = np.flatnonzero(status > 0)
-    if rejected.size == 0:
+    picker = _RejectPicker(table, stop_after)
+    if picker.done:
         return
-    checker = NumberChecker(allow_landline=table.options.allow_landline)
-    explain = _Explainer(table, checker)
-    wanted: dict[int, int] = {}
-    remaining = len(set(status[rejected].tolist()))
-    columns = table.columns
-    needed = [columns.phone, columns.consent, columns.country, *columns.template]
-    for chunk in table.csv.chunks([c for c in needed if c is not None]):
+    for chunk in table.csv.chunks(table.columns.all()):
+        yield from picker(chunk)
+        if picker.done:
+            return
+
+
+class _RejectPicker:
+    """Pass two's reject side, one chunk at a time: every rejected row of it (or the first few per reason)."""
+
+    def __init__(self, table: RecipientTable, stop_after: int | None) -> None:
+        self.table = table
+        self.stop_after = stop_after
+        self.rejected = np.flatnonzero(table.status > 0)
+        self.done = self.rejected.size == 0 or stop_after == 0
+        self.wanted: dict[int, int] = {}
+        self.remaining = len(set(table.status[self.rejected].tolist()))
+        self._explain: _Explainer | None = None
+
+    def __call__(self, chunk) -> Iterator[RejectRow]:
+        if self.done:
+            return
+        if self._explain is None:
+            from bulksend.phones import NumberChecker
+
+            self._explain = _Explainer(self.table, NumberChecker(allow_landline=self.table.options.allow_landline))
+        status = self.table.status
+        stop_after = self.stop_after
         start = int(chunk.index[0])
-        stop = start + len(chunk)
-        lo, hi = np.searchsorted(rejected, [start, stop])
+        lo, hi = np.searchsorted(self.rejected, [start, start + len(chunk)])
         if lo == hi:
-            continue
-        phones = chunk[columns.phone].tolist()
-        for index in rejected[lo:hi].tolist():
+            if hi == self.rejected.size:
+                self.done = True
+            return
+        phones = chunk[self.table.columns.phone].tolist()
+        for index in self.rejected[lo:hi].tolist():
             reason = int(status[index])
             if stop_after is not None:
-                seen = wanted.get(reason, 0)
+                seen = self.wanted.get(reason, 0)
                 if seen >= stop_after:
                     continue
-                wanted[reason] = seen + 1
+                self.wanted[reason] = seen + 1
                 if seen + 1 == stop_after:
-                    remaining -= 1
+                    self.remaining -= 1
             local = index - start
             yield RejectRow(
                 row=index + 1,
                 value=phones[local],
                 reason=Status(reason).code,
-                detail=explain(index, reason, chunk, local),
+                detail=self._explain(index, reason, chunk, local),
             )
-            if stop_after is not None and remaining == 0:
+            if stop_after is not None and self.remaining == 0:
+                self.done = True
                 return
+        if hi == self.rejected.size:
+            self.done = True
 
 
 class _Explainer:
@@ -668,11 +707,13 @@ class _Explainer:
             if table.consent[index] == Consent.EMPTY:
                 return "consent is empty"
             if table.consent[index] == Consent.REFUSED:
-                return f"consent is {value.strip()!r}"
+                return f"consent is {_clipped(value)}"
             first = self._lookup(self.refused_numbers, self.refused_first, int(table.e164[index]))
             return f"opted out on row {first} ({table.e164_text(index)})"
         if reason == Status.BAD_CONSENT_VALUE:
-            return f"consent value {cell(columns.consent).strip()!r} is not recognized (use yes/no or a date)"
+            if table.consent[index] == Consent.FUTURE:
+                return f"consent date {_clipped(cell(columns.consent))} is in the future"
+            return f"consent value {_clipped(cell(columns.consent))} is not recognized (use yes/no or a date)"
         if reason == Status.MISSING_FIELD and table.bound is not None:
             values = [cell(c) for c in columns.template]
             _, missing = table.bound.render(values)
@@ -687,6 +728,12 @@ class _Explainer:
         return ""
 
 
+def _clipped(value: str) -> str:
+    from bulksend.schema import clip
+
+    return clip(repr(value.strip()), 80)
+
+
 def write_rejects(table: RecipientTable, path: Path) -> int:
     from bulksend.spreadsheet import write_rows
 
@@ -696,7 +743,7 @@ def write_rejects(table: RecipientTable, path: Path) -> int:
 
 def write_clean(table: RecipientTable, path: Path) -> int:
     """Accepted rows with every original column, plus their E.164 number."""
-    from bulksend.spreadsheet import atomic_text, safe_cell, safe_series
+    from bulksend.spreadsheet import LINE_END, atomic_text, safe_cell, safe_series
 
     accepted = np.flatnonzero(table.accepted_mask)
     headers = [h if h else f"column_{i + 1}" for i, h in enumerate(table.csv.headers)]
@@ -704,8 +751,10 @@ def write_clean(table: RecipientTable, path: Path) -> int:
     with atomic_text(path) as handle:
         import csv as csvmod
 
-        csvmod.writer(handle).writerow([safe_cell(h) for h in (*headers, "e164")])
+        csvmod.writer(handle, lineterminator=LINE_END).writerow([safe_cell(h) for h in (*headers, "e164")])
         for chunk in table.csv.chunks(range(len(headers))):
+            if chunk.empty:
+                continue  # a header without data rows: the clean file is the header alone
             start = int(chunk.index[0])
             lo, hi = np.searchsorted(accepted, [start, start + len(chunk)])
             if lo == hi:
@@ -713,7 +762,7 @@ def write_clean(table: RecipientTable, path: Path) -> int:
             picked = chunk.loc[accepted[lo:hi]]
             out = picked.apply(safe_series)
             out["e164"] = ["+" + str(n) for n in table.e164[accepted[lo:hi]].tolist()]
-            out.to_csv(handle, header=False, index=False)
+            out.to_csv(handle, header=False, index=False, lineterminator=LINE_END)
             written += len(out)
     return written
 
@@ -722,7 +771,7 @@ def write_details(table: RecipientTable, path: Path) -> int:
     """Per accepted recipient: row, E.164, country, encoding, segments (or messages) and credits."""
     import pandas as pd
 
-    from bulksend.spreadsheet import atomic_text
+    from bulksend.spreadsheet import LINE_END, atomic_text
 
     accepted = np.flatnonzero(table.accepted_mask)
     regions = np.array(table.regions + [""], dtype=object)
@@ -738,15 +787,111 @@ def write_details(table: RecipientTable, path: Path) -> int:
         }
     )
     with atomic_text(path) as handle:
-        frame.to_csv(handle, index=False)
+        frame.to_csv(handle, index=False, lineterminator=LINE_END)
     return len(frame)
 
 
 def examples(table: RecipientTable, per_reason: int = 3) -> dict[str, list[RejectRow]]:
+    return collect_examples(table, per_reason, previews=False)[0]
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A rendered message shown before anything is sent (``examples`` in estimate and send JSON).
+
+    ``why`` says which of the picks it is: ``first`` (the first accepted row), ``longest`` (the first row
+    with the most SMS segments) and ``ucs2`` (the first accepted row that needs UCS-2); a row that is
+    several of them is shown once, with every reason.
+    """
+
+    row: int
+    e164: str
+    text: str
+    encoding: str  # "GSM-7", "UCS-2", or "whatsapp"
+    segments: int  # SMS segments, or 1 WhatsApp message
+    credits: int
+    why: tuple[str, ...]
+
+    def as_json(self) -> dict:
+        return {
+            "row": self.row, "e164": self.e164, "text": self.text, "encoding": self.encoding,
+            "segments": self.segments, "credits": self.credits, "why": list(self.why),
+        }
+
+
+def preview_picks(table: RecipientTable) -> dict[int, tuple[str, ...]]:
+    """Row index → why it is previewed: the first accepted row, the longest, one UCS-2; at most three rows."""
+    if table.units is None or table.encoding is None:
+        return {}
+    accepted = np.flatnonzero(table.accepted_mask)
+    if accepted.size == 0:
+        return {}
+    picks: dict[int, list[str]] = {int(accepted[0]): ["first"]}
+    if table.options.channel == "sms":  # a WhatsApp message is one unit, whatever its length
+        longest = int(accepted[int(np.argmax(table.units[accepted]))])
+        picks.setdefault(longest, []).append("longest")
+        ucs2 = accepted[table.encoding[accepted] == 1]
+        if ucs2.size:
+            picks.setdefault(int(ucs2[0]), []).append("ucs2")
+    return {index: tuple(why) for index, why in picks.items()}
+
+
+class _PreviewPicker:
+    """Pass two's preview side: renders the picked rows as they are priced (and as iter_messages sends them)."""
+
+    def __init__(self, table: RecipientTable, enabled: bool) -> None:
+        self.table = table
+        self.picks = preview_picks(table) if enabled and table.bound is not None else {}
+        self.targets = np.array(sorted(self.picks), dtype=np.int64)
+        self.found: dict[int, Preview] = {}
+        self.done = not self.picks
+
+    def __call__(self, chunk) -> None:
+        if self.done:
+            return
+        from bulksend.segments import smart_encode
+
+        table = self.table
+        start = int(chunk.index[0])
+        lo, hi = np.searchsorted(self.targets, [start, start + len(chunk)])
+        sms = table.options.channel == "sms"
+        for index in self.targets[lo:hi].tolist():
+            values = [chunk[c].iat[index - start] for c in table.columns.template]
+            text, _ = table.bound.render(values)
+            if sms and table.plan.smart_encoding:
+                text = smart_encode(text)
+            self.found[index] = Preview(
+                row=index + 1,
+                e164=table.e164_text(index),
+                text=text,
+                encoding=ENCODINGS[int(table.encoding[index])] if sms else "whatsapp",
+                segments=int(table.units[index]),
+                credits=int(table.credits[index]),
+                why=self.picks[index],
+            )
+        self.done = len(self.found) == len(self.picks)
+
+    @property
+    def previews(self) -> list[Preview]:
+        order = {"first": 0, "longest": 1, "ucs2": 2}
+        return sorted(self.found.values(), key=lambda p: order[p.why[0]])
+
+
+def collect_examples(
+    table: RecipientTable, per_reason: int, *, previews: bool
+) -> tuple[dict[str, list[RejectRow]], list[Preview]]:
+    """Pass two for the summary, once: a few rejects per reason and the message previews, stopping early."""
+    rejects = _RejectPicker(table, per_reason)
+    shown = _PreviewPicker(table, previews)
     out: dict[str, list[RejectRow]] = {}
-    for row in iter_rejects(table, stop_after=per_reason):
-        out.setdefault(row.reason, []).append(row)
-    return out
+    if not (rejects.done and shown.done):
+        for chunk in table.csv.chunks(table.columns.all()):
+            for row in rejects(chunk):
+                out.setdefault(row.reason, []).append(row)
+            shown(chunk)
+            if rejects.done and shown.done:
+                break
+    return out, shown.previews
 
 
 # --- reports ------------------------------------------------------------------------------------
@@ -760,6 +905,7 @@ class ValidationReport:
     examples: dict[str, list[RejectRow]]
     rejects_written: int | None = None
     clean_written: int | None = None
+    previews: list[Preview] = field(default_factory=list)  # rendered messages, when asked and there is a message
 
     def as_json(self) -> dict:
         table = self.table
@@ -798,18 +944,21 @@ def validate_file(
     examples_per_reason: int = 0,
     plan: MessagePlan | None = None,
     progress: Callable[[int], None] | None = None,
+    consent_words: ConsentWords | None = None,
+    previews: bool = False,
 ) -> ValidationReport:
     """Validate a recipient file and write the requested rejects and clean files."""
     table = build_table(
-        path, options, default_region=default_region, suppressed=suppressed, plan=plan, progress=progress
+        path, options, default_region=default_region, suppressed=suppressed, plan=plan, progress=progress,
+        consent_words=consent_words,
     )
     report = ValidationReport(table=table, examples={})
     if rejects is not None:
         report.rejects_written = write_rejects(table, rejects)
     if clean is not None:
         report.clean_written = write_clean(table, clean)
-    if examples_per_reason and table.rejected:
-        report.examples = examples(table, examples_per_reason)
+    if (examples_per_reason and table.rejected) or (previews and plan is not None):
+        report.examples, report.previews = collect_examples(table, examples_per_reason, previews=previews)
     return report
 
 
@@ -841,6 +990,8 @@ def iter_messages(table: RecipientTable) -> Iterator[Message]:
     smart = table.plan.smart_encoding
     names = table.bound.columns
     for chunk in table.csv.chunks(columns.all()):
+        if chunk.empty:
+            continue
         start = int(chunk.index[0])
         lo, hi = np.searchsorted(accepted, [start, start + len(chunk)])
         if lo == hi:

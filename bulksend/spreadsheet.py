@@ -38,24 +38,77 @@ def safe_series(series):
     return series.where(~risky | plain, "'" + series)
 
 
+#: Every CSV bulksend writes ends its lines with CR LF (RFC 4180; what Python's csv module and Excel write).
+LINE_END = "\r\n"
+
+
+class _Sink:
+    """A text handle whose write errors (a full disk, /dev/full, a revoked permission) name the output file."""
+
+    def __init__(self, handle: IO[str], path: Path) -> None:
+        self._handle = handle
+        self._path = path
+
+    def write(self, text: str) -> int:
+        try:
+            return self._handle.write(text)
+        except BrokenPipeError:
+            raise  # `… --clean /dev/stdout | head`: the reader left; the CLI's boundary handles it
+        except OSError as exc:
+            raise _cannot_write(self._path, exc) from None
+
+    def __getattr__(self, name: str):
+        return getattr(self._handle, name)
+
+    def __iter__(self):  # pandas treats an object with write and __iter__ as a file
+        return iter(self._handle)
+
+
+def _cannot_write(path: Path, exc: OSError) -> InputError:
+    return InputError(f"{path}: cannot be written ({exc.strerror or exc}).", hint="Write it elsewhere, or free the space.")
+
+
+def _close(handle: IO[str], path: Path) -> None:
+    try:
+        handle.close()  # flushes: a full disk often shows only here
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise _cannot_write(path, exc) from None
+
+
 @contextmanager
 def atomic_text(path: Path) -> Iterator[IO[str]]:
     """Open a UTF-8 text file for writing that appears at ``path`` only once it is complete.
 
     A regular file (or a symlink to one) is replaced by renaming a finished temporary file over it.
     Anything else that already exists — a pipe, a terminal, ``/dev/stdout`` — is written to in place:
-    renaming over it would replace the device or the symlink itself.
+    renaming over it would replace the device or the symlink itself. Any OS error while writing
+    (no space, no permission, a directory) is an InputError naming the file and the cause (exit 2).
     """
     try:
         mode = os.stat(path).st_mode  # follows symlinks
     except FileNotFoundError:
         target = path
     except OSError as exc:
-        raise InputError(f"{path}: cannot be written ({exc.strerror}).") from None
+        raise _cannot_write(path, exc) from None
     else:
+        if stat.S_ISDIR(mode):
+            raise InputError(f"{path}: is a directory.", hint="Give a file name, for example rejects.csv.")
         if not stat.S_ISREG(mode):
-            with open(path, "w", encoding="utf-8", newline="") as handle:
-                yield handle
+            try:
+                handle = open(path, "w", encoding="utf-8", newline="")
+            except OSError as exc:
+                raise _cannot_write(path, exc) from None
+            try:
+                yield _Sink(handle, path)  # type: ignore[misc]
+            except BaseException:
+                try:
+                    handle.close()
+                except OSError:
+                    pass
+                raise
+            _close(handle, path)
             return
         target = Path(os.path.realpath(path))
     directory = target.parent if str(target.parent) else Path(".")
@@ -64,11 +117,22 @@ def atomic_text(path: Path) -> Iterator[IO[str]]:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     except OSError as exc:
-        raise InputError(f"{path}: cannot be written ({exc.strerror}).") from None
+        raise _cannot_write(path, exc) from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            yield handle
-        os.replace(tmp, target)
+        handle = os.fdopen(fd, "w", encoding="utf-8", newline="")
+        try:
+            yield _Sink(handle, path)  # type: ignore[misc]
+        except BaseException:
+            try:
+                handle.close()
+            except OSError:
+                pass
+            raise
+        _close(handle, path)
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise _cannot_write(path, exc) from None
     except BaseException:
         try:
             os.unlink(tmp)
@@ -81,7 +145,7 @@ def write_rows(path: Path, header: Sequence[str], rows: Iterable[Sequence[object
     """Write a spreadsheet-safe CSV atomically; returns the number of data rows."""
     count = 0
     with atomic_text(path) as handle:
-        writer = csv.writer(handle)
+        writer = csv.writer(handle, lineterminator=LINE_END)
         writer.writerow([safe_cell(h) for h in header])
         for row in rows:
             writer.writerow([safe_cell(v) for v in row])

@@ -11,9 +11,9 @@ def load_suppressed(config: Config) -> frozenset[str]:
     Validation loads the list once and checks membership in bulk. A home without a ledger has an
     empty list; reading the list never creates a ledger.
     """
-    from bulksend.ledger import open_existing
+    from bulksend.ledger_guard import open_for_read
 
-    ledger = open_existing(config)
+    ledger = open_for_read(config)
     if ledger is None:
         return frozenset()
     with ledger:

@@ -116,8 +116,10 @@ class Template:
         return BoundTemplate(self, column_of)
 
     def _unknown_field(self, name: str, headers: Sequence[str]) -> InputError:
+        from bulksend.schema import clip
+
         shown = [h.strip() for h in headers if h.strip()]
-        listed = ", ".join(shown[:_MAX_LISTED_COLUMNS]) or "(none)"
+        listed = ", ".join(clip(h, 40) for h in shown[:_MAX_LISTED_COLUMNS]) or "(none)"
         if len(shown) > _MAX_LISTED_COLUMNS:
             listed += f" and {len(shown) - _MAX_LISTED_COLUMNS} more"
         close = difflib.get_close_matches(_key(name), {_key(h): h for h in shown}, n=1, cutoff=0.75)

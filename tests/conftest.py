@@ -14,7 +14,7 @@ from bulksend.cli import app
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh bulksend home, set through BULKSEND_HOME as a user would."""
     path = tmp_path / "home"
-    path.mkdir()
+    path.mkdir(mode=0o700)  # as bulksend creates it (a looser home is tightened, with a warning)
     monkeypatch.setenv("BULKSEND_HOME", str(path))
     monkeypatch.delenv("NO_COLOR", raising=False)
     return path
@@ -29,3 +29,23 @@ def cli(home: Path):
         return runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _no_twilio_identity_from_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's exported Twilio account or API key must not change what any test sends."""
+    for name in ("TWILIO_ACCOUNT_SID", "TWILIO_API_KEY", "TWILIO_API_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def ledger_zone(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every ledger a test creates keeps its calendar in UTC, whatever the machine's zone (``TZ``).
+
+    A test about the zone itself sets ``[credits] timezone`` or patches ``machine_zone`` again.
+    Together with time-machine (a naive destination is UTC), a test's "today" is the same everywhere.
+    """
+    from bulksend import calendar
+
+    monkeypatch.setattr(calendar, "machine_zone", lambda: "UTC")
+    return "UTC"

@@ -50,3 +50,10 @@ def ledger_rows(home: Path, campaign: str) -> dict[str, tuple[str, int, str | No
     finally:
         conn.close()
     return {e164: (state, debited, code) for e164, state, debited, code in rows}
+
+
+def states(nonzero: dict[str, int]) -> dict[str, int]:
+    """``counts`` as --json gives it: every transmission state, zeros included."""
+    from bulksend.ledger import STATES
+
+    return {state: nonzero.get(state, 0) for state in sorted(STATES)}

@@ -89,11 +89,16 @@ def test_bugs_are_reported_as_bugs_without_traceback(boom_app, home):
     assert "Traceback" not in result.stderr
 
 
-def test_debug_reraises_with_the_traceback(boom_app, home):
+def test_debug_adds_the_traceback_and_keeps_the_exit_code_and_message(boom_app, home):
     result = CliRunner().invoke(boom_app, ["--debug", "bad-input"])
-    assert isinstance(result.exception, InputError)
+    assert result.exit_code == 2
+    assert "Traceback" in result.stderr and "InputError" in result.stderr
+    assert result.stderr.endswith("Error: people.csv: row 3 has no phone\nFill it in.\n")
+    assert result.stdout == ""
     result = CliRunner().invoke(boom_app, ["--debug", "bug"])
-    assert isinstance(result.exception, KeyError)
+    assert result.exit_code == 1
+    assert "Traceback" in result.stderr and "KeyError" in result.stderr
+    assert "Error: unexpected KeyError — this is a bug in bulksend." in result.stderr
 
 
 def test_debug_in_a_real_process_prints_the_traceback(tmp_path):
@@ -102,7 +107,7 @@ def test_debug_in_a_real_process_prints_the_traceback(tmp_path):
         [sys.executable, "-m", "bulksend", "--debug", "validate", str(missing)],
         capture_output=True, text=True, env={"BULKSEND_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}, timeout=60,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "Traceback" in result.stderr and "InputError" in result.stderr
     plain = subprocess.run(
         [sys.executable, "-m", "bulksend", "validate", str(missing)],

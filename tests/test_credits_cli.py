@@ -76,7 +76,7 @@ def test_a_bad_minimum_in_the_config_exits_6(cli, home):
     (home / "config.toml").write_text('[credits]\nmin_topup_sms = "lots"\n')
     result = cli("credits", "topup", "1000", "--channel", "sms")
     assert result.exit_code == 6
-    assert "min_topup_sms must be a positive whole number" in result.stderr
+    assert "credits.min_topup_sms (the smallest SMS top-up) must be a whole number from 1 to 1,000,000,000,000" in result.stderr
 
 
 def test_a_used_reference_is_refused(cli):
@@ -140,6 +140,7 @@ def test_balance_shows_available_held_and_expiring(cli, home, clock):
         "  1000 expire on 2027-03-01\n"
         "whatsapp: 6000 available, 0 held\n"
         "  6000 expire on 2027-11-24\n"
+        "Dates are days in the ledger's time zone, UTC.\n"
     )
     assert json.loads(cli("balance", "--json").stdout) == {
         "sms": {
@@ -160,7 +161,9 @@ def test_fail_below_exits_3_with_one_line(cli):
     result = cli("balance", "--channel", "sms", "--fail-below", "1001")
     assert result.exit_code == 3
     assert result.stderr == "Error: sms balance 1000 is below 1001.\n"
-    assert result.stdout == "sms: 1000 available, 0 held\n  1000 expire on 2027-11-24\n"
+    assert result.stdout == (
+        "sms: 1000 available, 0 held\n  1000 expire on 2027-11-24\nDates are days in the ledger's time zone, UTC.\n"
+    )
 
 
 def test_fail_below_passes_at_the_floor(cli):
@@ -170,12 +173,37 @@ def test_fail_below_passes_at_the_floor(cli):
     assert json.loads(result.stdout)["sms"]["available"] == 1000
 
 
-def test_fail_below_without_a_channel_checks_every_channel(cli):
+def test_fail_below_without_a_channel_checks_only_the_channels_ever_topped_up(cli):
     cli("credits", "topup", "1000", "--channel", "sms")
-    result = cli("balance", "--fail-below", "500", "--json")
+    result = cli("balance", "--fail-below", "500", "--json")  # an SMS-only user: WhatsApp's 0 is not a problem
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert json.loads(result.stdout)["whatsapp"]["available"] == 0  # still shown
+    result = cli("balance", "--fail-below", "1001", "--json")
     assert result.exit_code == 3
-    assert result.stderr == "Error: whatsapp balance 0 is below 500.\n"
+    assert result.stderr == "Error: sms balance 1000 is below 1001.\n"
     assert json.loads(result.stdout)["sms"]["available"] == 1000  # the data still goes to stdout
+    assert cli("balance", "--channel", "whatsapp", "--fail-below", "1").exit_code == 3  # asked for by name
+
+
+def test_fail_below_still_watches_a_channel_whose_credits_expired(cli, clock):
+    cli("credits", "topup", "1000", "--channel", "sms")
+    cli("credits", "topup", "5000", "--channel", "whatsapp", "--date", "2026-01-05")
+    clock.move_to(datetime(2027, 1, 6, 12))
+    result = cli("balance", "--fail-below", "1")
+    assert result.exit_code == 3
+    assert result.stderr == "Error: whatsapp balance 0 is below 1.\n"
+
+
+def test_fail_below_with_no_top_up_at_all_checks_every_channel(cli, home):
+    result = cli("balance", "--fail-below", "1", "--json")  # nothing can be sent: the probe says so
+    assert result.exit_code == 3
+    assert result.stderr == "Error: sms balance 0 is below 1; whatsapp balance 0 is below 1.\n"
+    assert not (home / "ledger.db").exists()
+    cli("optout", "add", "+447911123456")  # a ledger, but still no top-up
+    assert (home / "ledger.db").exists()
+    assert cli("balance", "--fail-below", "1").stderr == (
+        "Error: sms balance 0 is below 1; whatsapp balance 0 is below 1.\n"
+    )
 
 
 def test_expired_credits_leave_the_balance_on_their_day(cli, clock):
@@ -228,7 +256,7 @@ def test_history_of_a_fresh_home_is_empty(cli, home):
     result = cli("credits", "history")
     assert (result.exit_code, result.stdout) == (0, "")
     assert "No credit movements yet" in result.stderr
-    assert json.loads(cli("credits", "history", "--json").stdout) == {"movements": []}
+    assert json.loads(cli("credits", "history", "--json").stdout) == {"timezone": "UTC", "movements": []}
     assert not (home / "ledger.db").exists()
 
 

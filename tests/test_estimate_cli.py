@@ -148,8 +148,8 @@ def test_example_campaign(cli):
         cli, EXAMPLES / "recipients.csv", "--region", "GB", "--template", EXAMPLES / "spring.txt",
         "--rates", EXAMPLES / "rates.csv",
     )
-    assert (doc["recipients"], doc["segments"], doc["credits"]) == (30, 35, 55)
-    assert doc["encodings"] == {"GSM-7": 25, "UCS-2": 5}
+    assert (doc["recipients"], doc["segments"], doc["credits"]) == (32, 37, 59)  # "ja" and "oui" rows are consent
+    assert doc["encodings"] == {"GSM-7": 27, "UCS-2": 5}
     assert doc["reasons"]["missing_field"] == 1
 
 

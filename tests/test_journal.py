@@ -151,7 +151,15 @@ def test_the_boot_id_is_the_kernels(tmp_path):
     (tmp_path / "boot_id").write_text("")
     assert read_boot_id(tmp_path / "boot_id") is None
     if journal_module.BOOT_ID_FILE.exists():  # Linux
-        assert AttemptJournal.for_campaign(tmp_path, 3).boot == journal_module.BOOT_ID_FILE.read_text().strip()
+        assert journal_module.boot_id() == journal_module.BOOT_ID_FILE.read_text().strip()
+
+
+def test_every_journal_takes_its_boot_id_from_one_function(tmp_path, monkeypatch):
+    monkeypatch.setattr(journal_module, "boot_id", lambda: "patched-boot")
+    assert AttemptJournal.for_campaign(tmp_path, 3).boot == "patched-boot"
+    monkeypatch.setattr(journal_module, "boot_id", lambda: None)  # macOS, Windows: no journal
+    assert AttemptJournal.for_campaign(tmp_path, 3).boot is None
+
 
 
 def test_open_truncates_and_writes_the_header_owner_only(tmp_path):
@@ -296,7 +304,8 @@ def test_a_provider_that_can_look_up_still_reconciles_what_the_journal_cannot_se
     assert set(provider.accepted.values()) == {1}
 
 
-def test_campaigns_reconcile_recovers_with_the_journal_and_counts_only_the_unknown(ledger):
+def test_campaigns_reconcile_recovers_with_the_journal_and_counts_only_the_unknown(ledger, monkeypatch):
+    monkeypatch.setattr(journal_module, "boot_id", lambda: BOOT)  # reconcile_campaign asks the machine
     campaign, rows = crashed_campaign(ledger)
     path = journal_path(ledger.path.parent, campaign.id)
     write_journal(path, attempt_record(rows[0].id, 0))

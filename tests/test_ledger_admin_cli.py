@@ -135,3 +135,75 @@ def test_the_engine_journal_lives_in_the_home_for_a_server_ledger(server, tmp_pa
 
     with server.open() as ledger:
         assert ledger.path is None and _ledger_home(ledger) == server._dir
+
+
+# --------------------------------------------- what the reliability issue built, on a server (issue 10 item 7)
+
+
+def test_a_copied_ledger_keeps_its_identity_so_the_home_can_switch_to_it(cli, home, server):
+    assert cli("credits", "topup", "1000", "--channel", "sms").exit_code == 0
+    with SqliteLedger.open(home / "ledger.db") as ledger:
+        ledger_id = ledger.meta("ledger_id")
+    assert cli("ledger", "copy", "--to", server.url).exit_code == 0
+    topup = cli("--ledger", server.url, "credits", "topup", "1500", "--channel", "sms")
+    assert topup.exit_code == 0, topup.stderr
+    with server.open() as target:
+        assert target.meta("ledger_id") == ledger_id
+    record = json.loads((home / "ledger.id").read_text())
+    assert record["ledger_id"] == ledger_id and record["movements"] == 2  # the mark follows the server's commits
+    check = cli("--ledger", server.url, "ledger", "check", "--json")
+    assert check.exit_code == 0, check.stdout + check.stderr
+    report = json.loads(check.stdout)
+    assert report["ok"] and report["ledger"].startswith("postgresql://") and report["high_water"]["movements"] == 2
+
+
+def test_another_servers_ledger_is_refused_by_writing_commands(cli, home, server):
+    assert cli("credits", "topup", "1000", "--channel", "sms").exit_code == 0  # the home's own ledger: a file
+    result = cli("--ledger", server.url, "credits", "topup", "1500", "--channel", "sms")
+    assert result.exit_code == 1
+    assert "is missing, but this home shows earlier work" in result.stderr and "bug" not in result.stderr
+    with server.open() as other:  # a perfectly good ledger, just not this home's
+        other.topup("sms", 10)
+    result = cli("--ledger", server.url, "credits", "topup", "1500", "--channel", "sms")
+    assert result.exit_code == 1
+    assert "is not the ledger this home has been using" in result.stderr
+    assert "(the ledger was replaced)" in result.stderr
+    check = cli("--ledger", server.url, "ledger", "check")
+    assert check.exit_code == 1
+    with server.open() as other:
+        assert other.balance("sms")["sms"].total == 10  # nothing was written
+
+
+def test_backup_and_restore_of_a_server_ledger_point_at_the_servers_tools(cli, home, server, tmp_path):
+    assert cli("--ledger", server.url, "credits", "topup", "1000", "--channel", "sms").exit_code == 0
+    result = cli("--ledger", server.url, "ledger", "backup", tmp_path / "b.db")
+    assert result.exit_code == 2
+    assert "is on a PostgreSQL server: back it up with the server's own tools" in result.stderr
+    assert "pg_dump" in result.stderr and not (tmp_path / "b.db").exists()
+    (tmp_path / "b.db").write_bytes(b"x")
+    result = cli("--ledger", server.url, "ledger", "restore", tmp_path / "b.db", "--yes")
+    assert result.exit_code == 2
+    assert "restore it with the server's own tools" in result.stderr and "pg_restore" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("balance",), ("credits", "topup", "1000", "--channel", "sms"), ("ledger", "check"), ("ledger", "migrate"),
+     ("ledger", "adopt", "--yes")],
+)
+def test_a_server_that_is_down_is_a_clear_error(cli, command):
+    result = cli("--ledger", "postgresql://bulk@127.0.0.1:1/test?connect_timeout=2", *command)
+    assert result.exit_code == 1, result.stdout + result.stderr
+    assert result.stderr.startswith("Error: cannot reach the ledger at postgresql://bulk@127.0.0.1:1/test")
+    assert "Check that the server is up" in result.stderr and "bug" not in result.stderr
+
+
+def test_hints_repeat_the_ledger_flag_but_never_a_password(cli, tmp_path):
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    result = cli("--ledger", url, "credits", "history")
+    assert f"bulksend --ledger {url} credits topup" in result.stdout + result.stderr
+    secret = "postgresql://bulk:s3cr3t@127.0.0.1:1/test?connect_timeout=2"
+    from bulksend.cli import AppState
+
+    assert AppState(ledger_option=secret).invocation.ledger is None
+    assert AppState(ledger_option=url).invocation.command("balance") == f"bulksend --ledger {url} balance"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -48,10 +49,40 @@ MESSAGE_SID = "SM" + "fedcba9876543210" * 2
 # -- a real local HTTP server -----------------------------------------------------------------------------------
 
 
+class SettlingHTTPServer(HTTPServer):
+    """A pytest-httpserver whose ``clear()`` first waits for the requests still being answered.
+
+    A test whose client gave up early (a read timeout, a dropped connection) leaves its handler running;
+    its request is logged when the handler returns. Shared by a module, the server would put that entry
+    in the log of whichever test runs next (random order makes that any test), so clearing between tests
+    waits for it.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_flight = 0
+        self._idle = threading.Condition()
+
+    def application(self, request: Request) -> Response:
+        with self._idle:
+            self._in_flight += 1
+        try:
+            return super().application(request)
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def clear(self) -> None:
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout=30)
+        super().clear()
+
+
 @contextmanager
 def fake_api_server() -> Iterator[HTTPServer]:
     """A threaded pytest-httpserver, so that a handler that sleeps past a timeout blocks no other test."""
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server = SettlingHTTPServer(host="127.0.0.1", port=0, threaded=True)
     server.start()
     try:
         yield server
@@ -90,7 +121,7 @@ def respond_after(seconds: float, response: Response) -> Callable[[Request], Res
     return handler
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture  # one server per test: a handler still sleeping from the last test cannot log into this one
 def fake_api_module() -> Iterator[HTTPServer]:
     with fake_api_server() as server:
         yield server

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fake_twilio import AUTH_TOKEN, FakeTwilio, twilio_config
-from sendhelpers import ledger_rows, mobile, write_campaign, write_recipients
+from sendhelpers import states, ledger_rows, mobile, write_campaign, write_recipients
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def test_without_a_terminal_send_needs_yes_and_touches_nothing(funded, home, tmp
     result = funded("send", campaign)
     assert result.exit_code == 2
     assert "not on a terminal" in result.stderr and "--yes" in result.stderr
-    assert json.loads(funded("campaigns", "list", "--json").stdout) == []
+    assert json.loads(funded("campaigns", "list", "--json").stdout) == {"campaigns": []}
     assert outbox_lines(home, "spring") == []
 
 
@@ -81,7 +81,7 @@ def test_send_json_has_the_fixed_fields(funded, tmp_path):
     assert result.exit_code == 0
     doc = json.loads(result.stdout)
     assert {k: doc[k] for k in ("campaign", "state", "counts", "credits_debited", "credits_refunded")} == {
-        "campaign": "spring", "state": "done", "counts": {"sent": 4}, "credits_debited": 4, "credits_refunded": 0,
+        "campaign": "spring", "state": "done", "counts": states({"sent": 4}), "credits_debited": 4, "credits_refunded": 0,
     }
     assert doc["stopped"] == "done" and doc["run"]["sent"] == 4 and doc["exit_code"] == 0
     assert result.stderr == ""  # --quiet: no progress lines
@@ -115,7 +115,11 @@ def test_a_campaign_file_with_an_unknown_key_is_refused(funded, tmp_path):
     ("line", "message"),
     [
         ('rate = "fast"', "rate (messages per second) must be a whole number or a number, not 'fast'"),
-        ("max_attempts = 0", "max_attempts (attempts before a retryable failure is final) must be at least 1"),
+        ("max_attempts = 0", "max_attempts (attempts before a retryable failure is final) must be a whole number from 1 to 100, not 0"),
+        ("rate = nan", "rate (messages per second) must be a number from 0 to 100,000, not nan"),
+        ("concurrency = 100000000000", "concurrency (requests in flight) must be a whole number from 1 to 1,000"),
+        ("max_segments = 1000", "max_segments (the longest message, in SMS segments) must be a whole number from 1 to 255"),
+        ('sender = ""', "sender (the sender, overriding the profile's) is empty"),
         ("smart_encoding = 1", "smart_encoding (replace look-alike characters with GSM ones) must be true or false"),
         ("concurrency = true", "concurrency (requests in flight) must be a whole number, not True"),
     ],
@@ -174,7 +178,7 @@ def test_a_template_parameter_column_must_be_in_the_message(funded, tmp_path):
     result = funded("send", campaign, "--yes")
     assert result.exit_code == 2
     assert "template parameter column 'code' is not a merge field of the message (it uses {name})" in result.stderr
-    assert json.loads(funded("campaigns", "list", "--json").stdout) == []
+    assert json.loads(funded("campaigns", "list", "--json").stdout) == {"campaigns": []}
 
 
 # --- rehearsals and canaries ------------------------------------------------------------------------------
@@ -193,7 +197,7 @@ def test_dry_run_writes_what_would_be_sent_and_changes_nothing(funded, home, tmp
         "campaign": "spring", "to": numbers[0], "channel": "sms", "encoding": "GSM-7", "units": 1, "credits": 1,
         "row": 1, "text": "Hi R0",
     }
-    assert json.loads(funded("campaigns", "list", "--json").stdout) == []
+    assert json.loads(funded("campaigns", "list", "--json").stdout) == {"campaigns": []}
     assert balance(funded)["available"] == 1000 and balance(funded)["held"] == 0
     assert outbox_lines(home, "spring") == []
     limited = funded("send", campaign, "--dry-run", "--limit", "2", "--json")
@@ -209,7 +213,7 @@ def test_limit_sends_a_canary_and_the_next_run_resumes(funded, home, tmp_path):
     assert sorted(line["to"] for line in outbox_lines(home, "spring")) == sorted(numbers[:3])  # the first 3 rows
     assert balance(funded)["held"] == 0  # the hold is released between runs
     rest = funded("send", campaign, "--yes", "--json")
-    assert json.loads(rest.stdout)["counts"] == {"sent": 10}
+    assert json.loads(rest.stdout)["counts"] == states({"sent": 10})
     assert sorted(line["to"] for line in outbox_lines(home, "spring")) == sorted(numbers)
 
 
@@ -221,7 +225,7 @@ def test_running_a_finished_campaign_again_says_so_and_exits_0(funded, home, tmp
     assert again.stdout.splitlines()[0] == "Campaign 'spring' is done: nothing left to send."
     assert len(outbox_lines(home, "spring")) == 3
     as_json = json.loads(funded("send", campaign, "--yes", "--json").stdout)
-    assert (as_json["state"], as_json["found"], as_json["counts"]) == ("done", "done", {"sent": 3})
+    assert (as_json["state"], as_json["found"], as_json["counts"]) == ("done", "done", states({"sent": 3}))
 
 
 def test_different_recipients_or_message_under_the_same_name_are_refused(funded, home, tmp_path):
@@ -253,7 +257,7 @@ def test_not_enough_credits_exits_3_before_anything_happens(funded, home, tmp_pa
     assert result.exit_code == 3
     assert "campaign 'big' needs 1,500 sms credits but 1,000 are available: 500 short" in result.stderr
     assert "credits topup" in result.stderr
-    assert json.loads(funded("campaigns", "list", "--json").stdout) == []
+    assert json.loads(funded("campaigns", "list", "--json").stdout) == {"campaigns": []}
     assert outbox_lines(home, "big") == []
 
 
@@ -271,7 +275,7 @@ def test_numbers_on_the_opt_out_list_are_never_sent(funded, home, tmp_path):
     assert funded("optout", "add", numbers[2]).exit_code == 0  # opted out after the campaign was queued
     result = funded("send", campaign, "--yes", "--json")
     doc = json.loads(result.stdout)
-    assert doc["counts"] == {"sent": 3, "failed": 1} and doc["failures"] == {"suppressed": 1}
+    assert doc["counts"] == states({"sent": 3, "failed": 1}) and doc["failures"] == {"suppressed": 1}
     assert result.exit_code == 4
     assert numbers[2] not in [line["to"] for line in outbox_lines(home, "spring")]
 
@@ -314,7 +318,7 @@ def test_failures_and_provider_opt_outs_finish_with_exit_4(funded, twilio_home, 
         result = funded("send", campaign, "--yes", "--json")
     doc = json.loads(result.stdout)
     assert result.exit_code == 4
-    assert doc["counts"] == {"sent": 3, "failed": 2}
+    assert doc["counts"] == states({"sent": 3, "failed": 2})
     assert doc["failures"] == {"21211": 1, "21610": 1}
     assert doc["next"] == "bulksend campaigns show spring"
     optouts = json.loads(funded("optout", "list", "--json").stdout)
@@ -341,8 +345,8 @@ def test_send_one_sends_with_the_same_accounting(funded, home):
     result = funded("send-one", "07400 000123", "--message", "Your {table} is ready", "--region", "GB")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith("Sent to +447400000123 (sms via outbox, id outbox-1): 1 segment, 1 credits.")
-    [campaign] = json.loads(funded("campaigns", "list", "--json").stdout)
-    assert campaign["campaign"].startswith("send-one-") and campaign["counts"] == {"sent": 1}
+    [campaign] = json.loads(funded("campaigns", "list", "--json").stdout)["campaigns"]
+    assert campaign["campaign"].startswith("send-one-") and campaign["counts"] == states({"sent": 1})
     assert campaign["attestation"] == "person-to-person message (send-one)"
     [line] = outbox_lines(home, campaign["campaign"])
     assert line["text"] == "Your {table} is ready"  # sent as written: braces are not merge fields
@@ -364,7 +368,7 @@ def test_send_one_checks_the_number_and_the_opt_out_list(funded):
     assert funded("optout", "add", mobile(7)).exit_code == 0
     opted_out = funded("send-one", mobile(7), "--message", "hi")
     assert opted_out.exit_code == 2 and "suppressed" in opted_out.stderr
-    assert json.loads(funded("campaigns", "list", "--json").stdout) == []
+    assert json.loads(funded("campaigns", "list", "--json").stdout) == {"campaigns": []}
 
 
 def test_send_one_reports_a_provider_failure(funded, twilio_home):
@@ -387,7 +391,7 @@ def test_python_dash_m_bulksend_send_works(home, tmp_path):
     done = subprocess.run([sys.executable, "-m", "bulksend", "send", str(campaign), "--yes", "--json"], env=env,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["counts"] == {"sent": 2}
+    assert json.loads(done.stdout)["counts"] == states({"sent": 2})
 
 
 @pytest.mark.parametrize("command", [["send"], ["send-one"], ["campaigns", "list"], ["campaigns", "show"],

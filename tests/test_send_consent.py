@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sendhelpers import states
+
 ROWS = """\
 phone,country,consent,name
 07400 100001,GB,yes,Ann
@@ -37,10 +39,10 @@ def test_send_messages_only_the_consented_once_each(cli, home, tmp_path: Path):
         ("+447400100003", "Hi Cy"),
         ("+447400100007", "Hi Gus"),
     ]
-    assert doc["counts"] == {"sent": 3} and doc["credits_debited"] == 3
+    assert doc["counts"] == states({"sent": 3}) and doc["credits_debited"] == 3
 
     again = cli("send", tmp_path / "c.toml", "--yes", "--json")
-    assert again.exit_code == 0 and json.loads(again.stdout)["counts"] == {"sent": 3}
+    assert again.exit_code == 0 and json.loads(again.stdout)["counts"] == states({"sent": 3})
     assert len((home / "outbox" / "consent.jsonl").read_text().splitlines()) == 3  # the rerun sent nothing
     assert cli("credits", "audit").exit_code == 0
 

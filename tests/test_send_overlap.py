@@ -16,7 +16,7 @@ import time
 import pytest
 
 from fake_twilio import AUTH_TOKEN, FakeTwilio, twilio_config
-from sendhelpers import ledger_rows, write_campaign
+from sendhelpers import states, ledger_rows, write_campaign
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,7 @@ def test_a_second_run_of_the_same_campaign_exits_5_at_once_and_ctrl_c_exits_130(
         assert first.returncode == 130, err
         summary = json.loads(out)
         assert summary["stopped"] == "interrupted" and summary["state"] == "open"
-        assert set(summary["counts"]) == {"sent", "queued"}  # nothing left in flight, nothing lost
+        assert {s for s, n in summary["counts"].items() if n} == {"sent", "queued"}  # nothing left in flight, nothing lost
         assert summary["counts"]["sent"] == len(twilio.accepted)
         balance = json.loads(subprocess.run([*BULKSEND, "balance", "--json"], env=env, capture_output=True,
                                             text=True).stdout)["sms"]
@@ -69,7 +69,7 @@ def test_a_second_run_of_the_same_campaign_exits_5_at_once_and_ctrl_c_exits_130(
         rest = subprocess.run([*send, "--json", "--concurrency", "16"], env=env, capture_output=True, text=True,
                               timeout=60)
         assert rest.returncode == 0, rest.stderr
-        assert json.loads(rest.stdout)["counts"] == {"sent": 300}
+        assert json.loads(rest.stdout)["counts"] == states({"sent": 300})
     assert sorted(twilio.accepted_counts()) == sorted(numbers)
     assert max(twilio.accepted_counts().values()) == 1
 

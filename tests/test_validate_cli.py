@@ -263,10 +263,10 @@ def test_example_campaign_list(cli):
         "invalid_number": 3,
         "not_mobile": 7,
         "no_consent": 4,
-        "bad_consent_value": 3,
+        "bad_consent_value": 1,  # "ja" and "oui" are consent (issue 8 item 6); "maybe" is not
         "duplicate": 2,
     }
-    assert doc["valid"] == 31
+    assert doc["valid"] == 33
 
 
 def test_python_dash_m_runs_the_cli(tmp_path):
@@ -278,4 +278,4 @@ def test_python_dash_m_runs_the_cli(tmp_path):
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["valid"] == 31
+    assert json.loads(result.stdout)["valid"] == 33

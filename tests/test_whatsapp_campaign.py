@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from sendhelpers import states
+
 RECIPIENTS = (
     "first_name,code,phone,whatsapp_consent\n"
     "Ann,SPRING10,+447400000001,yes\n"
@@ -46,7 +48,7 @@ def test_a_template_campaign_from_the_whatsapp_table(cli, home, campaign_dir):
     result = cli("send", campaign_dir / "campaign.toml", "--yes", "--json")
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert doc["counts"] == {"sent": 2}
+    assert doc["counts"] == states({"sent": 2})
     assert doc["credits_debited"] == 2 + 4  # GB marketing, then the * marketing row for FR
     lines = sorted(outbox(home, "spring-wa"), key=lambda line: line["to"])
     assert [(line["to"], line["params"]) for line in lines] == [

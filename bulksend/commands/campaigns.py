@@ -42,10 +42,10 @@ def list_(ctx: typer.Context, json_output: JsonOutput = False) -> None:
 
     statuses = list_campaigns(ctx.obj.config())
     if json_output:
-        output.emit_json([s.as_json() for s in statuses])
+        output.emit_json({"campaigns": [s.as_json() for s in statuses]})
         return
     if not statuses:
-        _line("No campaigns yet. Start one with: bulksend send CAMPAIGN.toml")
+        _line(f"No campaigns yet. To start one, see: {ctx.obj.invocation.help('send')}")
         return
     header = ("id", "name", "state", "via", "sent", "failed", "unknown", "queued", "credits", "started")
     rows = [header]
@@ -83,6 +83,8 @@ def show(ctx: typer.Context, campaign: CampaignId, json_output: JsonOutput = Fal
     _line(f"  {c.channel} via {c.provider}, started {c.created_at}")
     if status.settings.get("source"):
         _line(f"  from {status.settings['source']}")
+    if status.settings.get("sender"):
+        _line(f"  sender: {status.settings['sender']}")
     if c.attestation:
         _line(f"  consent attested: {c.attestation}")
     _line(f"  {status.total:,} messages: {_counts(status)}")
@@ -157,7 +159,7 @@ def cancel(ctx: typer.Context, campaign: CampaignId, json_output: JsonOutput = F
           "credits released.")
     _line(f"  {_counts(status)}")
     if status.counts.get("unknown"):
-        _line(f"Next: bulksend campaigns reconcile {c.name}   ({status.counts['unknown']:,} outcomes unknown)")
+        _line(f"Next: {status.hints.reconcile(c.name)}   ({status.counts['unknown']:,} outcomes unknown)")
 
 
 @app.command("reconcile")
@@ -186,34 +188,15 @@ def reconcile(
     from bulksend.campaign import reconcile as run_reconcile
 
     report = run_reconcile(ctx.obj.config(), campaign, assume=assume)
-    result = report.result
     status = report.status
     if json_output:
         doc = status.as_json()
-        doc["reconciled"] = {
-            "looked_up": result.looked_up,
-            "found": result.found,
-            "not_found": result.not_found,
-            "cannot_tell": result.undecided,
-            "requeued": result.requeued,
-            "failed": result.failed,
-            "recovered": report.recovered,
-        }
+        doc["reconciled"] = report.as_json()
         output.emit_json(doc)
     else:
-        c = status.campaign
         if report.recovered:
             _line(f"{report.recovered:,} messages left in flight by an interrupted run are now unknown.")
-        if not result.looked_up:
-            _line(f"Campaign {c.name!r}: no message with an unknown outcome.")
-        else:
-            how = "looked up" if report.can_lookup else "decided"
-            _line(
-                f"Campaign {c.name!r}: {result.looked_up:,} {how}: {result.found:,} sent, {result.not_found:,} "
-                f"not found (queued again: {result.requeued:,}), {result.undecided:,} the provider cannot tell"
-                + (f", {result.failed:,} failed" if result.failed else "")
-                + "."
-            )
+        _line(report.summary())
         _line(f"  {_counts(status)}")
         if status.counts.get("unknown"):
             _line(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import typer
+from typer.core import TyperCommand
 
 from bulksend.commands.options import Channel, JsonOutput
 
@@ -22,7 +24,20 @@ def _line(text: str) -> None:
     output.stdout().print(text, markup=False, highlight=False)
 
 
-@app.command("topup")
+class _TakesNegativeNumbers(TyperCommand):
+    """Lets ``-5`` reach the command as a number (Click would read it as an unknown option ``-5``).
+
+    Unknown options are let through only when a negative number is among the arguments, so that a
+    mistyped option elsewhere is still reported as "No such option".
+    """
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        if any(re.fullmatch(r"-\d+", arg) for arg in args):
+            ctx.ignore_unknown_options = True
+        return super().parse_args(ctx, args)
+
+
+@app.command("topup", cls=_TakesNegativeNumbers)
 def topup(
     ctx: typer.Context,
     amount: Annotated[int, typer.Argument(metavar="N", help="Credits bought (a whole number).", show_default=False)],
@@ -83,14 +98,18 @@ def history(
 ) -> None:
     """List every credit movement, newest first: top-ups, debits, refunds, holds, releases, expiries.
 
+    Dates are days in the ledger's own time zone (--json: "timezone").
+
     Example: bulksend credits history --channel whatsapp --since 2026-01-01
     """
     from bulksend import credits, output
 
-    movements = credits.history(ctx.obj.config(), channel, credits.parse_date(since, "--since") if since else None)
+    config = ctx.obj.config()
+    movements = credits.history(config, channel, credits.parse_date(since, "--since") if since else None)
     if json_output:
         output.emit_json(
             {
+                "timezone": credits.ledger_zone(config),  # the zone every "date" below is a day in
                 "movements": [
                     {
                         "id": m.id,
@@ -112,7 +131,10 @@ def history(
         )
         return
     if not movements:
-        output.note("No credit movements yet. Record a purchase with: bulksend credits topup N --channel sms")
+        config = ctx.obj.config()
+        first = (channel or "sms").strip().lower()
+        hint = config.invocation.topup(credits.minimum_topup(config, first), first)
+        output.note(f"No credit movements yet. Record a purchase (the smallest allowed) with: {hint}")
         return
     for m in movements:
         shown = f"{m.change:+d}" if m.kind not in ("hold", "release") else str(m.amount)

@@ -56,5 +56,6 @@ def estimate(
     )
     plan = read_plan(message=message, template=template, rates=rates, max_segments=max_segments or 10,
                      smart_encoding=smart_encoding, category=category)
-    result = run_estimate(ctx.obj.config(), csv_path, options, plan, details=details, examples=not json_output)
-    show_estimate(result, json_output=json_output, argv_path=csv_path)
+    result = run_estimate(ctx.obj.config(), csv_path, options, plan, details=details, examples=not json_output,
+                          inputs=(template, rates))
+    show_estimate(result, json_output=json_output, argv_path=csv_path, hints=ctx.obj.invocation, values=ctx.params)

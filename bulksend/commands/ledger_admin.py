@@ -1,4 +1,6 @@
-"""``bulksend ledger migrate`` and ``bulksend ledger copy``: bring a ledger's schema up to date, move it to a server."""
+"""``bulksend ledger migrate`` and ``bulksend ledger copy``: bring a ledger's schema up to date, move it to a server.
+
+Mounted on the ``ledger`` group of commands/ledger.py."""
 
 from __future__ import annotations
 
@@ -51,10 +53,3 @@ def copy(
     print(f"Copied the ledger at {source} to {target}; the audit passes on both sides.")
     print(f'To use it: set [ledger] url = "{target}" in config.toml (or BULKSEND_LEDGER_URL).')
 
-
-def temporary_group() -> typer.Typer:
-    """``ledger`` with these two commands, until they are mounted on the group of commands/ledger.py."""
-    group = typer.Typer(help="The ledger itself: migrate its schema, copy it to a server.", no_args_is_help=True)
-    group.command("migrate")(migrate)
-    group.command("copy")(copy)
-    return group

@@ -30,6 +30,7 @@ def login(
     stdin: Annotated[
         bool, typer.Option("--stdin", help="Read the secret from the first line of stdin instead of a prompt.")
     ] = False,
+    json_output: JsonOutput = False,
 ) -> None:
     """Store a profile's secret (auth token, API secret) in the system keyring.
 
@@ -55,21 +56,28 @@ def login(
         raise InputError("no secret given; nothing was stored.")
     env_vars = credentials.env_vars_for(profile, cls)
     credentials.store_secret(profile.name, secret, env_vars=env_vars)
-    output.note(f"Stored the secret for {profile.name!r} in the system keyring.")
     source = credentials.secret_source(profile, cls)
-    if source.startswith("env "):
-        output.warn(f"{source[4:]} is set in this environment and takes precedence over the keyring.")
+    overridden_by = source[4:] if source.startswith("env ") else None
+    if json_output:
+        output.emit_json({"profile": profile.name, "stored": True, "overridden_by": overridden_by})
+        return
+    output.note(f"Stored the secret for {profile.name!r} in the system keyring.")
+    if overridden_by:
+        output.warn(f"{overridden_by} is set in this environment and takes precedence over the keyring.")
 
 
 @app.command("logout")
-def logout(ctx: typer.Context, name: ProfileName) -> None:
+def logout(ctx: typer.Context, name: ProfileName, json_output: JsonOutput = False) -> None:
     """Remove a profile's secret from the system keyring.
 
     Example: bulksend provider logout twilio
     """
     from bulksend import credentials, output
 
-    if credentials.delete_secret(name):
+    removed = credentials.delete_secret(name)
+    if json_output:
+        output.emit_json({"profile": name, "removed": removed})
+    elif removed:
         output.note(f"Removed the secret for {name!r} from the system keyring.")
     else:
         output.note(f"No secret for {name!r} was stored in the system keyring.")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 from bulksend import output
@@ -11,6 +10,23 @@ from bulksend.csvfile import delimiter_name
 
 def _plural(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+_WHY = {"first": "first", "longest": "longest", "ucs2": "UCS-2"}
+
+
+def preview_lines(previews) -> list[str]:
+    """The rendered messages people will read (up to three), each under a line saying what it is."""
+    if not previews:
+        return []
+    lines = ["Messages as they will be read:"]
+    for p in previews:
+        size = _plural(p.segments, "message" if p.encoding == "whatsapp" else "segment")
+        encoding = "" if p.encoding == "whatsapp" else f"{p.encoding} · "
+        why = ", ".join(_WHY[w] for w in p.why)
+        lines.append(f"  row {p.row} ({why}) · {p.e164} · {encoding}{size} · {_plural(p.credits, 'credit')}")
+        lines.extend(f"    {text}" for text in p.text.splitlines() or [""])
+    return lines
 
 
 def _source_line(report) -> str:
@@ -36,11 +52,13 @@ def _show_rejects(out, report) -> None:
         grid.add_row(code, f"{count:,}")
     out.print(grid)
     if report.examples:
+        from bulksend.schema import clip
+
         out.print()
         out.print("Examples:", style="bold")
         for code in reasons:
             for r in report.examples.get(code, []):
-                out.print(Text(f"  row {r.row:<6} {code:<18} {r.value!r}: {r.detail}"))
+                out.print(Text(f"  row {r.row:<6} {code:<18} {clip(repr(r.value))}: {clip(r.detail, 120)}"))
 
 
 def _country_table(report):
@@ -65,7 +83,12 @@ def _warnings(report) -> None:
         output.note(f"No consent column: consent assumed for every row ({table.options.assume_consent!r}).")
 
 
-def show_validation(report, *, json_output: bool, argv_path: Path) -> None:
+def show_validation(report, *, json_output: bool, argv_path: Path, hints=None, values=None) -> None:
+    """``hints`` (an Invocation) and ``values`` (the command's options) build the next commands."""
+    from bulksend.hints import Invocation
+
+    hints = hints or Invocation()
+    values = values or {}
     _warnings(report)
     if json_output:
         output.emit_json(report.as_json())
@@ -91,15 +114,18 @@ def show_validation(report, *, json_output: bool, argv_path: Path) -> None:
     if written:
         out.print("\nWrote " + ", ".join(written) + ".", markup=False)
     out.print()
-    path = shlex.quote(str(argv_path))
     if table.rejected and report.rejects_written is None:
-        out.print(f"Next: list every reject with  bulksend validate {path} --rejects rejects.csv", markup=False)
-    out.print(f"Next: price a message with  bulksend estimate {path} --template message.txt", markup=False)
+        out.print(f"Next: list every reject with  {hints.validate_rejects(argv_path, values)}", markup=False)
+    out.print(f"Next: price a message with  {hints.estimate(argv_path, values)}", markup=False)
 
 
-def show_estimate(estimate, *, json_output: bool, argv_path: Path) -> None:
+def show_estimate(estimate, *, json_output: bool, argv_path: Path, hints=None, values=None) -> None:
     from rich.table import Table
 
+    from bulksend.hints import Invocation
+
+    hints = hints or Invocation()
+    values = values or {}
     report = estimate.report
     _warnings(report)
     if json_output:
@@ -126,6 +152,10 @@ def show_estimate(estimate, *, json_output: bool, argv_path: Path) -> None:
             split.add_row(f"{_plural(segments, 'segment')}", f"{count:,}")
         out.print()
         out.print(split)
+    if report.previews:
+        out.print()
+        for text in preview_lines(report.previews):
+            out.print(text, markup=False, highlight=False)
     if estimate.most_expensive:
         costly = Table(title="Most expensive rows", title_justify="left", show_edge=False, pad_edge=False)
         for column in ("row", "number", unit, "credits"):
@@ -153,4 +183,12 @@ def show_estimate(estimate, *, json_output: bool, argv_path: Path) -> None:
             )
     if estimate.details_written is not None:
         out.print(f"Wrote details: {_plural(estimate.details_written, 'row')}.", markup=False)
-    out.print(f"Next: send it with  bulksend send {shlex.quote(str(argv_path))} … (see bulksend send --help)", markup=False)
+    if estimate.channel == "whatsapp":
+        # A bare CSV cannot carry the approved template that business-initiated WhatsApp messages need.
+        out.print(
+            "Next: name the approved template in a campaign file ([whatsapp] template = …; see docs/sending.md), "
+            f"then send that file; see  {hints.help('send')}",
+            markup=False,
+        )
+    else:
+        out.print(f"Next: send it with  {hints.send(argv_path, values)}", markup=False)

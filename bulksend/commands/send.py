@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -74,6 +76,13 @@ def send(
     allow_landline: opt.AllowLandline = False,
     encoding: opt.Encoding = None,
     delimiter: opt.Delimiter = None,
+    service_window: Annotated[
+        bool,
+        typer.Option(
+            "--service-window",
+            help="WhatsApp: every recipient wrote to you in the last 24 hours, so free-form text may be sent.",
+        ),
+    ] = False,
     quiet: Quiet = False,
     json_output: opt.JsonOutput = False,
 ) -> None:
@@ -94,14 +103,15 @@ def send(
         "max_segments": max_segments, "smart_encoding": smart_encoding, "rates": rates,
         "phone_column": phone_column, "consent_column": consent_column, "assume_consent": assume_consent,
         "region": region, "countries": countries, "allow_landline": allow_landline, "encoding": encoding,
-        "delimiter": delimiter,
+        "delimiter": delimiter, "service_window": service_window,
     }
     config = ctx.obj.config()
     spec = build_spec(path, flags, run)
     with _interrupts_exit_130():
         with prepare_send(config, spec, limit=limit, dry_run=dry_run) as prepared:
             if dry_run:
-                _finish_dry_run(prepared, path, json_output=json_output)
+                to_send = ctx.obj.invocation.send(path, ctx.params, yes=True)  # the same options, for real
+                _finish_dry_run(prepared, path, json_output=json_output, next_command=to_send)
                 return
             _show_plan(prepared, quiet=quiet and yes)
             if prepared.status in ("done", "cancelled"):
@@ -211,6 +221,10 @@ def _show_plan(prepared: "Prepared", *, quiet: bool) -> None:
             reasons = ", ".join(f"{code} {n:,}" for code, n in table.reasons().items())
             line += f"; {table.rejected:,} rows rejected ({reasons})"
         output.note(line)
+        from bulksend.commands.render import preview_lines
+
+        for text in preview_lines(table_previews(est)):
+            output.note(text)
     else:
         unknown = prepared.counts.get("unknown", 0) + prepared.counts.get("sending", 0)
         done = prepared.counts.get("sent", 0) + prepared.counts.get("delivered", 0) + prepared.counts.get(
@@ -229,6 +243,11 @@ def _show_plan(prepared: "Prepared", *, quiet: bool) -> None:
     )
     if prepared.limit is not None:
         output.note(f"Canary: only {min(prepared.limit, prepared.messages):,} messages will be sent now.")
+
+
+def table_previews(estimate) -> list:
+    """The messages previewed for a new campaign (none when resuming: the list is not read again)."""
+    return estimate.report.previews if estimate is not None else []
 
 
 def _confirm(prepared: "Prepared", yes: bool) -> None:
@@ -251,34 +270,36 @@ def _execute(prepared: "Prepared", *, quiet: bool) -> "SendReport":
 
 
 class SendProgress:
-    """Progress on stderr: a live rich display on a terminal, else one line per committed batch."""
+    """Progress on stderr: a live rich line on a terminal (count and ETA kept at any width), else one
+    timestamped plain line at most every ``interval`` seconds of ``clock`` (a cron log, not a flood)."""
 
-    def __init__(self, name: str, total: int, *, quiet: bool) -> None:
+    def __init__(
+        self,
+        name: str,
+        total: int,
+        *,
+        quiet: bool,
+        clock: Callable[[], float] = time.time,
+        interval: float | None = None,
+    ) -> None:
         from bulksend import output
+        from bulksend.commands.progress import LOG_INTERVAL, Throttle
 
         self.name = name
         self.total = total
         self.quiet = quiet
+        self.clock = clock
         self.live = not quiet and output.stderr().is_terminal
+        self._throttle = Throttle(LOG_INTERVAL if interval is None else interval, clock)
         self._progress = None
         self._task = None
 
     def __enter__(self) -> "SendProgress":
         if self.live:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
             from bulksend import output
+            from bulksend.commands.progress import make_progress
 
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[detail]}"),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                console=output.stderr(),
-                transient=False,
-            )
+            self._progress = make_progress(output.stderr())
             self._progress.start()
             self._task = self._progress.add_task(self.name, total=self.total or None, detail="starting…")
         return self
@@ -296,19 +317,29 @@ class SendProgress:
         parts.append(f"{stats.credits:,} credits")
         return " · ".join(parts)
 
+    def remaining(self, stats: "RunStats") -> float | None:
+        """Seconds left at the run's rate of work (None until there is a rate)."""
+        done = stats.finished
+        if stats.per_second > 0 and self.total > done:
+            return (self.total - done) / stats.per_second
+        return None
+
     def __call__(self, stats: "RunStats") -> None:
         if self.quiet:
             return
         if self._progress is not None:
-            self._progress.update(self._task, completed=stats.finished, detail=self.detail(stats))
+            self._progress.update(
+                self._task, completed=stats.finished, detail=self.detail(stats), eta=self.remaining(stats)
+            )
+            return
+        if not self._throttle.ready():
             return
         from bulksend import output
 
-        done = stats.finished
-        eta = ""
-        if stats.per_second > 0 and self.total > done:
-            eta = f" · ETA {_duration((self.total - done) / stats.per_second)}"
-        output.note(f"{self.name}: {done:,}/{self.total:,} · {self.detail(stats)}{eta}")
+        left = self.remaining(stats)
+        eta = f" · ETA {_duration(left)}" if left is not None else ""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock()))
+        output.note(f"{stamp} {self.name}: {stats.finished:,}/{self.total:,} · {self.detail(stats)}{eta}")
 
 
 def _duration(seconds: float) -> str:
@@ -322,9 +353,7 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def _finish_dry_run(prepared: "Prepared", path: Path, *, json_output: bool) -> None:
-    import shlex
-
+def _finish_dry_run(prepared: "Prepared", path: Path, *, json_output: bool, next_command: str) -> None:
     from bulksend import output
     from bulksend.campaign import dry_run
 
@@ -335,7 +364,8 @@ def _finish_dry_run(prepared: "Prepared", path: Path, *, json_output: bool) -> N
     _show_plan(prepared, quiet=json_output)
     result: DryRunReport = dry_run(prepared)
     if json_output:
-        output.emit_json(result.as_json())
+        examples = [p.as_json() for p in table_previews(prepared.estimate)]
+        output.emit_json({**result.as_json(), "examples": examples, "next": next_command})
         return
     out = output.stdout()
     out.print(
@@ -350,7 +380,7 @@ def _finish_dry_run(prepared: "Prepared", path: Path, *, json_output: bool) -> N
         out.print(f"{result.unknown:,} messages with an unknown outcome would be looked up first.", markup=False)
     out.print(f"Wrote every message to {result.path}", markup=False)
     out.print("Nothing was sent, nothing was debited, and the ledger is unchanged.", markup=False)
-    out.print(f"To send it: bulksend send {shlex.quote(str(path))} --yes", markup=False)
+    out.print(f"To send it: {next_command}", markup=False)
 
 
 def _finish(report: "SendReport", *, json_output: bool, path: Path | None = None) -> None:
@@ -396,7 +426,10 @@ def render_summary(report: "SendReport") -> None:
             this_run += f", {stats.retried:,} retries"
         if stats.found or stats.not_found:
             this_run += f", {stats.found:,} unknown found sent, {stats.not_found:,} not found"
-        this_run += f" in {_duration(stats.elapsed)} ({stats.per_second:,.0f} requests/s)"
+        this_run += f" in {_duration(stats.elapsed)}"
+        if stats.waited >= 1:
+            this_run += f", {_duration(stats.waited)} of it waiting to look up or retry"
+        this_run += f" ({stats.per_second:,.0f} requests/s)"
         line(this_run)
         if result.reason is StopReason.FATAL and result.fatal is not None:
             line(f"Stopped: the provider refused with {result.fatal.code}: {result.fatal.text}. "

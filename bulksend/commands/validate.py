@@ -51,4 +51,4 @@ def validate(
     report = run_validation(
         ctx.obj.config(), csv_path, options, rejects=rejects, clean=clean, examples=not json_output
     )
-    show_validation(report, json_output=json_output, argv_path=csv_path)
+    show_validation(report, json_output=json_output, argv_path=csv_path, hints=ctx.obj.invocation, values=ctx.params)

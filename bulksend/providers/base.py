@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -97,6 +98,19 @@ class Provider(ABC):
     secret_env: ClassVar[str | None] = None
     can_lookup: ClassVar[bool] = False
 
+    @classmethod
+    def secret_env_vars(cls, profile: Profile) -> tuple[str, ...]:
+        """The provider's own environment variables that may hold this profile's secret, in order."""
+        return (cls.secret_env,) if cls.secret_env else ()
+
+    @classmethod
+    def settings_from_env(cls, profile: Profile, environ: Mapping[str, str]) -> dict[str, str]:
+        """Settings the profile lacks that the provider's usual environment variables supply: {key: variable}.
+
+        Only identifiers (an account or key id), never the secret. None by default.
+        """
+        return {}
+
     def __init__(self, profile: Profile, secret: str | None, home: Path) -> None:
         self.profile = profile
         self.secret = secret
@@ -117,6 +131,9 @@ class Provider(ABC):
     @abstractmethod
     def check(self) -> str:
         """A harmless live call proving the profile works; returns a one-line summary or raises ConfigError."""
+
+    def interrupt(self) -> None:
+        """Cut the requests in flight short (the run is stopping); called from another thread. Optional."""
 
     def close(self) -> None:
         """Release pooled connections and open files."""

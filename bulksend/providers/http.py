@@ -289,7 +289,9 @@ class HttpGatewayProvider(Provider):
         if isinstance(session_auth, http_common.StaticAuth):
             scrubbed.append(session_auth.header_value.split(" ", 1)[1])
         self._scrub = http_common.Scrubber(scrubbed)
-        self._session = http_common.make_session(http_common.pool_size(profile), session_auth)
+        self._session = http_common.make_session(
+            http_common.pool_size(profile), session_auth, deadline=http_common.deadline(profile)
+        )
 
     # -- reading the profile ---------------------------------------------------------------------------------
 
@@ -595,6 +597,9 @@ class HttpGatewayProvider(Provider):
                 raise ProviderError(f"gateway check: GET {where} answered without {'.'.join(self.check_path)}.")
             summary += f"; {'.'.join(self.check_path)} = {self._scrub(_form_text(value))}"
         return summary
+
+    def interrupt(self) -> None:
+        self._session.interrupt()
 
     def close(self) -> None:
         self._session.close()

@@ -1,9 +1,18 @@
-"""What every HTTP adapter shares: a pooled session, Retry-After parsing, transport-error classes, secret scrubbing."""
+"""What every HTTP adapter shares: a pooled, bounded session, Retry-After parsing, transport-error classes, scrubbing.
+
+Every request through :func:`make_session`'s session has a whole-request deadline (connect, send, headers and
+body together, not per read) and reads at most :data:`MAX_RESPONSE_BYTES` of body; a watchdog thread cuts a
+request off at its deadline, or at once when the run stops (:meth:`BoundedSession.interrupt`).
+"""
 
 from __future__ import annotations
 
 import base64
+import math
 import re
+import socket
+import threading
+import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -12,18 +21,27 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from requests.exceptions import InvalidSchema, InvalidURL, MissingSchema
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError, ProxyError
 from urllib3.exceptions import SSLError as Urllib3SSLError
 
 from bulksend import __version__
 from bulksend.errors import ConfigError
 from bulksend.providers.base import Outcome, OutcomeKind, Profile
+from bulksend.safetext import MAX_TEXT, printable, scrub_url
 
 USER_AGENT = f"bulksend/{__version__}"
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 30.0
 DEFAULT_CONCURRENCY = 16
-MAX_TEXT = 500  # longest provider text kept in an Outcome
+#: Seconds a whole request may take, connect to last byte of the body (profile key ``deadline``), and its bounds.
+DEFAULT_DEADLINE = 30.0
+DEADLINE_RANGE = (0.1, 600.0)
+#: The most of a response body that is read: provider answers are a few hundred bytes; more is not an answer.
+MAX_RESPONSE_BYTES = 1024 * 1024
+_CHUNK = 64 * 1024
+#: How often the watchdog tries again to cut a request that had no socket yet (still connecting).
+_RECHECK = 0.05
 
 
 class StaticAuth(AuthBase):
@@ -53,18 +71,256 @@ class StaticAuth(AuthBase):
         return f"<{type(self).__name__} ***>"
 
 
-def make_session(pool_size: int, auth: AuthBase | None = None) -> requests.Session:
+class DeadlineExceeded(requests.RequestException):
+    """A request that did not complete (connect, send, whole answer) within its deadline."""
+
+
+class RequestInterrupted(requests.RequestException):
+    """A request cut short because the run is stopping (Ctrl-C, SIGTERM)."""
+
+
+class _Ticket:
+    """One request in flight: its deadline, the connection it uses, and whether the watchdog cut it."""
+
+    __slots__ = ("deadline", "conn", "reason", "cut")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.conn = None  # the urllib3 connection, while this request holds it
+        self.reason: str | None = None  # "deadline" or "interrupted", once the watchdog acted
+        self.cut = False  # its socket was shut down
+
+
+_current = threading.local()  # the ticket of the request this thread is making
+
+
+class _Watchdog:
+    """One thread per session that shuts down the socket of a request past its deadline (or of every one, on stop).
+
+    Shutting the socket down wakes the worker blocked in recv/send at once, whatever the server drips; the
+    worker's request then fails and :meth:`BoundedSession.request` reports why. The per-request cost is a lock
+    and a set insert; the thread sleeps until the earliest deadline.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._tickets: set[_Ticket] = set()
+        self._thread: threading.Thread | None = None
+        self._wake_at = math.inf
+        self._closed = False
+
+    def start(self, seconds: float) -> _Ticket:
+        ticket = _Ticket(time.monotonic() + seconds)
+        with self._cond:
+            self._tickets.add(ticket)
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(target=self._run, name="bulksend-deadline", daemon=True)
+                self._thread.start()
+            if ticket.deadline < self._wake_at:
+                self._cond.notify()
+        _current.ticket = ticket
+        return ticket
+
+    def finish(self, ticket: _Ticket) -> None:
+        with self._cond:
+            self._tickets.discard(ticket)
+            ticket.conn = None
+        _current.ticket = None
+
+    def attach(self, conn) -> None:
+        ticket = getattr(_current, "ticket", None)
+        if ticket is not None:
+            with self._cond:
+                ticket.conn = conn
+                if ticket.reason is not None:
+                    self._cut(ticket)
+
+    def detach(self, conn) -> None:
+        ticket = getattr(_current, "ticket", None)
+        if ticket is not None and conn is not None:
+            with self._cond:
+                if ticket.conn is conn:
+                    ticket.conn = None  # back in the pool: another request may use it now
+
+    def interrupt(self) -> None:
+        with self._cond:
+            for ticket in self._tickets:
+                if ticket.reason is None:
+                    ticket.reason = "interrupted"
+                self._cut(ticket)
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+    @staticmethod
+    def _cut(ticket: _Ticket) -> None:
+        """Shut the request's socket down (called with the lock held); False while it has none yet."""
+        sock = getattr(ticket.conn, "sock", None)
+        if sock is None or ticket.cut:
+            return
+        try:
+            # socket.socket's own shutdown, also for an SSLSocket: its override would drop the SSL object
+            # under the worker's feet; a plain shutdown makes the worker's read fail cleanly.
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:
+            pass
+        ticket.cut = True
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._closed:
+                now = time.monotonic()
+                wake = math.inf
+                for ticket in self._tickets:
+                    if ticket.reason is None and ticket.deadline <= now:
+                        ticket.reason = "deadline"
+                    if ticket.reason is not None:
+                        self._cut(ticket)
+                        if not ticket.cut:
+                            wake = min(wake, now + _RECHECK)  # still connecting: try again shortly
+                    else:
+                        wake = min(wake, ticket.deadline)
+                self._wake_at = wake
+                self._cond.wait(None if wake == math.inf else max(0.0, wake - now))
+
+
+class _TrackedPool(HTTPConnectionPool):
+    """A pool that tells the watchdog which connection the current request holds."""
+
+    watchdog: _Watchdog
+
+    def _get_conn(self, timeout=None):
+        conn = super()._get_conn(timeout)
+        self.watchdog.attach(conn)
+        return conn
+
+    def _put_conn(self, conn) -> None:
+        self.watchdog.detach(conn)
+        super()._put_conn(conn)
+
+
+class _TrackedHTTPSPool(HTTPSConnectionPool, _TrackedPool):
+    pass
+
+
+class _BoundedAdapter(HTTPAdapter):
+    """requests' adapter, with pools whose connections the watchdog can reach."""
+
+    def __init__(self, watchdog: _Watchdog, **kwargs) -> None:
+        self._pools = {
+            "http": type("TrackedHTTPPool", (_TrackedPool,), {"watchdog": watchdog}),
+            "https": type("TrackedHTTPSPool", (_TrackedHTTPSPool,), {"watchdog": watchdog}),
+        }
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = self._pools
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = self._pools
+        return manager
+
+
+class BoundedSession(requests.Session):
+    """A session whose every request ends by its deadline and reads at most ``max_body`` bytes of answer.
+
+    A complete answer is read into the response (``.content``, ``.json()`` work as usual). A longer one is
+    not read at all: ``body_over_cap`` is set and ``.content`` is empty, so the adapter classifies it from the
+    status code alone. A request past its deadline raises :class:`DeadlineExceeded`; one cut short by
+    :meth:`interrupt`, :class:`RequestInterrupted` — unless it never connected (then the usual connect error).
+    """
+
+    def __init__(self, deadline: float = DEFAULT_DEADLINE, max_body: int = MAX_RESPONSE_BYTES) -> None:
+        super().__init__()
+        self.deadline = deadline
+        self.max_body = max_body
+        self._watchdog = _Watchdog()
+
+    def request(self, method, url, *args, **kwargs) -> requests.Response:
+        kwargs["stream"] = True
+        ticket = self._watchdog.start(self.deadline)
+        response = None
+        try:
+            response = super().request(method, url, *args, **kwargs)
+            _read_body(response, self.max_body, ticket)
+        except requests.RequestException as exc:
+            if ticket.reason is not None and not (
+                isinstance(exc, requests.ConnectionError) and _never_connected(exc)
+            ):
+                raise self._overrun(ticket) from None
+            raise
+        except Exception:
+            if ticket.reason is not None:  # whatever the cut socket made the libraries raise
+                raise self._overrun(ticket) from None
+            raise
+        finally:
+            self._watchdog.finish(ticket)
+        if ticket.reason is not None:  # cut, even if what came before the cut looked complete
+            response._content_consumed = False
+            response.close()
+            raise self._overrun(ticket)
+        response.close()  # read to the end (or given up on): release or drop the connection
+        return response
+
+    def _overrun(self, ticket: _Ticket) -> requests.RequestException:
+        if ticket.reason == "interrupted":
+            return RequestInterrupted("the run stopped while the request was in flight")
+        return DeadlineExceeded(f"no complete answer within {self.deadline:g}s")
+
+    def interrupt(self) -> None:
+        """Cut every request in flight short now (the run is stopping)."""
+        self._watchdog.interrupt()
+
+    def close(self) -> None:
+        self._watchdog.close()
+        super().close()
+
+
+def _read_body(response: requests.Response, limit: int, ticket: _Ticket) -> None:
+    """Read the answer into ``response`` chunk by chunk, giving up past ``limit`` bytes or when cut."""
+    body = bytearray()
+    over = False
+    for chunk in response.iter_content(_CHUNK):
+        body += chunk
+        if len(body) > limit:
+            over = True
+            break
+        if ticket.reason is not None:
+            break
+    response.body_over_cap = over
+    response.body_bytes_read = len(body)
+    if over:
+        response._content = b""
+        response._content_consumed = False  # so that close() drops the connection with the unread rest
+    else:
+        response._content = bytes(body)
+        response._content_consumed = True
+
+
+def make_session(
+    pool_size: int, auth: AuthBase | None = None, *, deadline: float = DEFAULT_DEADLINE
+) -> BoundedSession:
     """A session whose pool keeps ``pool_size`` connections alive per host, and that never retries by itself.
 
     Retrying is the engine's decision (DESIGN.md, "Providers"): urllib3 retrying a POST behind our back could
     send a message twice. Setting ``auth`` on the session also keeps requests from reading ~/.netrc.
+    Every request ends within ``deadline`` seconds and reads at most :data:`MAX_RESPONSE_BYTES` of body.
     """
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, pool_size), max_retries=0, pool_block=False)
+    session = BoundedSession(deadline)
+    adapter = _BoundedAdapter(
+        session._watchdog, pool_connections=4, pool_maxsize=max(1, pool_size), max_retries=0, pool_block=False
+    )
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.headers["User-Agent"] = USER_AGENT
     session.headers["Accept"] = "application/json"
+    # An answer is small; a compressed one could inflate far past what was read off the wire.
+    session.headers["Accept-Encoding"] = "identity"
     session.auth = auth
     return session
 
@@ -81,6 +337,23 @@ def timeouts(profile: Profile, default_read: float = DEFAULT_READ_TIMEOUT) -> tu
     return connect, read
 
 
+def deadline(profile: Profile) -> float:
+    """Seconds a whole request may take, from the profile's ``deadline`` key (default 30, 0.1 to 600)."""
+    low, high = DEADLINE_RANGE
+    value = profile.get("deadline", DEFAULT_DEADLINE)
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if isinstance(value, bool) or not low <= seconds <= high:  # NaN fails every comparison
+        raise ConfigError(
+            f"provider profile {profile.name!r}: deadline must be a number of seconds from {low:g} to {high:g}, "
+            f"not {value!r}.",
+            hint=f"Set deadline under [providers.{profile.name}] in config.toml (default {DEFAULT_DEADLINE:g}).",
+        )
+    return seconds
+
+
 def pool_size(profile: Profile) -> int:
     """Connections to keep alive: the profile's ``concurrency`` (requests in flight), default 16."""
     try:
@@ -90,35 +363,40 @@ def pool_size(profile: Profile) -> int:
     return max(1, size)
 
 
+#: No Retry-After is taken at more than this (a day; the engine caps every retry at the same).
+MAX_RETRY_AFTER = 86400.0
+
+
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     """Seconds to wait from a Retry-After header: delay-seconds or an HTTP date (RFC 9110 §10.2.3).
 
-    A date in the past gives 0; anything unparseable gives None (the engine then uses its own backoff).
+    A date in the past gives 0; a huge number or a far date gives :data:`MAX_RETRY_AFTER`; anything else
+    (negative, garbage, not finite) gives None (the engine then uses its own backoff).
     """
     if value is None:
         return None
     value = value.strip()
-    if not value:
+    if not value or len(value) > 100:
         return None
     if re.fullmatch(r"\d+(\.\d+)?", value):
-        return float(value)
+        seconds = float(value)  # a 30-digit number is a float too (1e29), never an error
+        return min(seconds, MAX_RETRY_AFTER) if math.isfinite(seconds) else MAX_RETRY_AFTER
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when is None:
         return None
     if when.tzinfo is None:  # HTTP dates are GMT
         when = when.replace(tzinfo=timezone.utc)
     now = now or datetime.now(timezone.utc)
-    return max(0.0, (when - now).total_seconds())
+    return min(MAX_RETRY_AFTER, max(0.0, (when - now).total_seconds()))
 
 
 class Scrubber:
     """Removes secrets from any text an adapter passes on (provider messages, transport errors, URLs)."""
 
     _AUTH_HEADER = re.compile(r"\b(Basic|Bearer|Token)\s+[A-Za-z0-9+/=._~-]{8,}", re.IGNORECASE)
-    _URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/\s@]+@", re.IGNORECASE)
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
         # Longest first, so that a secret containing another is removed whole.
@@ -130,16 +408,15 @@ class Scrubber:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         text = self._AUTH_HEADER.sub(lambda m: f"{m.group(1)} ***", text)
-        text = self._URL_USERINFO.sub(lambda m: f"{m.group('scheme')}***@", text)
-        return text
+        return scrub_url(text)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} secrets={len(self._secrets)}>"
 
 
 def short(text: str, limit: int = MAX_TEXT) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """Provider text on one line, without control characters or escape sequences, cut to ``limit``."""
+    return printable(text, limit) or ""
 
 
 def _root_cause(exc: BaseException) -> BaseException:
@@ -194,6 +471,18 @@ def _never_connected(exc: requests.ConnectionError) -> bool:
 def classify_transport_error(exc: requests.RequestException, scrub: Scrubber, read_timeout: float) -> Outcome:
     """The outcome of a request that got no HTTP response: not sent (retryable) or maybe sent (ambiguous)."""
     detail = describe(exc, scrub)
+    if isinstance(exc, DeadlineExceeded):
+        return Outcome(
+            OutcomeKind.AMBIGUOUS,
+            code="deadline_exceeded",
+            text=f"{exc}; the provider may have accepted it",
+        )
+    if isinstance(exc, RequestInterrupted):
+        return Outcome(
+            OutcomeKind.AMBIGUOUS,
+            code="interrupted",
+            text="the run stopped before the answer came; the provider may have accepted it",
+        )
     if isinstance(exc, requests.ConnectTimeout):
         return Outcome(OutcomeKind.RETRYABLE, code="connect_timeout", text=f"connect timeout ({detail}); not sent")
     if isinstance(exc, requests.ReadTimeout):
@@ -225,8 +514,11 @@ def json_body(response: requests.Response):
 
 
 def body_excerpt(response: requests.Response, limit: int = 200) -> str:
+    if getattr(response, "body_over_cap", False):
+        return f"HTTP {response.status_code} with a body over {MAX_RESPONSE_BYTES:,} bytes (not read)"
     text = response.text if response.content else ""
-    return short(text, limit) if text else f"HTTP {response.status_code} with an empty body"
+    text = short(text, limit) if text else ""
+    return text or f"HTTP {response.status_code} with an empty body"
 
 
 def classify_http_status(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from bulksend.errors import ConfigError
+from bulksend.private import open_private
 from bulksend.providers.base import Delivery, LookupResult, Outcome, OutcomeKind, Provider, register
 
 DEFAULT_DIR = "outbox"
@@ -64,8 +65,8 @@ class OutboxProvider(Provider):
     def _fd(self, path: Path) -> int:
         fd = self._fds.get(path)
         if fd is None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            # Phone numbers and message text: owner-only, like the ledger.
+            fd = open_private(path, os.O_WRONLY | os.O_APPEND, root=self.home)
             size = os.fstat(fd).st_size
             if size:
                 with open(path, "rb") as existing:

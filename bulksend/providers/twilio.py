@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
@@ -12,9 +13,14 @@ import requests
 
 from bulksend.errors import ConfigError, ProviderError
 from bulksend.providers import http_common
-from bulksend.providers.base import Delivery, LookupResult, Outcome, OutcomeKind, Provider, register
+from bulksend.providers.base import Delivery, LookupResult, Outcome, OutcomeKind, Profile, Provider, register
 
 DEFAULT_BASE_URL = "https://api.twilio.com"
+# The environment variables twilio-cli and Twilio's SDKs read (https://www.twilio.com/docs/twilio-cli/general-usage).
+ACCOUNT_SID_ENV = "TWILIO_ACCOUNT_SID"
+AUTH_TOKEN_ENV = "TWILIO_AUTH_TOKEN"
+API_KEY_ENV = "TWILIO_API_KEY"
+API_SECRET_ENV = "TWILIO_API_SECRET"
 ERROR_DOCS = "https://www.twilio.com/docs/api/errors/{code}"
 
 RETRYABLE, PERMANENT, OPTED_OUT, FATAL = (
@@ -54,7 +60,7 @@ TWILIO_ERRORS: dict[int, tuple[OutcomeKind, str]] = {
     30007: (PERMANENT, "message filtered by the carrier"),
     30008: (PERMANENT, "unknown delivery error"),
     63003: (PERMANENT, "the channel could not find the 'To' address"),
-    63016: (PERMANENT, "outside the WhatsApp 24-hour window: use a template (ContentSid)"),
+    63016: (PERMANENT, "outside the WhatsApp 24-hour window: send a Content template (content_sid in the campaign file)"),
     # Nothing will work until the account or profile is fixed: stop the run, keep the rest queued.
     10001: (FATAL, "the account is not active"),
     20003: (FATAL, "authentication failed"),
@@ -78,6 +84,17 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
+def _listed_time(value: Any) -> datetime | None:
+    """A listed message's RFC 2822 date in UTC, or None when it is missing or unreadable."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return _utc(moment) if moment is not None else None
+
+
 class _Undecidable(Exception):
     """Twilio's records could not be read to the end: the lookup cannot tell."""
 
@@ -87,8 +104,10 @@ class TwilioProvider(Provider):
     """Sends through Twilio's Messages API: form-encoded POSTs with HTTP basic auth.
 
     Profile settings:
-        account_sid: the account (AC…); the URL's account and, without an API key, the user name.
-        api_key_sid: an API key (SK…) to authenticate with instead; the secret is then the key's secret.
+        account_sid: the account (AC…); the URL's account and, without an API key, the user name
+            (else ``TWILIO_ACCOUNT_SID``).
+        api_key_sid: an API key (SK…) to authenticate with instead; the secret is then the key's secret
+            (else ``TWILIO_API_KEY`` when ``TWILIO_API_SECRET`` is set too).
         sender: the From number or alphanumeric ID; ``whatsapp_sender`` overrides it on WhatsApp.
         messaging_service_sid: a Messaging Service (MG…), instead of or besides a sender.
         status_callback: a URL Twilio posts delivery reports to.
@@ -96,7 +115,7 @@ class TwilioProvider(Provider):
         base_url: default https://api.twilio.com (a regional edge, a proxy, a test server).
         concurrency: requests in flight, sizes the connection pool (default 16).
         timeout, connect_timeout: seconds to wait for an answer (30) and for a connection (5).
-    The secret is the auth token (``TWILIO_AUTH_TOKEN``), or the API key's secret.
+    The secret is the auth token (``TWILIO_AUTH_TOKEN``), or the API key's secret (``TWILIO_API_SECRET``).
     """
 
     type_name: ClassVar[str] = "twilio"
@@ -104,14 +123,41 @@ class TwilioProvider(Provider):
     default_rate: ClassVar[float] = 10.0
     max_body: ClassVar[int] = 1600
     needs_secret: ClassVar[bool] = True
-    secret_env: ClassVar[str | None] = "TWILIO_AUTH_TOKEN"
+    secret_env: ClassVar[str | None] = AUTH_TOKEN_ENV
     can_lookup: ClassVar[bool] = True
+
+    @classmethod
+    def settings_from_env(cls, profile: Profile, environ: Mapping[str, str]) -> dict[str, str]:
+        """As twilio-cli: ``TWILIO_ACCOUNT_SID``, and an API key (``TWILIO_API_KEY`` with ``TWILIO_API_SECRET``),
+        for what the profile does not set itself. An API key in the environment wins over an auth token."""
+        found = {}
+        if not profile.get("account_sid") and environ.get(ACCOUNT_SID_ENV, "").strip():
+            found["account_sid"] = ACCOUNT_SID_ENV
+        if (
+            not profile.get("api_key_sid")
+            and environ.get(API_KEY_ENV, "").strip()
+            and environ.get(API_SECRET_ENV, "").strip()
+        ):
+            found["api_key_sid"] = API_KEY_ENV
+        return found
+
+    @classmethod
+    def secret_env_vars(cls, profile: Profile) -> tuple[str, ...]:
+        """An API key's secret is ``TWILIO_API_SECRET``; the account's auth token is ``TWILIO_AUTH_TOKEN``."""
+        return (API_SECRET_ENV,) if profile.get("api_key_sid") else (AUTH_TOKEN_ENV,)
 
     def __init__(self, profile, secret, home) -> None:
         super().__init__(profile, secret, home)
         if not secret:
             raise ConfigError(f"provider profile {profile.name!r} has no secret.")
-        self.account_sid = str(profile.require("account_sid")).strip()
+        account_sid = profile.get("account_sid")
+        if account_sid in (None, ""):
+            raise ConfigError(
+                f"provider profile {profile.name!r} needs 'account_sid'.",
+                hint=f'Add account_sid = "AC…" under [providers.{profile.name}] in config.toml, '
+                f"or set {ACCOUNT_SID_ENV} in the environment.",
+            )
+        self.account_sid = str(account_sid).strip()
         if not self.account_sid.isalnum():
             raise ConfigError(f"provider profile {profile.name!r}: account_sid {self.account_sid!r} is not a SID.")
         self.sender = profile.get("sender")
@@ -135,7 +181,9 @@ class TwilioProvider(Provider):
         username = str(profile.get("api_key_sid") or self.account_sid)
         auth = http_common.StaticAuth.basic(username, secret)
         self._scrub = http_common.Scrubber([secret, auth.header_value.split(" ", 1)[1]])
-        self._session = http_common.make_session(http_common.pool_size(profile), auth)
+        self._session = http_common.make_session(
+            http_common.pool_size(profile), auth, deadline=http_common.deadline(profile)
+        )
 
     # -- sending ---------------------------------------------------------------------------------------------
 
@@ -234,50 +282,77 @@ class TwilioProvider(Provider):
         """Find the message in Twilio's log: same To, same body, created since ``sent_after`` (less clock skew).
 
         First with the ``DateSent>`` filter; then, because a message still in Twilio's queue has no date_sent
-        yet and that filter cannot see it, through every message to the number. Any error: cannot tell.
+        yet and that filter cannot see it, through every message to the number. "Not found" only when every
+        listed message was read and each one certainly is another message; a listed message lacking a field
+        the match needs (to, direction, body, date_created, sid), or any error, makes it "cannot tell".
         """
         since = _utc(sent_after) - CLOCK_SKEW
         to = self.address(delivery.to, delivery.channel)
         body = None if (delivery.params.get("content_sid") or self.content_sid) else delivery.text
         try:
             date_filter = {"DateSent>": (since - timedelta(days=1)).date().isoformat()}
-            sid = self._search(to, body, since, date_filter)
+            sid, doubtful = self._search(to, body, since, date_filter)
             if sid is None:
-                sid = self._search(to, body, since, {})
+                sid, doubtful_again = self._search(to, body, since, {})
+                doubtful = doubtful or doubtful_again
         except (_Undecidable, requests.RequestException, ValueError):
             return LookupResult.CANNOT_TELL, None
-        if sid is None:
-            return LookupResult.NOT_FOUND, None
-        return LookupResult.FOUND, sid
+        if sid is not None:
+            return LookupResult.FOUND, sid
+        if doubtful:
+            return LookupResult.CANNOT_TELL, None
+        return LookupResult.NOT_FOUND, None
 
-    def _search(self, to: str, body: str | None, since: datetime, extra: dict[str, str]) -> str | None:
+    def _search(self, to: str, body: str | None, since: datetime, extra: dict[str, str]) -> tuple[str | None, bool]:
+        """(sid of the matching message or None, whether some listed message might have been it)."""
         url: str | None = self._messages_url
         params: dict[str, Any] | None = {"To": to, "PageSize": LOOKUP_PAGE_SIZE, **extra}
+        doubtful = False
         for _page in range(LOOKUP_MAX_PAGES):
             response = self._session.get(url, params=params, timeout=self._timeouts, allow_redirects=False)
             page = http_common.json_body(response)
             if response.status_code != 200 or not isinstance(page, dict) or not isinstance(page.get("messages"), list):
                 raise _Undecidable
             for message in page["messages"]:
-                if isinstance(message, dict) and self._matches(message, to, body, since):
-                    return str(message.get("sid") or "") or None
+                match = self._matches(message, to, body, since)
+                if match is True:
+                    sid = message.get("sid")
+                    if isinstance(sid, str) and sid.strip():
+                        return sid.strip(), doubtful
+                    doubtful = True  # it is ours, but without its sid: record nothing we cannot name
+                elif match is None:
+                    doubtful = True
             next_page = page.get("next_page_uri")
             if not next_page:
-                return None
+                return None, doubtful
+            if not isinstance(next_page, str):
+                raise _Undecidable
             url, params = (next_page if next_page.startswith("http") else f"{self.base_url}{next_page}"), None
         raise _Undecidable  # more pages than we are willing to read
 
     @staticmethod
-    def _matches(message: dict[str, Any], to: str, body: str | None, since: datetime) -> bool:
-        if message.get("to") != to or not str(message.get("direction", "")).startswith("outbound"):
+    def _matches(message: Any, to: str, body: str | None, since: datetime) -> bool | None:
+        """True: this is our message; False: certainly another one; None: it lacks what would tell."""
+        if not isinstance(message, dict):
+            return None
+        listed_to, direction = message.get("to"), message.get("direction")
+        if isinstance(listed_to, str) and listed_to and listed_to != to:
             return False
-        if body is not None and (message.get("body") or "").strip() != body.strip():
+        if isinstance(direction, str) and direction and not direction.startswith("outbound"):
             return False
-        try:
-            created = parsedate_to_datetime(str(message.get("date_created")))
-        except (TypeError, ValueError, IndexError):
-            return True  # no usable date: claiming it was sent is the side that never sends twice
-        return created is None or _utc(created) >= since
+        listed_body = message.get("body")
+        if body is not None and isinstance(listed_body, str) and listed_body.strip() != body.strip():
+            return False
+        created = _listed_time(message.get("date_created"))
+        if created is not None and created < since:
+            return False  # an older message to the same number
+        if not (isinstance(listed_to, str) and listed_to) or not (isinstance(direction, str) and direction):
+            return None
+        if body is not None and not isinstance(listed_body, str):
+            return None
+        if created is None:
+            return None
+        return True
 
     # -- checking --------------------------------------------------------------------------------------------
 
@@ -310,6 +385,9 @@ class TwilioProvider(Provider):
                 hint="Check account_sid and base_url in config.toml.",
             )
         raise ProviderError(f"Twilio balance check failed ({where}: {text}).")
+
+    def interrupt(self) -> None:
+        self._session.interrupt()
 
     def close(self) -> None:
         self._session.close()

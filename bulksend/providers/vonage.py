@@ -108,7 +108,9 @@ class VonageProvider(Provider):
         self._timeouts = http_common.timeouts(profile)
         # The secret travels in a form body and a query string: scrub it as it is and as either encodes it.
         self._scrub = http_common.Scrubber([secret, quote_plus(secret), quote(secret, safe="")])
-        self._session = http_common.make_session(http_common.pool_size(profile))
+        self._session = http_common.make_session(
+            http_common.pool_size(profile), deadline=http_common.deadline(profile)
+        )
 
     # -- sending ---------------------------------------------------------------------------------------------
 
@@ -242,6 +244,9 @@ class VonageProvider(Provider):
                 ),
             )
         raise ProviderError(f"Vonage balance check failed ({where}: {text}).")
+
+    def interrupt(self) -> None:
+        self._session.interrupt()
 
     def close(self) -> None:
         self._session.close()

@@ -273,7 +273,9 @@ class WhatsAppProvider(Provider):
         self._messages_url = f"{self._number_url}/messages"
         self._timeouts = http_common.timeouts(profile)
         self._scrub = http_common.Scrubber([secret])
-        self._session = http_common.make_session(http_common.pool_size(profile), http_common.StaticAuth.bearer(secret))
+        self._session = http_common.make_session(
+            http_common.pool_size(profile), http_common.StaticAuth.bearer(secret), deadline=http_common.deadline(profile)
+        )
 
     # -- sending ---------------------------------------------------------------------------------------------
 
@@ -435,6 +437,9 @@ class WhatsAppProvider(Provider):
         if isinstance(quality, str) and quality.strip():
             summary += f", quality {quality.strip()}"
         return self._scrub(summary) or summary
+
+    def interrupt(self) -> None:
+        self._session.interrupt()
 
     def close(self) -> None:
         self._session.close()

@@ -34,6 +34,9 @@ TABLES: dict[str, tuple[str, ...]] = {
     "optouts": ("e164", "added_at", "reason", "source"),
 }
 
+#: The meta key of the ledger's identity (a uuid4 given when the ledger is created).
+LEDGER_ID = "ledger_id"
+
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 
 
@@ -63,6 +66,8 @@ def scrub_url(url: str) -> str:
             userinfo = userinfo.split(":", 1)[0] + ":***"
         netloc = f"{userinfo}@{host}"
     query = re.sub(r"(?i)(password=)[^&]*", r"\1***", parts.query)
+    if netloc == parts.netloc and query == parts.query and not parts.fragment:
+        return url  # nothing to hide (urlunsplit would also turn sqlite:////abs/path into sqlite://abs/path)
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
@@ -138,6 +143,18 @@ class Store(ABC):
     @abstractmethod
     def integrity_problems(self) -> list[str]:
         """What the database's own check finds wrong (empty when it finds nothing)."""
+
+    @abstractmethod
+    def integrity(self) -> list[str]:
+        """The database's own consistency check for ``ledger check``: what is damaged, or an empty list."""
+
+    @abstractmethod
+    def high_water(self) -> tuple[int, int, int]:
+        """The highest campaign, transmission and movement ids (0 when none)."""
+
+    @abstractmethod
+    def backup(self, target: Path) -> None:
+        """Write a consistent copy of the whole ledger to ``target``, or say how this database is backed up."""
 
     @abstractmethod
     def schema_version(self) -> int: ...

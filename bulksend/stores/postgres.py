@@ -11,13 +11,16 @@ with the password scrubbed; libpq reads ``PGPASSWORD`` and ``~/.pgpass`` itself.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any
 
-from bulksend.errors import ConfigError, LedgerError
-from bulksend.stores.base import TABLES, Store, copy_queries, load_queries, scrub_url
+from pathlib import Path
+
+from bulksend.errors import ConfigError, InputError, LedgerError
+from bulksend.stores.base import LEDGER_ID, TABLES, Store, copy_queries, load_queries, scrub_url
 
 CONNECT_TIMEOUT_SECONDS = 10
 #: Tables whose ids come from an identity column (their sequence follows copied ids).
@@ -70,14 +73,17 @@ class PostgresStore(Store):
     # -- opening -----------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, url: str, *, create: bool = True) -> "PostgresStore | None":
-        """Connect and migrate; with ``create=False``, None when the database holds no ledger yet."""
+    def open(cls, url: str, *, create: bool = True, zone: str | None = None) -> "PostgresStore | None":
+        """Connect and migrate; with ``create=False``, None when the database holds no ledger yet.
+
+        ``zone`` is the calendar's time zone a new ledger records (``[credits] timezone``, else the machine's).
+        """
         store = cls.connect(url)
         try:
             if not create and store.schema_version() == 0:
                 store.close()
                 return None
-            store.migrate()
+            store.migrate(zone=zone)
         except BaseException:
             store.close()
             raise
@@ -103,8 +109,20 @@ class PostgresStore(Store):
             return 0
         return self._run(QUERIES["schema_version"], {}).fetchone()[0]
 
-    def migrate(self) -> int:
-        """Apply the migrations this database lacks, once, however many senders start together."""
+    @classmethod
+    def probe(cls, url: str) -> str:
+        """``present`` when the database holds a ledger, else ``missing`` (connection errors raise LedgerError)."""
+        store = cls.connect(url)
+        try:
+            return "present" if store.schema_version() > 0 else "missing"
+        finally:
+            store.close()
+
+    def migrate(self, *, zone: str | None = None) -> int:
+        """Apply the migrations this database lacks, once, however many senders start together.
+
+        A new ledger gets its identity (``meta.ledger_id``) and records its calendar's zone in the same
+        transaction."""
         files = migrations()
         latest = files[-1][0]
         version = self.schema_version()
@@ -131,6 +149,11 @@ class PostgresStore(Store):
                     self._run(sql, None)
                     self._run("INSERT INTO bulksend_schema (version, name) VALUES (%s, %s)", (number, name))
                     applied += 1
+            if version == 0:  # a new ledger: its identity and its calendar, from the start
+                from bulksend import calendar
+
+                for key, value in ((LEDGER_ID, str(uuid.uuid4())), (calendar.ZONE_KEY, calendar.new_ledger_zone(zone))):
+                    self._run("INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING", (key, value))
         return applied
 
     def close(self) -> None:
@@ -226,6 +249,21 @@ class PostgresStore(Store):
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise LedgerError(f"the ledger at {self.location} failed: {_first_line(exc, self.url)}") from None
 
+    def high_water(self) -> tuple[int, int, int]:
+        return self._run(
+            "SELECT (SELECT COALESCE(MAX(id), 0) FROM campaigns), (SELECT COALESCE(MAX(id), 0) FROM transmissions), "
+            "(SELECT COALESCE(MAX(id), 0) FROM movements)",
+            None,
+        ).fetchone()
+
+    def integrity(self) -> list[str]:
+        """The constraints PostgreSQL keeps itself; what this checks is that the rows the rules lock exist.
+        (Page-level damage is the server's business: amcheck and its own logs.)"""
+        return [p.removeprefix("database integrity: ") for p in self.integrity_problems()]
+
+    def backup(self, target: Path) -> None:
+        raise backup_refusal(self.location)
+
     def integrity_problems(self) -> list[str]:
         pools = {r[0] for r in self._run("SELECT channel FROM credit_pools", None).fetchall()}
         return [] if pools == {"sms", "whatsapp"} else [f"database integrity: credit pools are {sorted(pools)}"]
@@ -248,6 +286,15 @@ class PostgresStore(Store):
                 f"FROM {table}",
                 None,
             )
+
+
+def backup_refusal(location: str) -> InputError:
+    """Why ``ledger backup`` writes no file for a server's ledger, and what to run instead (exit 2)."""
+    return InputError(
+        f"the ledger at {location} is on a PostgreSQL server: back it up with the server's own tools; "
+        "nothing was written.",
+        hint="e.g. pg_dump --format=custom --file=ledger.dump DBNAME (see docs/ledger.md, \"Backup and recovery\").",
+    )
 
 
 def _params(params: dict[str, Any]) -> dict[str, Any]:

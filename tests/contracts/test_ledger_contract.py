@@ -14,7 +14,10 @@ import pytest
 
 from bulksend.errors import InputError, InsufficientCredits, LedgerError
 from bulksend.ledger import (
+    LEDGER_ID,
     TRANSITIONS,
+    HighWater,
+    SqliteLedger,
     Expiring,
     FixedClock,
     Ledger,
@@ -551,12 +554,68 @@ class TestLedgerContract:
 
     def test_meta_facts_are_kept_and_replaced(self, backend):
         ledger = backend.open()
-        assert ledger.meta("timezone") is None
-        ledger.set_meta("timezone", "Europe/Paris")
-        ledger.set_meta("timezone", "Asia/Tokyo")
+        assert ledger.meta("owner") is None
+        ledger.set_meta("owner", "ops")
+        ledger.set_meta("owner", "finance")
         ledger.close()
         with backend.open() as again:
-            assert again.meta("timezone") == "Asia/Tokyo"
+            assert again.meta("owner") == "finance"
+
+    # ------------------------------------------------------------------- identity, calendar, high water
+
+    def test_a_new_ledger_has_an_identity_and_its_calendars_zone_from_the_start(self, backend):
+        with backend.open() as ledger:
+            ledger_id = ledger.meta(LEDGER_ID)
+            assert ledger_id and len(ledger_id) == 36
+            assert ledger.meta("timezone") == "UTC"  # conftest: the machine's zone, pinned
+        with backend.open() as again:  # opening again gives it no new identity
+            assert again.meta(LEDGER_ID) == ledger_id
+
+    def test_today_is_the_day_in_the_ledgers_zone_not_the_clocks(self, backend, clock):
+        clock.move_to(datetime(2026, 11, 24, 14, 0))  # already the 25th in Sydney (UTC+11)
+        with backend.open() as ledger:
+            ledger.set_meta("timezone", "Australia/Sydney")
+        with backend.open() as ledger:
+            assert ledger.topup("sms", 1000).lot.purchased_on == date(2026, 11, 25)
+            assert ledger.calendar().zone == "Australia/Sydney"
+
+    def test_a_ledger_without_a_zone_records_one_on_its_first_write(self, backend):
+        backend.open().close()
+        backend.raw("DELETE FROM meta WHERE key = 'timezone'")
+        with backend.open() as ledger:
+            ledger.balance()  # a read records nothing
+            assert ledger.meta("timezone") is None
+            ledger.topup("sms", 10)
+            assert ledger.meta("timezone") == "UTC"
+
+    def test_the_high_water_mark_and_the_commit_hook_follow_commits(self, ledger):
+        assert ledger.high_water() == HighWater(0, 0, 0)
+        commits = []
+        ledger.on_commit = lambda: commits.append(ledger.high_water())
+        ledger.topup("sms", 1000)
+        c = campaign(ledger, rows=3)
+        with pytest.raises(InsufficientCredits):
+            ledger.hold(c.id, "sms", 5000)  # rolled back: no commit to report
+        assert commits == [HighWater(0, 0, 1), HighWater(1, 0, 1), HighWater(1, 3, 1)]
+        assert ledger.high_water().behind(HighWater(2, 3, 9)) == [
+            "campaigns up to #1 (the home has seen #2)", "credit movements up to #1 (the home has seen #9)",
+        ]
+
+    def test_a_sound_ledger_passes_its_integrity_check(self, ledger):
+        ledger.topup("sms", 1000)
+        assert ledger.integrity() == []
+
+    def test_a_backup_is_a_file_or_the_servers_own_tools(self, ledger, backend, tmp_path):
+        ledger.topup("sms", 1000)
+        target = tmp_path / "copy.db"
+        if backend.name == "sqlite":
+            ledger.backup(target)
+            with SqliteLedger.open(target, create=False) as copy:
+                assert copy.meta(LEDGER_ID) == ledger.meta(LEDGER_ID) and copy.balance()["sms"].total == 1000
+        else:
+            with pytest.raises(InputError, match="back it up with the server's own tools") as raised:
+                ledger.backup(target)
+            assert "pg_dump" in raised.value.hint and not target.exists()
 
     # -------------------------------------------------------------------------------- the state machine
 
