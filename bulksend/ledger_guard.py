@@ -255,18 +255,8 @@ def open_for_write(config: "Config", *, create: bool = True) -> Ledger | None:
     """
     home, path = config.home, ledgers.location(config)
     record, record_problem = read_record(home)
-    state = ledgers.probe(config)
+    state = refuse_fresh_start(config, record, record_problem)
     if state != "present":
-        evidence = earlier_work(home, record, record_problem)
-        wal = None if ledgers.server_url(config) else Path(f"{ledgers.ledger_file(config)}-wal")
-        if wal is not None and wal.exists():  # SQLite would replay another database's log onto a new file
-            evidence.append(f"a left-over {wal.name} file")
-        if evidence:
-            raise LedgerError(
-                f"{path} is {state_words(state)}, but this home shows earlier work: {'; '.join(evidence)}. "
-                "A new ledger here could send those campaigns again; nothing was done.",
-                hint=RESTORE_HINT,
-            )
         if not create:
             return None
     ledger = ledgers.open_ledger(config)
@@ -283,6 +273,27 @@ def open_for_write(config: "Config", *, create: bool = True) -> Ledger | None:
         ledger.close()
         raise
     return ledger
+
+
+def refuse_fresh_start(config: "Config", record: HomeRecord | None = None, record_problem: str | None = None) -> str:
+    """The ledger's state (``ledgers.probe``); LedgerError when it is missing or empty while the home shows
+    earlier work (a new ledger there could send those campaigns again)."""
+    if record is None and record_problem is None:
+        record, record_problem = read_record(config.home)
+    home, path = config.home, ledgers.location(config)
+    state = ledgers.probe(config)
+    if state != "present":
+        evidence = earlier_work(home, record, record_problem)
+        wal = None if ledgers.server_url(config) else Path(f"{ledgers.ledger_file(config)}-wal")
+        if wal is not None and wal.exists():  # SQLite would replay another database's log onto a new file
+            evidence.append(f"a left-over {wal.name} file")
+        if evidence:
+            raise LedgerError(
+                f"{path} is {state_words(state)}, but this home shows earlier work: {'; '.join(evidence)}. "
+                "A new ledger here could send those campaigns again; nothing was done.",
+                hint=RESTORE_HINT,
+            )
+    return state
 
 
 def open_for_read(config: "Config") -> Ledger | None:

@@ -207,3 +207,12 @@ def test_hints_repeat_the_ledger_flag_but_never_a_password(cli, tmp_path):
 
     assert AppState(ledger_option=secret).invocation.ledger is None
     assert AppState(ledger_option=url).invocation.command("balance") == f"bulksend --ledger {url} balance"
+
+
+def test_migrate_never_starts_a_new_ledger_over_earlier_work(cli, home):
+    assert cli("credits", "topup", "1000", "--channel", "sms").exit_code == 0
+    (home / "ledger.db").unlink()
+    result = cli("ledger", "migrate")
+    assert result.exit_code == 1
+    assert "ledger.db is missing, but this home shows earlier work: the record ledger.id" in result.stderr
+    assert not (home / "ledger.db").exists()

@@ -18,8 +18,11 @@ def migrate(ctx: typer.Context, json_output: JsonOutput = False) -> None:
     after an upgrade. Example: bulksend --ledger postgresql://db.internal/bulksend ledger migrate
     """
     from bulksend.ledger import migrate as run_migrate
+    from bulksend.ledger_guard import refuse_fresh_start
 
-    result = run_migrate(ctx.obj.config())
+    config = ctx.obj.config()
+    refuse_fresh_start(config)  # a new ledger in a home that shows earlier work could send it all again
+    result = run_migrate(config)
     if json_output:
         from bulksend.output import emit_json
 
