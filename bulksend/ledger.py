@@ -339,7 +339,8 @@ def _transmission(row: Sequence | None) -> Transmission | None:
 
 
 class Clock(Protocol):
-    """Where the ledger reads the time: the current instant (aware) and today's date."""
+    """Where the ledger reads the time: the current instant (aware). The ledger dates it in its own zone
+    (``Ledger._today_and_now``); ``today`` is the clock's own date, for callers without a ledger."""
 
     def now(self) -> datetime: ...
     def today(self) -> date: ...
