@@ -80,10 +80,12 @@ class Invocation:
     """
 
     home: str | None = None
+    ledger: str | None = None  # --ledger URL, when given as a flag (a URL with a password is never repeated)
 
     def command(self, *words: str | int | PathLike) -> str:
-        """``bulksend [--home H] WORDS…``, shell-quoted."""
+        """``bulksend [--home H] [--ledger URL] WORDS…``, shell-quoted."""
         prefix = [PROGRAM] + (["--home", self.home] if self.home is not None else [])
+        prefix += ["--ledger", self.ledger] if self.ledger is not None else []
         return shlex.join([*prefix, *(str(w) for w in words)])
 
     # --- the hints themselves ------------------------------------------------------------------------

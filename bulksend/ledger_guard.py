@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bulksend import calendar
+from bulksend import ledger as ledgers
 from bulksend.errors import LedgerError
 from bulksend.journal import JOURNAL_DIR
-from bulksend.ledger import LEDGER_ID, HighWater, Ledger, SqliteLedger, utc_timestamp
+from bulksend.ledger import LEDGER_ID, HighWater, Ledger, utc_timestamp
 
 if TYPE_CHECKING:  # pragma: no cover
     from bulksend.config import Config
@@ -253,22 +253,13 @@ def open_for_write(config: "Config", *, create: bool = True) -> Ledger | None:
     A new home gets a new ledger (``create``; else None) and its record. The home's high-water mark then
     follows every commit.
     """
-    home, path = config.home, config.ledger_path
+    home, path = config.home, ledgers.location(config)
     record, record_problem = read_record(home)
-    state = SqliteLedger.probe(path)
+    state = refuse_fresh_start(config, record, record_problem)
     if state != "present":
-        evidence = earlier_work(home, record, record_problem)
-        if Path(f"{path}-wal").exists():  # SQLite would replay another database's log onto a new file
-            evidence.append(f"a left-over {path.name}-wal file")
-        if evidence:
-            raise LedgerError(
-                f"{path} is {state_words(state)}, but this home shows earlier work: {'; '.join(evidence)}. "
-                "A new ledger here could send those campaigns again; nothing was done.",
-                hint=RESTORE_HINT,
-            )
         if not create:
             return None
-    ledger = SqliteLedger.open(path, zone=calendar.configured_zone(config.credits))
+    ledger = ledgers.open_ledger(config)
     try:
         problems = identity_problems(ledger, home, record, record_problem)
         if problems:
@@ -284,17 +275,40 @@ def open_for_write(config: "Config", *, create: bool = True) -> Ledger | None:
     return ledger
 
 
+def refuse_fresh_start(config: "Config", record: HomeRecord | None = None, record_problem: str | None = None) -> str:
+    """The ledger's state (``ledgers.probe``); LedgerError when it is missing or empty while the home shows
+    earlier work (a new ledger there could send those campaigns again)."""
+    if record is None and record_problem is None:
+        record, record_problem = read_record(config.home)
+    home, path = config.home, ledgers.location(config)
+    state = ledgers.probe(config)
+    if state != "present":
+        evidence = earlier_work(home, record, record_problem)
+        wal = None if ledgers.server_url(config) else Path(f"{ledgers.ledger_file(config)}-wal")
+        if wal is not None and wal.exists():  # SQLite would replay another database's log onto a new file
+            evidence.append(f"a left-over {wal.name} file")
+        if evidence:
+            raise LedgerError(
+                f"{path} is {state_words(state)}, but this home shows earlier work: {'; '.join(evidence)}. "
+                "A new ledger here could send those campaigns again; nothing was done.",
+                hint=RESTORE_HINT,
+            )
+    return state
+
+
 def open_for_read(config: "Config") -> Ledger | None:
     """The ledger for a reading command (None when there is none); warns when it is not the home's own."""
-    home, path = config.home, config.ledger_path
+    home, path = config.home, ledgers.location(config)
     record, record_problem = read_record(home)
-    state = SqliteLedger.probe(path)
+    state = ledgers.probe(config)
     if state != "present":  # never create one (a 0-byte file would become a new ledger)
         evidence = earlier_work(home, record, record_problem)
         if evidence:
             _warn(f"{path} is {state_words(state)}, but this home shows earlier work: {'; '.join(evidence)}.")
         return None
-    ledger = SqliteLedger.open(path, create=False, zone=calendar.configured_zone(config.credits))
+    ledger = ledgers.open_existing(config)
+    if ledger is None:  # removed since the probe
+        return None
     try:
         if problems := identity_problems(ledger, home, record, record_problem):
             _warn(f"{path} is not the ledger this home has been using: {'; '.join(problems)}. What follows comes "

@@ -217,10 +217,14 @@ CONFIG_SECTIONS: dict[str, dict[str, Key]] = {
     "credits": {
         "min_topup_sms": Key("integer", "the smallest SMS top-up", 1, 10**12),
         "min_topup_whatsapp": Key("integer", "the smallest WhatsApp top-up", 1, 10**12),
+        "timezone": Key("text", "the time zone a new ledger's calendar uses (IANA name)"),
     },
     "consent": {
         "positive": Key("texts", "extra consent values that mean yes"),
         "negative": Key("texts", "extra consent values that mean no"),
+    },
+    "ledger": {
+        "url": Key("text", "the ledger server (postgresql://host/db; no password)"),
     },
 }
 

@@ -118,6 +118,8 @@ def test_every_command_prints_the_keys_the_page_documents(cli, home, tmp_path, m
         ("ledger backup FILE", ("ledger", "backup", tmp_path / "copy.db"), None),
         ("ledger restore FILE", ("ledger", "restore", tmp_path / "copy.db", "--yes"), None),
         ("ledger adopt", ("ledger", "adopt", "--yes"), None),
+        ("ledger migrate", ("ledger", "migrate"), None),
+        ("ledger copy --to URL", ("ledger", "copy", "--to", f"sqlite:///{tmp_path / 'copied.db'}"), None),
     ]
     shapes = documented()
     assert {title for title, _, _ in runs} == set(shapes)

@@ -390,7 +390,7 @@ def test_a_corrupt_page_is_a_clear_exit_1(command, sent, cli, home, tmp_path):
 @pytest.fixture
 def connect_with(monkeypatch):
     """Open every ledger connection with a PRAGMA or URI change, as a full disk or a read-only file would."""
-    from bulksend import ledger as module
+    from bulksend.stores import sqlite as module  # the SQLite store opens every connection
 
     real = module._connect
 
@@ -435,7 +435,7 @@ def test_a_read_only_ledger_reads_and_refuses_writes(sent, cli, home, connect_wi
 
 
 def test_a_ledger_locked_too_long_is_busy(funded, home, monkeypatch):
-    monkeypatch.setattr("bulksend.ledger.BUSY_TIMEOUT_SECONDS", 0.05)
+    monkeypatch.setattr("bulksend.stores.sqlite.BUSY_TIMEOUT_SECONDS", 0.05)
     other = sqlite3.connect(home / "ledger.db", isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")
     try:

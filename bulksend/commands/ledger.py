@@ -1,4 +1,5 @@
-"""``bulksend ledger``: back up, check, restore and adopt the ledger (see docs/ledger.md, "Backup and recovery")."""
+"""``bulksend ledger``: back up, check, restore and adopt the ledger (see docs/ledger.md, "Backup and recovery");
+migrate its schema and copy it to a server (``ledger_admin.py``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import typer
 from bulksend.commands.options import JsonOutput
 
 app = typer.Typer(
-    help="The ledger itself: backup, check, restore, adopt.",
+    help="The ledger itself: backup, check, restore, adopt; migrate its schema, copy it to a server.",
     no_args_is_help=True,
 )
 
@@ -141,3 +142,13 @@ def adopt(ctx: typer.Context, yes: Yes = False, json_output: JsonOutput = False)
         _line(f"It replaces the record of {report.previous.describe()}.")
     if report.journals_moved_to:
         _line(f"Attempt journals moved to {report.journals_moved_to}.")
+
+
+def _mount_admin() -> None:
+    from bulksend.commands import ledger_admin
+
+    app.command("migrate")(ledger_admin.migrate)
+    app.command("copy")(ledger_admin.copy)
+
+
+_mount_admin()
