@@ -409,6 +409,13 @@ class Ledger(ABC):
     @abstractmethod
     def suppressed_among(self, numbers: Iterable[str]) -> frozenset[str]: ...
 
+    # reports (issue 11): reading a campaign of any size a page at a time
+    @abstractmethod
+    def transmission_page(
+        self, campaign_id: int, after_id: int = 0, limit: int = 1000, states: Sequence[str] | None = None
+    ) -> list[Transmission]:
+        """Up to ``limit`` of the campaign's transmissions with an id above ``after_id``, in id order."""
+
 
 # --------------------------------------------------------------------------------------- the schema
 
@@ -1587,6 +1594,23 @@ class SqliteLedger(Ledger):
                 pass
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+
+
+    # -- reports (issue 11) ----------------------------------------------------------------------
+
+    def transmission_page(
+        self, campaign_id: int, after_id: int = 0, limit: int = 1000, states: Sequence[str] | None = None
+    ) -> list[Transmission]:
+        """Keyset paging by id: a reader never holds a whole campaign, and rows that change state meanwhile
+        (a receipt, a run) neither shift the pages nor appear twice."""
+        sql = f"SELECT {_TRANSMISSION_COLUMNS} FROM transmissions WHERE campaign_id = ? AND id > ?"
+        args: list = [campaign_id, after_id]
+        if states:
+            sql += f" AND state IN ({_placeholders(len(states))})"
+            args.extend(states)
+        sql += " ORDER BY id LIMIT ?"
+        args.append(limit)
+        return [Transmission(*r) for r in self._conn.execute(sql, args)]
 
 
 def _check_ledger_file(path: Path) -> str | None:
