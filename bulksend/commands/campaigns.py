@@ -295,6 +295,11 @@ def export(
     from bulksend import output
     from bulksend.reports import export_campaign
 
+    if output_file is None and not json_output:
+        try:  # the CSV's CR LF line ends go out as written (no newline translation, e.g. on Windows)
+            sys.stdout.reconfigure(newline="")
+        except (AttributeError, ValueError):
+            pass
     result = export_campaign(ctx.obj.config(), campaign, output=output_file, as_json=json_output, stdout=sys.stdout)
     if result.output is not None:
         output.note(f"Wrote {result.rows:,} rows of {result.campaign!r} to {result.output}.")
