@@ -74,6 +74,13 @@ def _figure(width: float, height: float):
     return Figure(figsize=(width, height), layout="constrained")
 
 
+def _counts_axis(axis) -> None:
+    """Message counts are whole numbers: no 0.5 ticks."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _svg(figure) -> str:
     buffer = io.StringIO()
     figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": "bulksend"})
@@ -98,6 +105,7 @@ def _funnel(data: "ReportData") -> str | None:
     ax.bar_label(bars, labels=[f"{v:,} ({v / data.total:.0%})" for v in values], padding=4)
     ax.set_xlim(0, data.total * 1.25)
     ax.set_xlabel("messages")
+    _counts_axis(ax.xaxis)
     return _svg(fig)
 
 
@@ -119,6 +127,7 @@ def _failures(data: "ReportData") -> str | None:
     ax.bar_label(bars, labels=[f"{v:,}" for v in values[::-1]], padding=4)
     ax.set_xlim(0, max(values) * 1.2)
     ax.set_xlabel("messages")
+    _counts_axis(ax.xaxis)
     return _svg(fig)
 
 
@@ -145,17 +154,18 @@ def _countries(data: "ReportData") -> str | None:
             ax.barh(names, widths, left=left, color=COLOURS[colour], label=label)
             left = [a + b for a, b in zip(left, widths)]
     ax.set_xlabel("messages")
+    _counts_axis(ax.xaxis)
     ax.legend(loc="lower right", frameon=False, fontsize=8)
     return _svg(fig)
 
 
-def _bucket(span: timedelta) -> tuple[int, str]:
-    """Characters of the timestamp to keep, and the bucket's name: minutes, hours or days."""
+def _bucket(span: timedelta) -> tuple[int, str, timedelta]:
+    """Characters of the timestamp to keep, the bucket's name and its length: minutes, hours or days."""
     if span <= timedelta(hours=3):
-        return 16, "minute"
+        return 16, "minute", timedelta(minutes=1)
     if span <= timedelta(days=3):
-        return 13, "hour"
-    return 10, "day"
+        return 13, "hour", timedelta(hours=1)
+    return 10, "day", timedelta(days=1)
 
 
 def _parse(key: str) -> datetime:
@@ -167,8 +177,10 @@ def _over_time(data: "ReportData") -> str | None:
     keys = list(data.sent_by_minute) + list(data.delivered_by_minute)
     if not keys:
         return None
-    span = _parse(max(keys)) - _parse(min(keys))
-    width, unit = _bucket(span)
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    first, last = _parse(min(keys)), _parse(max(keys))
+    width, unit, step = _bucket(last - first)
     fig = _figure(8, 3)
     ax = fig.add_subplot()
     for counter, label, colour in ((data.sent_by_minute, "accepted", COLOURS["sent"]),
@@ -179,12 +191,16 @@ def _over_time(data: "ReportData") -> str | None:
         for key, n in counter.items():
             buckets[key[:width]] += n
         times = sorted(buckets)
-        ax.plot([_parse(t) for t in times], [buckets[t] for t in times], marker="o", markersize=3,
+        ax.plot([_parse(t) for t in times], [buckets[t] for t in times], marker="o", markersize=4,
                 color=colour, label=label)
     ax.set_ylabel(f"messages per {unit} (UTC)")
     ax.set_ylim(bottom=0)
+    _counts_axis(ax.yaxis)
+    ax.set_xlim(_parse(min(keys)[:width]) - step, _parse(max(keys)[:width]) + step)  # one bucket of margin
+    locator = AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
     ax.legend(frameon=False)
-    fig.autofmt_xdate()
     return _svg(fig)
 
 
