@@ -969,6 +969,21 @@ class Ledger:
             rows = self.store.all("transmissions_of_campaign", campaign_id=campaign_id, limit=limit)
         return [_transmission(r) for r in rows]
 
+    def transmission_page(
+        self, campaign_id: int, after_id: int = 0, limit: int = 1000, states: Sequence[str] | None = None
+    ) -> list[Transmission]:
+        """Up to ``limit`` of the campaign's transmissions with an id above ``after_id``, in id order.
+
+        Keyset paging: a reader never holds a whole campaign, and rows that change state meanwhile (a
+        receipt, a run) neither shift the pages nor appear twice.
+        """
+        if states:
+            rows = self.store.all("transmission_page_in_states", campaign_id=campaign_id, after_id=after_id,
+                                  limit=limit, states=[str(s) for s in states])
+        else:
+            rows = self.store.all("transmission_page", campaign_id=campaign_id, after_id=after_id, limit=limit)
+        return [_transmission(r) for r in rows]
+
     def counts(self, campaign_id: int) -> dict[str, int]:
         return dict(self.store.all("counts_by_state", campaign_id=campaign_id))
 

@@ -128,6 +128,17 @@ SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost,
        error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params
 FROM transmissions WHERE campaign_id = :campaign_id AND state = ANY(:states) ORDER BY id LIMIT :limit;
 
+-- name: transmission_page
+-- Keyset paging by id (reports): a page never shifts when rows change state meanwhile.
+SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost, row_number, country, provider_id,
+       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params
+FROM transmissions WHERE campaign_id = :campaign_id AND id > :after_id ORDER BY id LIMIT :limit;
+
+-- name: transmission_page_in_states
+SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost, row_number, country, provider_id,
+       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params
+FROM transmissions WHERE campaign_id = :campaign_id AND id > :after_id AND state = ANY(:states) ORDER BY id LIMIT :limit;
+
 -- name: transmissions_by_ids
 SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost, row_number, country, provider_id,
        error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params
