@@ -338,6 +338,20 @@ class TestLedgerContract:
         assert ledger.add_transmissions(other.id, again) == 2
 
 
+    def test_transmission_pages_follow_ids_and_filter_by_state(self, ledger):
+        ledger.topup("sms", 1000)
+        c = campaign(ledger, rows=5)
+        ids = [t.id for t in ledger.transmissions(c.id)]
+        pages, after = [], 0
+        while page := ledger.transmission_page(c.id, after_id=after, limit=2):
+            pages.append([t.id for t in page])
+            after = page[-1].id
+        assert pages == [ids[0:2], ids[2:4], ids[4:5]]
+        ledger.hold(c.id, "sms", 1)
+        ledger.claim(c.id, 1)
+        assert [t.id for t in ledger.transmission_page(c.id, states=["sending"])] == ids[:1]
+        assert [t.id for t in ledger.transmission_page(c.id, after_id=ids[0], states=["queued"], limit=2)] == ids[1:3]
+
     def test_claim_takes_due_queued_rows_within_the_hold(self, ledger, clock):
         ledger.topup("sms", 1000)
         c = campaign(ledger, rows=5, cost=3)
