@@ -39,9 +39,9 @@ LANGUAGES = ("en", "es", "fr", "de", "pt")
 _LEET = str.maketrans({"0": "o", "1": "i", "!": "i", "3": "e", "4": "a", "@": "a", "$": "s", "5": "s", "7": "t"})
 _LEET_CHARS = frozenset("0134@$57!")
 # A token: letters and digits, and the symbols leetspeak uses inside words.
-_TOKEN = re.compile(r"(?:[^\W_]|[$@!])+")
+_TOKEN = re.compile(r"[\w$@!]+")  # on folded text, where "_" is already a space
 # Letters spelled out one by one with a separator: "c.o.c.a.i.n.e", "c o c a i n e", "c-o-c-a-i-n-e".
-_SPELLED = re.compile(r"(?<![^\W_])(?:[^\W_]|[$@])(?:[ .\-_*+]{1,2}(?:[^\W_]|[$@])){2,}(?![^\W_])")
+_SPELLED = re.compile(r"(?<![\w$@])[\w$@](?:[ .\-*+]{1,2}[\w$@]){2,}(?![\w$@])")
 _RUNS = re.compile(r"(.)\1+")
 _RUN_LENGTHS = re.compile(r"(.)\1*")
 _COMBINING = re.compile(r"[\u0300-\u036f]")
@@ -55,8 +55,8 @@ _MEMO_LIMIT = 200_000
 def fold(text: str) -> str:
     """Lower case without accents: "Cocaína" → "cocaina", "Scheiße" → "scheisse"."""
     if text.isascii():
-        return text.lower()
-    return _COMBINING.sub("", unicodedata.normalize("NFKD", text.casefold()))
+        return text.lower().replace("_", " ")
+    return _COMBINING.sub("", unicodedata.normalize("NFKD", text.casefold())).replace("_", " ")
 
 
 def _normal(token: str) -> str:
@@ -104,6 +104,8 @@ class Lexicon:
                  settings: tuple = ()) -> None:
         self.allowed = allowed
         self._settings = settings
+        self._tokens: dict[str, tuple | None] = {}
+        self._phrase_words: set[str] = set()
         self._words: dict[str, list[_Entry]] = {}
         self._phrases: dict[str, list[tuple[tuple[tuple[str, tuple[int, ...] | None], ...], _Entry]]] = {}
         self.size = 0
@@ -120,6 +122,7 @@ class Lexicon:
                 self._words.setdefault(keys[0][0], []).append(entry)
             else:
                 self._phrases.setdefault(keys[0][0], []).append((keys, entry))
+                self._phrase_words.update(k for k, _ in keys)
             self.size += 1
 
     def __reduce__(self):  # to a worker process: the settings, rebuilt from its own cache there
@@ -143,7 +146,7 @@ class Lexicon:
     def _word(self, token: str) -> _Entry | None:
         key = _collapse(token)
         for candidate in (key, key[:-1] if key.endswith("s") else None, key[:-2] if key.endswith("es") else None):
-            if candidate is None or len(candidate) < (3 if candidate is key else 4):
+            if candidate is None or len(candidate) < (1 if candidate is key else 4):
                 continue
             for entry in self._words.get(candidate, ()):
                 # A plural ("idiots", "bitches") is a long word's; a short word must match exactly.
@@ -153,36 +156,58 @@ class Lexicon:
                     return entry
         return None
 
+    def _read(self, raw: str) -> tuple[str, str, _Entry | None] | None:
+        """A folded token → (as the lexicon spells it, collapsed, the word it is); memoized: words repeat."""
+        cache = self._tokens
+        got = cache.get(raw, cache)
+        if got is cache:
+            token = _normal(raw)
+            got = (token, _collapse(token), self._word(token)) if token else None
+            if len(cache) >= _MEMO_LIMIT:
+                cache.clear()
+            cache[raw] = got
+        return got
+
     def scan(self, text: str) -> list[_Match]:
         """Every finding in ``text`` with its span in the folded text."""
         folded = fold(text)
         found: list[_Match] = []
-        tokens: list[tuple[str, int, int]] = []
+        tokens: list[tuple[str, str, int, int]] = []
+        read = self._read
         for m in _TOKEN.finditer(folded):
-            token = _normal(m.group())
-            if token:
-                tokens.append((token, m.start(), m.end()))
+            got = read(m.group())
+            if got is not None:
+                token, key, entry = got
+                tokens.append((token, key, m.start(), m.end()))
+                if entry is not None:
+                    found.append(_Match(Finding(entry.category, entry.word), m.start(), m.end()))
         words, phrases = self._words, self._phrases
-        for i, (token, start, end) in enumerate(tokens):
-            key = _collapse(token)
-            entry = self._word(token)
-            if entry is not None:
-                found.append(_Match(Finding(entry.category, entry.word), start, end))
+        for i, (token, key, start, end) in enumerate(tokens):
             for keys, phrase in phrases.get(key, ()):
                 if i + len(keys) > len(tokens):
                     continue
                 if all(
-                    _collapse(tokens[i + k][0]) == keys[k][0] and self._token_matches(tokens[i + k][0], *keys[k])
+                    tokens[i + k][1] == keys[k][0] and self._token_matches(tokens[i + k][0], *keys[k])
                     for k in range(len(keys))
                 ):
                     found.append(_Match(Finding(phrase.category, phrase.word), start, tokens[i + len(keys) - 1][2]))
-        if words and ("." in folded or " " in folded or "-" in folded or "_" in folded or "*" in folded):
+        if words and ("." in folded or " " in folded or "-" in folded or "*" in folded):
             for m in _SPELLED.finditer(folded):
-                joined = _normal("".join(c for c in m.group() if c not in " .-_*+"))
+                joined = _normal("".join(c for c in m.group() if c not in " .-*+"))
                 entry = self._word(joined) if joined else None
                 if entry is not None:
                     found.append(_Match(Finding(entry.category, entry.word), m.start(), m.end()))
+        found.sort(key=lambda match: match.start)
         return found
+
+    def in_phrases(self, text: str) -> bool:
+        """Whether any word of ``text`` is part of a listed phrase (so its neighbours matter)."""
+        keys = self._phrase_words
+        for m in _TOKEN.finditer(fold(text)):
+            got = self._read(m.group())
+            if got is not None and got[1] in keys:
+                return True
+        return False
 
     def check(self, text: str) -> list[Finding]:
         """The distinct findings of ``text``, in order of appearance."""
@@ -315,6 +340,13 @@ class TemplateCheck:
         return None
 
     def _value(self, value: str, left: str, right: str) -> Finding | None:
+        glued = (left[-1:].isalnum()) or (right[:1].isalnum())
+        if not glued:  # the value's own words first; its neighbours only matter for a phrase
+            found = self.lexicon.scan(value)
+            if found:
+                return found[0].finding
+            if not self.lexicon.in_phrases(value):
+                return None
         text = left + value + right
         low = len(fold(left))
         high = len(fold(left + value))
