@@ -51,6 +51,8 @@ class Config:
     #: ``--ledger URL`` on the command line (wins over the environment and the file).
     ledger_url_option: str | None = None
     consent: dict[str, Any] = field(default_factory=dict)  # [consent] positive, negative: extra consent values
+    content: dict[str, Any] = field(default_factory=dict)  # [content] deny, allow: the user's own words
+    compliance: dict[str, Any] = field(default_factory=dict)  # [compliance] footer, optout_pattern, …
     warnings: tuple[str, ...] = ()  # unknown keys, said once by the CLI (docs/configuration.md)
     invocation: Invocation = field(default_factory=Invocation)  # what every suggested command repeats (--home)
 
@@ -118,6 +120,8 @@ class Config:
             credits=dict(data.get("credits", {})),
             providers={str(k): dict(v) for k, v in data.get("providers", {}).items()},
             consent=_table(data, "consent", path),
+            content=_table(data, "content", path),
+            compliance=_table(data, "compliance", path),
             warnings=tuple(warnings),
             ledger=_table(data, "ledger", path),
             ledger_url_option=ledger_url,

@@ -36,6 +36,8 @@ MESSAGE_FLAGS = {
     "max_segments": "--max-segments",
     "smart_encoding": "--smart-encoding",
     "rates": "--rates",
+    "purpose": "--purpose",
+    "allow_content": "--allow-content",
 }
 #: How a campaign is sent (send only).
 SEND_FLAGS = {
@@ -64,6 +66,9 @@ def flags(values: Mapping[str, Any], spelling: Mapping[str, str]) -> list[str]:
             continue
         if value is True:
             words.append(flag)
+        elif isinstance(value, (list, tuple)):  # a repeatable option
+            for item in value:
+                words += [flag, str(item)]
         elif str(value).startswith("-"):  # "--message=-50% today": never read as a flag
             words.append(f"{flag}={value}")
         else:

@@ -226,6 +226,15 @@ CONFIG_SECTIONS: dict[str, dict[str, Key]] = {
     "ledger": {
         "url": Key("text", "the ledger server (postgresql://host/db; no password)"),
     },
+    "content": {
+        "deny": Key("texts", "your own words and phrases that block a message"),
+        "allow": Key("texts", "built-in words and phrases not to block"),
+    },
+    "compliance": {
+        # The opt-out instruction of marketing SMS (bulksend/compliance.py, docs/compliance.md).
+        "footer": Key("text", 'the opt-out footer appended to marketing SMS ("" turns it off)'),
+        "optout_pattern": Key("text", "a regular expression that finds your own opt-out instruction"),
+    },
 }
 
 

@@ -92,6 +92,11 @@ def show(ctx: typer.Context, campaign: CampaignId, json_output: JsonOutput = Fal
         _line(f"  sender: {status.settings['sender']}")
     if c.attestation:
         _line(f"  consent attested: {c.attestation}")
+    if status.settings.get("purpose"):
+        footer = status.settings.get("footer")
+        _line(f"  purpose: {status.settings['purpose']}" + (f"; opt-out footer {footer!r}" if footer else ""))
+    if status.settings.get("allow_content"):
+        _line(f"  content allowed despite findings: {', '.join(status.settings['allow_content'])}")
     _line(f"  {status.total:,} messages: {_counts(status)}")
     d = shown.delivery
     if d.accepted:
