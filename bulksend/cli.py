@@ -87,6 +87,10 @@ class BulksendGroup(TyperGroup):
                 "Run the same command with --debug for the traceback, and report it.",
             )
             raise typer.Exit(int(ExitCode.ERROR)) from None
+        finally:
+            from bulksend import hints
+
+            hints.use(None)  # the next command (in the same process, as in tests) says how it was started
 
 
 def _print_traceback() -> None:
@@ -138,6 +142,9 @@ def root(
     """bulksend: check a recipient list, price it, send it once, and keep the books."""
     source = ctx.get_parameter_source("home")
     ctx.obj = AppState(home_option=home, debug=debug, home_flag=getattr(source, "name", "") == "COMMANDLINE")
+    from bulksend import hints
+
+    hints.use(ctx.obj.invocation)  # for the hints of code that has no Config at hand
 
 
 def _register() -> None:

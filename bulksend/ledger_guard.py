@@ -35,17 +35,20 @@ from bulksend.ledger import LEDGER_ID, HighWater, Ledger, SqliteLedger, utc_time
 
 if TYPE_CHECKING:  # pragma: no cover
     from bulksend.config import Config
+    from bulksend.hints import Invocation
 
 RECORD_FILE = "ledger.id"
 RECORD_SIZE = 256  # bytes: every record has this size, so a high-water mark can move in place
 LOCK_DIR = "locks"  # bulksend.locks.LOCK_DIR (not imported: hashlib would slow every `balance`)
 OUTBOX_DIR = "outbox"  # the outbox provider's default directory: its files are messages already "sent"
 
-RESTORE_HINT = (
-    "Restore the ledger from a backup (bulksend ledger restore FILE, then bulksend ledger "
-    'check; see docs/ledger.md, "Backup and recovery"). Only if you accept that work recorded since may be '
-    "done again: bulksend ledger adopt --yes"
-)
+def restore_hint(invocation: "Invocation") -> str:
+    """What to do about a ledger that is not the home's: its commands carry the run's ``--home``."""
+    return (
+        f"Restore the ledger from a backup ({invocation.ledger_restore()}, then {invocation.ledger_check()}; see "
+        'docs/ledger.md, "Backup and recovery"). Only if you accept that work recorded since may be done again: '
+        f"{invocation.ledger_adopt()}"
+    )
 
 
 # ----------------------------------------------------------------------------------- the home's record
@@ -264,7 +267,7 @@ def open_for_write(config: "Config", *, create: bool = True) -> Ledger | None:
             raise LedgerError(
                 f"{path} is {state_words(state)}, but this home shows earlier work: {'; '.join(evidence)}. "
                 "A new ledger here could send those campaigns again; nothing was done.",
-                hint=RESTORE_HINT,
+                hint=restore_hint(config.invocation),
             )
         if not create:
             return None
@@ -275,7 +278,7 @@ def open_for_write(config: "Config", *, create: bool = True) -> Ledger | None:
             raise LedgerError(
                 f"{path} is not the ledger this home has been using: {'; '.join(problems)}. With it, work already "
                 "done could be done again (messages sent twice); nothing was done.",
-                hint=RESTORE_HINT,
+                hint=restore_hint(config.invocation),
             )
         _track(ledger, home, record)
     except BaseException:
