@@ -458,3 +458,17 @@ def test_a_list_from_stdin_is_saved_to_a_file_before_the_hints_read_it_again(bul
     priced = bulksend(*H, "estimate", "-", "--region", "GB", "-m", "Hi", input=text)
     [send] = hints(priced)
     assert send == "bulksend --home 'my home' send list.csv --region GB --message Hi"
+
+
+def test_a_free_form_whatsapp_dry_run_suggests_the_send_with_the_service_window(bulksend, tmp_path):
+    write_list(tmp_path, bad=False)
+    assert bulksend(*H, "credits", "topup", 5000, "--channel", "whatsapp").exit_code == 0
+    options = ["--region", "GB", "-m", "Hi", "--channel", "whatsapp", "--service-window"]
+    dry = bulksend(*H, "send", LIST, *options, "--dry-run")
+    assert dry.exit_code == 0, dry.stderr
+    [to_send] = hints(dry)
+    assert to_send == (
+        "bulksend --home 'my home' send 'nat list.csv' --region GB --channel whatsapp --message Hi --service-window --yes"
+    )
+    assert paste(bulksend, to_send).exit_code == 0
+    assert ledger(tmp_path, "nat list") == {"+447400000001": ("sent", 1), "+447400000002": ("sent", 1)}
