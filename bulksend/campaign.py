@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from bulksend.config import Config
 from bulksend.engine import Engine, EngineResult, EngineSettings, Progress, StopReason, reconcile_campaign
 from bulksend.errors import ConfigError, ExitCode, InputError, InsufficientCredits
-from bulksend.hints import Invocation, reread
+from bulksend.hints import Invocation
 from bulksend.ledger import STATES, Campaign, NewTransmission, SqliteLedger
 from bulksend.ledger_guard import open_for_read, open_for_write
 from bulksend.locks import CampaignLock
@@ -548,7 +548,7 @@ def prepare_send(config: Config, spec: CampaignSpec, *, limit: int | None = None
     """Lock, identify, validate and price a ``send``; raises before anything is sent or written to the ledger."""
     lock = CampaignLock.acquire(config.home, spec.name)  # first: an overlapping run must exit within a second
     try:
-        ledger = open_for_write(config)
+        ledger = open_for_write(config, own_lock=lock.path if lock.created else None)
     except BaseException:
         lock.release()
         raise
@@ -636,11 +636,10 @@ def _validate(prepared: Prepared, spec: CampaignSpec, options) -> None:
             for reject in iter_rejects(table, stop_after=1):
                 raise InputError(f"{reject.value!r}: {reject.reason} ({reject.detail}); nothing was sent.")
         reasons = ", ".join(f"{code} {n:,}" for code, n in table.reasons().items()) or "no data rows"
-        listed, first = reread(spec.recipients)
         raise InputError(
             f"{spec.recipients}: no row can be messaged ({reasons}); nothing was sent.",
-            hint=f"{first[:1].upper()}{first[1:]}see every reject with: "
-            + prepared.config.invocation.validate_rejects(listed, _read_values(spec)),
+            hint="See every reject with: "
+            + prepared.config.invocation.validate_rejects(spec.recipients, _read_values(spec)),
         )
     if spec.params:  # a parameter column the message does not use is an input error, before anything is sent
         RowParams(spec.params, report.table.bound.columns, spec.category)

@@ -200,8 +200,13 @@ def _outbox_files(home: Path) -> list[Path]:
     ]
 
 
-def earlier_work(home: Path, record: HomeRecord | None = None, record_problem: str | None = None) -> list[str]:
-    """What in the home shows that a ledger was used here before (empty for a new home)."""
+def earlier_work(
+    home: Path, record: HomeRecord | None = None, record_problem: str | None = None, own_lock: Path | None = None
+) -> list[str]:
+    """What in the home shows that a ledger was used here before (empty for a new home).
+
+    ``own_lock`` is a lock file the calling run has just created: it shows only this run.
+    """
     found = []
     if record is not None:
         found.append(f"the record {RECORD_FILE} ({record.describe()})")
@@ -209,7 +214,7 @@ def earlier_work(home: Path, record: HomeRecord | None = None, record_problem: s
         found.append(record_problem)
     if journals := home_files(home / JOURNAL_DIR, "*.attempts"):
         found.append(_names(home, journals, "attempt journal"))
-    if locks := home_files(home / LOCK_DIR, "*.lock"):
+    if locks := [p for p in home_files(home / LOCK_DIR, "*.lock") if p != own_lock]:
         found.append(_names(home, locks, "campaign lock file"))
     if outbox := _outbox_files(home):
         found.append(_names(home, outbox, "outbox file"))
@@ -250,17 +255,18 @@ def identity_problems(
 # ------------------------------------------------------------------------------------- opening the ledger
 
 
-def open_for_write(config: "Config", *, create: bool = True) -> Ledger | None:
+def open_for_write(config: "Config", *, create: bool = True, own_lock: Path | None = None) -> Ledger | None:
     """The ledger for a writing command; refuses (exit 1) a missing, empty, replaced or rolled-back ledger.
 
     A new home gets a new ledger (``create``; else None) and its record. The home's high-water mark then
-    follows every commit.
+    follows every commit. ``own_lock``: a campaign lock file this run created (a new home's first ``send``
+    takes its lock before it opens the ledger), which is not earlier work.
     """
     home, path = config.home, config.ledger_path
     record, record_problem = read_record(home)
     state = SqliteLedger.probe(path)
     if state != "present":
-        evidence = earlier_work(home, record, record_problem)
+        evidence = earlier_work(home, record, record_problem, own_lock)
         if Path(f"{path}-wal").exists():  # SQLite would replay another database's log onto a new file
             evidence.append(f"a left-over {path.name}-wal file")
         if evidence:

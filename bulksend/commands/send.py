@@ -114,10 +114,7 @@ def send(
     with _interrupts_exit_130():
         with prepare_send(config, spec, limit=limit, dry_run=dry_run) as prepared:
             if dry_run:
-                from bulksend.hints import reread
-
-                listed, first = reread(path)
-                to_send = first + ctx.obj.invocation.send(listed, ctx.params, yes=True)  # the same options, for real
+                to_send = ctx.obj.invocation.send(path, ctx.params, yes=True)  # the same options, for real
                 _finish_dry_run(prepared, path, json_output=json_output, next_command=to_send)
                 return
             _show_plan(prepared, quiet=quiet and yes)
