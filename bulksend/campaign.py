@@ -562,7 +562,7 @@ def prepare_send(config: Config, spec: CampaignSpec, *, limit: int | None = None
     """Lock, identify, validate and price a ``send``; raises before anything is sent or written to the ledger."""
     lock = CampaignLock.acquire(config.home, spec.name)  # first: an overlapping run must exit within a second
     try:
-        ledger = open_for_write(config)
+        ledger = open_for_write(config, own_lock=lock.path if lock.created else None)
     except BaseException:
         lock.release()
         raise

@@ -94,6 +94,10 @@ class BulksendGroup(TyperGroup):
                 "Run the same command with --debug for the traceback, and report it.",
             )
             raise typer.Exit(int(ExitCode.ERROR)) from None
+        finally:
+            from bulksend import hints
+
+            hints.use(None)  # the next command (in the same process, as in tests) says how it was started
 
 
 def _print_traceback() -> None:
@@ -157,6 +161,9 @@ def root(
         home_option=home, debug=debug, home_flag=getattr(source, "name", "") == "COMMANDLINE",
         ledger_option=ledger,
     )
+    from bulksend import hints
+
+    hints.use(ctx.obj.invocation)  # for the hints of code that has no Config at hand
 
 
 def _register() -> None:

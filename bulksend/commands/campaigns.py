@@ -136,7 +136,7 @@ def resume(
     """
     from bulksend.campaign import RunOptions, prepare_resume
 
-    sending._require_confirmation_or_yes(yes)
+    sending._require_confirmation_or_yes(yes, ctx.obj.invocation.resume(campaign, ctx.params))
     run = RunOptions(None, rate, concurrency, batch_size, max_attempts, retry_unknown)
     with sending._interrupts_exit_130():
         with prepare_resume(ctx.obj.config(), campaign, run, limit=limit) as prepared:

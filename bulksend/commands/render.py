@@ -134,7 +134,7 @@ def footer_line(plan) -> str | None:
 
 def show_validation(report, *, json_output: bool, argv_path: Path, hints=None, values=None) -> None:
     """``hints`` (an Invocation) and ``values`` (the command's options) build the next commands."""
-    from bulksend.hints import Invocation
+    from bulksend.hints import Invocation, reread
 
     hints = hints or Invocation()
     values = values or {}
@@ -168,15 +168,16 @@ def show_validation(report, *, json_output: bool, argv_path: Path, hints=None, v
     if written:
         out.print("\nWrote " + ", ".join(written) + ".", markup=False)
     out.print()
+    listed, first = reread(argv_path)
     if table.rejected and report.rejects_written is None:
-        out.print(f"Next: list every reject with  {hints.validate_rejects(argv_path, values)}", markup=False)
-    out.print(f"Next: price a message with  {hints.estimate(argv_path, values)}", markup=False)
+        out.print(f"Next: {first}list every reject with  {hints.validate_rejects(listed, values)}", markup=False)
+    out.print(f"Next: {first}price a message with  {hints.estimate(listed, values)}", markup=False)
 
 
 def show_estimate(estimate, *, json_output: bool, argv_path: Path, hints=None, values=None) -> None:
     from rich.table import Table
 
-    from bulksend.hints import Invocation
+    from bulksend.hints import Invocation, reread
 
     hints = hints or Invocation()
     values = values or {}
@@ -254,4 +255,5 @@ def show_estimate(estimate, *, json_output: bool, argv_path: Path, hints=None, v
             markup=False,
         )
     else:
-        out.print(f"Next: send it with  {hints.send(argv_path, values)}", markup=False)
+        listed, first = reread(argv_path)
+        out.print(f"Next: {first}send it with  {hints.send(listed, values)}", markup=False)

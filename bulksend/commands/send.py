@@ -98,7 +98,11 @@ def send(
     """
     from bulksend.campaign import RunOptions, build_spec, prepare_send
 
-    _require_confirmation_or_yes(yes or dry_run)
+    _require_confirmation_or_yes(
+        yes or dry_run,
+        ctx.obj.invocation.send(path, ctx.params, yes=True),
+        rehearse=ctx.obj.invocation.send(path, ctx.params, dry_run=True),
+    )
     run = RunOptions(sender, rate, concurrency, batch_size, max_attempts, retry_unknown)
     flags = {
         "message": message, "template": template, "name": name, "channel": channel, "provider": provider,
@@ -187,14 +191,15 @@ class _interrupts_exit_130:
         return False
 
 
-def _require_confirmation_or_yes(confirmed: bool) -> None:
+def _require_confirmation_or_yes(confirmed: bool, with_yes: str, *, rehearse: str | None = None) -> None:
+    """Refuse to ask nobody: off a terminal, ``--yes`` is required; ``with_yes`` is the command that has it."""
     from bulksend import output
     from bulksend.errors import InputError
 
     if not confirmed and not output.is_terminal():
         raise InputError(
-            "not on a terminal, so nobody can confirm this send: add --yes to send without asking.",
-            hint="Rehearse first with --dry-run, which sends nothing.",
+            f"not on a terminal, so nobody can confirm this send. To send without asking: {with_yes}",
+            hint=f"Rehearse first, sending nothing: {rehearse}" if rehearse else None,
         )
 
 

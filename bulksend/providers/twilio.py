@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 import requests
 
+from bulksend import hints
 from bulksend.errors import ConfigError, ProviderError
 from bulksend.providers import http_common
 from bulksend.providers.base import (
@@ -431,7 +432,8 @@ class TwilioProvider(Provider):
                 f"Twilio refused the credentials of profile {self.profile.name!r} ({where}: {text}).",
                 hint=(
                     f"Check account_sid (and api_key_sid) in config.toml and the secret "
-                    f"(bulksend provider list shows where it comes from; bulksend provider login {self.profile.name})."
+                    f"(where it comes from: {hints.current().providers()}; "
+                    f"to store it: {hints.current().login(self.profile.name)})."
                 ),
             )
         if response.status_code == 404:
