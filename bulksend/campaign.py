@@ -977,11 +977,16 @@ def execute(prepared: Prepared, *, progress: Progress | None = None, stop: threa
     if need > 0:
         ledger.hold(campaign.id, campaign.channel, need)
     settings = engine_settings(prepared.provider, prepared.run, prepared.limit)
-    engine = Engine(ledger, prepared.provider, campaign, settings, progress=progress, stop=stop)
+    from bulksend.fleet import shared_rate
+
+    limiter = shared_rate(ledger, prepared.provider.profile.name, settings.rate)  # one rate per account
+    engine = Engine(ledger, prepared.provider, campaign, settings, progress=progress, stop=stop, limiter=limiter)
     released = 0
     try:
         result = engine.run()
     finally:
+        if limiter is not None:
+            limiter.close()
         released = ledger.release(campaign.id)
         if not any(ledger.counts(campaign.id).get(s) for s in OPEN_STATES):
             ledger.set_campaign_state(campaign.id, "done")

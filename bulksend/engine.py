@@ -410,6 +410,7 @@ class Engine:
         progress: Progress | None = None,
         stop: threading.Event | None = None,
         journal: AttemptJournal | None = None,
+        limiter: "TokenBucket | None" = None,
     ) -> None:
         if journal is None:
             home = _ledger_home(ledger)
@@ -425,7 +426,8 @@ class Engine:
         self.stop = stop or threading.Event()
         self.stats = RunStats()
         self._halt = threading.Event()  # workers start no new request once set
-        self._bucket = TokenBucket(settings.rate)
+        # The rate: this run's own, or one shared with every run of the profile (bulksend/fleet.py).
+        self._bucket = limiter if limiter is not None else TokenBucket(settings.rate)
         self._results: queue.SimpleQueue = queue.SimpleQueue()
         self._pending: list[tuple[Transmission, Outcome | None, float]] = []  # (row, outcome, when: time.time())
         self._pending_since = 0.0
@@ -471,6 +473,8 @@ class Engine:
         self._discard_journal()  # every outcome is recorded: the journal has nothing left to explain
         if self._bug is not None:
             raise self._bug
+        if getattr(self._bucket, "error", None) is not None:  # the shared rate's ledger failed
+            raise self._bucket.error
         if self._journal_error is not None:
             assert self.journal is not None
             raise LedgerError(

@@ -343,7 +343,9 @@ def test_a_migration_is_preceded_by_a_backup(home, capsys):
     conn.close()
     with SqliteLedger.open(path) as ledger:
         assert ledger.meta(LEDGER_ID)  # the upgrade gives the ledger its identity
-    (saved,) = home.glob("ledger.db.pre-v3-*.bak")
+    from bulksend.stores.sqlite import SCHEMA_VERSION
+
+    (saved,) = home.glob(f"ledger.db.pre-v{SCHEMA_VERSION}-*.bak")  # named after the schema it upgrades to
     assert stat.S_IMODE(saved.stat().st_mode) == 0o600
     conn = sqlite3.connect(saved)
     assert conn.execute("PRAGMA user_version").fetchone() == (2,)

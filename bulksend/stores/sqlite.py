@@ -113,6 +113,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # Facts about the ledger itself (its identity, its calendar's time zone), one value per key.
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     ),
+    (
+        # Schema 4 belongs to the scheduling work (transmissions.timezone), merged separately; this slot
+        # keeps the numbering of what follows. Empty here: a ledger at 4 or 5 differs only by that column.
+    ),
+    (
+        # One rate per provider account (bulksend/fleet.py): the next free send slot of each profile, shared
+        # by every run, process and machine that sends through it. IF NOT EXISTS: harmless to run twice.
+        """CREATE TABLE IF NOT EXISTS rate_buckets (
+            profile    TEXT PRIMARY KEY,
+            next_at    REAL NOT NULL,
+            updated_at TEXT NOT NULL
+        ) WITHOUT ROWID""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -231,3 +231,12 @@ SELECT campaign_id, amount FROM holds;
 
 -- name: channel_total
 SELECT COALESCE(SUM(remaining), 0) FROM credit_lots WHERE channel = :channel AND remaining > 0 AND expires_on > :today;
+
+-- ---------------------------------------------------------------------------------- rate buckets
+-- One row per provider profile: the next free send slot (bulksend/fleet.py). Not part of a ledger copy.
+
+-- name: rate_bucket_create
+INSERT INTO rate_buckets (profile, next_at, updated_at) VALUES (:profile, 0, :now) ON CONFLICT (profile) DO NOTHING;
+
+-- name: rate_bucket_save
+UPDATE rate_buckets SET next_at = :next_at, updated_at = :now WHERE profile = :profile;

@@ -28,3 +28,8 @@ ORDER BY on_date DESC, id DESC;
 
 -- name: schema_version
 SELECT COALESCE(MAX(version), 0) FROM bulksend_schema;
+
+-- name: rate_bucket_for_update
+-- The slot and the server's clock in one read, so senders on machines whose clocks disagree share one time.
+SELECT next_at, EXTRACT(EPOCH FROM clock_timestamp())::double precision FROM rate_buckets
+WHERE profile = :profile FOR UPDATE;

@@ -19,3 +19,7 @@ SELECT id, kind, channel, amount, on_date, recorded_at, lot_id, campaign_id, tra
 FROM movements
 WHERE (:channel IS NULL OR channel = :channel) AND (:since IS NULL OR on_date >= :since)
 ORDER BY on_date DESC, id DESC;
+
+-- name: rate_bucket_for_update
+-- Under BEGIN IMMEDIATE the whole file is this writer's; the clock is the machine's ('now', in milliseconds).
+SELECT next_at, (julianday('now') - 2440587.5) * 86400.0 FROM rate_buckets WHERE profile = :profile;

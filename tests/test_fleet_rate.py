@@ -1,0 +1,114 @@
+"""One rate per provider account (issue 10 item 5): every run through a profile shares its ``rate``.
+
+Two campaigns on one profile at rate R, sent by two processes at once through a fake provider that records
+when each request arrived: the provider never sees more than R (+10 %) in any one-second window, on
+SQLite and on PostgreSQL. Before the shared rate each run had its own bucket and the provider saw 2R.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from bisect import bisect_left
+
+import pytest
+
+from fake_twilio import AUTH_TOKEN, FakeTwilio, twilio_config
+from ledger_backends import BACKENDS, Backend
+from sendhelpers import write_campaign
+
+from bulksend.fleet import LEASE_SECONDS, SharedRate, own_store
+
+BULKSEND = [sys.executable, "-m", "bulksend"]
+
+
+def busiest_second(times: list[float]) -> int:
+    """The most arrivals in any one-second window [t, t + 1) that starts at an arrival."""
+    times = sorted(times)
+    return max((bisect_left(times, t + 1.0) - i for i, t in enumerate(times)), default=0)
+
+
+def test_busiest_second_counts_a_sliding_window():
+    assert busiest_second([0.0, 0.5, 0.99, 1.0, 1.4]) == 4  # [0.5, 1.5)
+    assert busiest_second([]) == 0
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    made = Backend(request.param)
+    yield made
+    made.drop()
+
+
+def test_two_limiters_on_one_profile_share_its_rate(backend):
+    """Two senders (each its own connection and threads) on one profile: slots never closer than 1/rate."""
+    ledger = backend.open()
+    rate = 50.0
+    limiters = [SharedRate(lambda: own_store(ledger), "acme", rate) for _ in range(2)]
+    other = SharedRate(lambda: own_store(ledger), "other-account", rate)  # another account: its own rate
+    halt = threading.Event()
+    lock = threading.Lock()
+    got: dict[str, list[float]] = {"acme": [], "other-account": []}
+
+    def work(limiter: SharedRate) -> None:
+        while limiter.acquire(halt):
+            with lock:
+                got[limiter.profile].append(time.monotonic())
+
+    threads = [threading.Thread(target=work, args=(lim,)) for lim in (*limiters, other) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(2.0)
+    halt.set()
+    for thread in threads:
+        thread.join()
+    for limiter in (*limiters, other):
+        limiter.close()
+    ledger.close()
+
+    assert all(lim.error is None for lim in (*limiters, other))
+    assert all(lim.leases >= 2 for lim in limiters), "both senders took part"
+    assert busiest_second(got["acme"]) <= rate * 1.1
+    assert len(got["acme"]) >= rate * 2 * 0.7  # the two share the rate; they do not starve
+    assert busiest_second(got["other-account"]) <= rate * 1.1
+    assert len(got["other-account"]) >= rate * 2 * 0.7  # not slowed by acme's senders
+    assert limiters[0].block == int(rate * LEASE_SECONDS)
+
+
+@pytest.mark.slow
+def test_two_campaigns_in_two_processes_never_exceed_the_profile_rate(backend, home, tmp_path):
+    rate, each = 100, 250
+    env = {**os.environ, "BULKSEND_HOME": str(home), "TWILIO_AUTH_TOKEN": AUTH_TOKEN}
+    if backend.name == "postgresql":
+        env["BULKSEND_LEDGER_URL"] = backend.url
+    with FakeTwilio(latency=0.01) as twilio:
+        (home / "config.toml").write_text(twilio_config(twilio.url, rate=rate, concurrency=8))
+        subprocess.run([*BULKSEND, "credits", "topup", "1000", "--channel", "sms"], env=env, check=True,
+                       capture_output=True)
+        spring, first = write_campaign(tmp_path, "spring", each, provider="fake")
+        summer, second = write_campaign(tmp_path, "summer", each, provider="fake", start=each)
+        runs = [
+            subprocess.Popen([*BULKSEND, "send", str(path), "--yes", "--json"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+            for path in (spring, summer)
+        ]
+        outputs = [run.communicate(timeout=120) for run in runs]
+        for run, (out, err) in zip(runs, outputs):
+            assert run.returncode == 0, err
+            assert json.loads(out)["counts"]["sent"] == each
+        times = [t for arrivals in twilio.post_times.values() for t in arrivals]
+        by_campaign = [[t for n in numbers for t in twilio.post_times[n]] for numbers in (first, second)]
+
+    assert len(times) == 2 * each
+    assert sorted(twilio.accepted_counts()) == sorted(first + second)
+    # The two runs overlapped for most of their time (else this would prove nothing)…
+    overlap = min(max(b) for b in by_campaign) - max(min(b) for b in by_campaign)
+    assert overlap > (2 * each / rate) * 0.5, f"the runs overlapped for {overlap:.1f}s only"
+    # …and together the provider saw the profile's rate, not twice it.
+    assert busiest_second(times) <= rate * 1.1, busiest_second(times)
+    span = max(times) - min(times)
+    assert span >= (2 * each - rate - 1) / rate * 0.95, f"{2 * each} messages in {span:.1f}s"
