@@ -82,7 +82,15 @@ CAMPAIGN_KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "content_sid": (str, "a Twilio Content template (HX…) for every message"),
     "content_variables": (list, "columns for the Twilio Content template's variables 1, 2…, in order"),
     "service_window": (bool, "every recipient wrote to us in the last 24 hours: WhatsApp free-form text is allowed"),
+    # When rows may go (bulksend/schedule.py, docs/schedule.md); they override [compliance] in config.toml.
+    "quiet_hours": ((str, bool), "local hours in which nothing is sent, like \"21:00-08:00\", or \"off\""),
+    "send_at": (str, "when to send: an instant with an offset, or HH:MM with local = true"),
+    "local": (bool, "send_at is a wall time in each recipient's own zone"),
+    "frequency_cap": ((str, bool), "the most messages a number gets per window, like \"2/24h\", or \"off\""),
 }
+# Where each schedule setting comes from on the command line (for errors naming what to fix).
+SCHEDULE_FLAGS = {"quiet_hours": "--quiet-hours", "send_at": "--at", "local": "--local",
+                  "frequency_cap": "--frequency-cap"}
 # The [whatsapp] table (issue 5's spelling, which scripts and examples share) maps onto the keys above.
 WHATSAPP_TABLE = {
     "template": "whatsapp_template",
@@ -158,6 +166,11 @@ class CampaignSpec:
     send_one: bool = False
     params: dict[str, Any] | None = None  # provider template settings (the _PARAM_KEYS), when given
     service_window: bool = False  # WhatsApp: every recipient is inside the 24-hour customer service window
+    # When rows may go, as given by the campaign file or flags (None: [compliance] in config.toml decides).
+    quiet_hours: str | bool | None = None
+    send_at: str | None = None
+    local: bool = False
+    frequency_cap: str | bool | None = None
 
 
 def _check_value(key: str, value: Any, where: str) -> Any:
@@ -209,6 +222,7 @@ def read_campaign_file(path: Path) -> dict[str, Any]:
             hint="A campaign file may set: " + ", ".join(CAMPAIGN_KEYS) + ".",
         )
     values = {key: _check_value(key, value, str(path)) for key, value in data.items()}
+    _check_schedule(values, lambda key: f"{path}: {key}", send_at=False)  # send_at may need --local: build_spec
     for key in _PATH_KEYS:
         if key in values:
             values[key] = (path.parent / Path(values[key]).expanduser()).resolve()
@@ -233,6 +247,18 @@ def read_campaign_file(path: Path) -> dict[str, Any]:
         columns = values.get("content_variables", [])
         values["message"] = f"[Twilio Content {values['content_sid']}] " + " · ".join("{" + c + "}" for c in columns)
     return values
+
+
+def _check_schedule(values: dict[str, Any], where, *, send_at: bool = True) -> None:
+    """Quiet hours, send time and frequency cap parse (exit 2 naming the key or flag), before anything is read."""
+    from bulksend.schedule import parse_frequency_cap, parse_quiet_hours, parse_send_at
+
+    if values.get("quiet_hours") is not None:
+        parse_quiet_hours(values["quiet_hours"], where("quiet_hours"))
+    if send_at and values.get("send_at") is not None:
+        parse_send_at(values["send_at"], bool(values.get("local")), where("send_at"))
+    if values.get("frequency_cap") is not None:
+        parse_frequency_cap(values["frequency_cap"], where("frequency_cap"))
 
 
 def _unfold_whatsapp_table(data: dict[str, Any], path: Path) -> None:
@@ -284,6 +310,7 @@ def build_spec(path: Path, flags: dict[str, Any], run: RunOptions) -> CampaignSp
     for key, value in flags.items():
         if value is not None and value is not False:
             values[key] = value
+    _check_schedule(values, lambda key: SCHEDULE_FLAGS[key] if flags.get(key) not in (None, False) else f"{path}: {key}")
     name = check_name(str(values.pop("name", None) or Path(path).stem))
     if "template" in values and values["template"] is not None:
         values["template"] = Path(values["template"])
