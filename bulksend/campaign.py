@@ -39,6 +39,7 @@ from bulksend.schema import RUN_LIMITS, TYPO_CUTOFF, clip
 
 if TYPE_CHECKING:  # pragma: no cover
     from bulksend.engine import ReconcileResult
+    from bulksend.schedule import SendRules
     from bulksend.estimate import Estimate
     from bulksend.providers.base import Provider
 
@@ -474,6 +475,7 @@ class Prepared:
     available: int = 0  # credits of the channel available to this campaign now
     counts: dict[str, int] = field(default_factory=dict)
     sender: str | None = None  # the From this run uses (None: the provider decides, e.g. a messaging service)
+    rules: "SendRules | None" = None  # quiet hours, send time, frequency cap (bulksend/schedule.py)
 
     def close(self) -> None:
         if self.provider is not None:
@@ -617,6 +619,8 @@ def prepare_send(config: Config, spec: CampaignSpec, *, limit: int | None = None
         prepared.provider = open_campaign_provider(config, prepared.provider_name, options.channel, spec.run)
         prepared.sender = checked_sender(prepared.provider, options.channel, spec.run)
         _check_template_provider(spec, prepared.provider)
+        stored = ledger.campaign_settings(existing.id).get("schedule") if existing is not None else None
+        prepared.rules = send_rules(config, spec, stored)
         if prepared.status == "new":
             _validate(prepared, spec, options)
         _check_credits(prepared)
@@ -624,6 +628,44 @@ def prepare_send(config: Config, spec: CampaignSpec, *, limit: int | None = None
     except BaseException:
         prepared.close()
         raise
+
+
+def send_rules(config: Config, spec: CampaignSpec | None, stored: dict[str, Any] | None) -> "SendRules":
+    """The campaign's quiet hours, send time and cap: flags and file, else as stored, else config.toml.
+
+    ``send-one`` (one person writing to another) follows neither quiet hours nor a cap.
+    """
+    from bulksend.config import CONFIG_FILE
+    from bulksend.schedule import SendRules, resolve_rules
+
+    now = datetime.now(timezone.utc)
+    if spec is not None and spec.send_one:
+        return SendRules(anchor=now)
+    given = {key: getattr(spec, key) for key in SCHEDULE_FLAGS} if spec is not None else {}
+    where = f"{config.home / CONFIG_FILE}: [compliance]"
+    try:
+        return resolve_rules(config.compliance, given, stored, now, config_where=where)
+    except InputError as exc:
+        if exc.message.startswith(where):
+            raise ConfigError(exc.message, hint=exc.hint) from None
+        raise
+
+
+def _capped(prepared: Prepared) -> dict[str, str] | None:
+    """Numbers at the frequency cap now (any campaign), with when each is eligible again."""
+    from bulksend.schedule import cap_detail
+
+    cap = prepared.rules.cap if prepared.rules is not None else None
+    if cap is None:
+        return None
+    now = datetime.now(timezone.utc)
+    sends = prepared.ledger.recent_sends(None, prepared.channel, now - cap.window)
+    capped = {}
+    for e164, times in sends.items():
+        eligible = cap.eligible_at(times, now)
+        if eligible is not None:
+            capped[e164] = cap_detail(cap, prepared.channel, eligible)
+    return capped
 
 
 def _check_same(existing: Campaign, fp: str, channel: str, spec: CampaignSpec, hints: Invocation) -> None:
@@ -652,7 +694,8 @@ def _validate(prepared: Prepared, spec: CampaignSpec, options) -> None:
         smart_encoding=spec.smart_encoding,
         category=spec.category,
     )
-    report = run_validation(prepared.config, spec.recipients, options, plan=plan, previews=True)
+    report = run_validation(prepared.config, spec.recipients, options, plan=plan, previews=True,
+                            capped=_capped(prepared))
     estimate = summarize(report)
     prepared.estimate = estimate
     if not estimate.recipients:
@@ -715,6 +758,7 @@ def prepare_resume(config: Config, key: str, run: RunOptions, *, limit: int | No
             return prepared
         prepared.provider = open_campaign_provider(config, campaign.provider, campaign.channel, prepared.run)
         prepared.sender = checked_sender(prepared.provider, campaign.channel, prepared.run)
+        prepared.rules = send_rules(config, None, stored.get("schedule"))
         _check_credits(prepared)
         return prepared
     except BaseException:
@@ -760,9 +804,14 @@ class SendReport:
             return ExitCode.INTERRUPTED
         if self.result is None:  # nothing ran: done or cancelled before
             return ExitCode.OK
-        if self.counts.get("failed") or self.counts.get("unknown") or reason is StopReason.WAITING:
+        if self.counts.get("failed") or self.counts.get("unknown"):
             return ExitCode.INCOMPLETE
-        return ExitCode.OK
+        return ExitCode.OK  # waiting too: the same command sends the rest when it is due (DESIGN.md)
+
+    @property
+    def waiting(self) -> bool:
+        """Only rows not yet due are left: the run ended to let a later one (or --wait) send them."""
+        return self.result is not None and self.result.reason is StopReason.WAITING and self.state == "open"
 
     def next_command(self) -> str:
         """The command to run next, for the summary (and the JSON ``next`` field)."""
@@ -779,7 +828,7 @@ class SendReport:
         doc: dict[str, Any] = {
             "campaign": self.campaign.name,
             "id": self.campaign.id,
-            "state": self.state,
+            "state": "waiting" if self.waiting else self.state,
             "counts": every_state(self.counts),
             "credits_debited": self.credits_debited,
             "credits_refunded": self.credits_refunded,
@@ -817,9 +866,16 @@ class SendReport:
                 doc["error"] = {"code": self.result.fatal.code, "text": self.result.fatal.text}
             elif self.result.tripped_by is not None:
                 doc["error"] = {"code": self.result.tripped_by.code, "text": self.result.tripped_by.text}
+            doc["run"]["deferred"] = stats.deferred
+            doc["run"]["frequency_capped"] = stats.capped
             if self.result.next_due is not None:
-                doc["next_due"] = self.result.next_due.isoformat(timespec="seconds")
+                doc["next_due"] = _utc_iso(self.result.next_due)
         return doc
+
+
+def _utc_iso(moment: datetime) -> str:
+    """ISO-8601 in UTC with a Z, to the second: 2026-06-02T07:00:00Z."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def every_state(counts: dict[str, int]) -> dict[str, int]:
@@ -879,7 +935,15 @@ def _queue(prepared: Prepared) -> int:
     row_params = RowParams(spec.params, table.bound.columns, spec.category) if spec.params else None
     added = 0
     chunk: list[NewTransmission] = []
+    rules = prepared.rules
+    scheduler = rules.scheduler() if rules is not None and (rules.quiet or rules.send_at) else None
+    anchor = rules.anchor if rules is not None and rules.anchor else datetime.now(timezone.utc)
     for message in iter_messages(table):
+        not_before = None
+        if scheduler is not None:
+            # Due at its first allowed time; None (zones with no common allowed hour) is settled at claim time.
+            due = scheduler.due(anchor, scheduler.zones(message.e164, message.country, message.timezone))
+            not_before = due if due is not None and due > anchor else None
         chunk.append(
             NewTransmission(
                 message.e164,
@@ -889,6 +953,8 @@ def _queue(prepared: Prepared) -> int:
                 row_number=message.row,
                 country=message.country,
                 params=row_params(message.fields) if row_params else None,
+                not_before=not_before,
+                timezone=message.timezone,
             )
         )
         if len(chunk) >= QUEUE_CHUNK:
@@ -914,6 +980,7 @@ def _stored_settings(prepared: Prepared) -> dict[str, Any]:
         "rejected": prepared.estimate.table.rejected if prepared.estimate else None,
         "reasons": prepared.estimate.table.reasons() if prepared.estimate else None,
         "run": {k: v for k, v in spec.run.as_dict().items() if v not in (None, False)},
+        "schedule": prepared.rules.as_stored() if prepared.rules is not None else None,
     }
 
 
@@ -941,8 +1008,25 @@ def stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
-def execute(prepared: Prepared, *, progress: Progress | None = None, stop: threading.Event | None = None) -> SendReport:
-    """Queue (a new campaign), hold, send, release: the part of a run that talks to the provider."""
+def sleep_until_due(stop: threading.Event, seconds: float) -> bool:
+    """``send --wait`` between runs: sleep until the next row is due; True when Ctrl-C / SIGTERM came first."""
+    return stop.wait(seconds)
+
+
+def execute(
+    prepared: Prepared,
+    *,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+    wait: bool = False,
+    sleep=None,
+) -> SendReport:
+    """Queue (a new campaign), hold, send, release: the part of a run that talks to the provider.
+
+    When only rows not yet due are left (quiet hours, a send time, a long retry) the run ends ``waiting``
+    and the hold stays, so the next run (the same cron line) has the credits; with ``wait`` it sleeps
+    until the next row is due instead (``sleep(seconds)`` returns True when stopped) and carries on.
+    """
     ledger = prepared.ledger
     if prepared.status in ("done", "cancelled"):
         assert prepared.campaign is not None
@@ -958,13 +1042,25 @@ def execute(prepared: Prepared, *, progress: Progress | None = None, stop: threa
     need = ledger.outstanding_cost(campaign.id) - ledger.held(campaign.id)
     if need > 0:
         ledger.hold(campaign.id, campaign.channel, need)
-    settings = engine_settings(prepared.provider, prepared.run, prepared.limit)
-    engine = Engine(ledger, prepared.provider, campaign, settings, progress=progress, stop=stop)
+    settings = replace(engine_settings(prepared.provider, prepared.run, prepared.limit), rules=prepared.rules)
+    stop = stop or threading.Event()
     released = 0
+    result: EngineResult | None = None
     try:
-        result = engine.run()
+        while True:
+            engine = Engine(ledger, prepared.provider, campaign, settings, progress=progress, stop=stop)
+            if result is not None:  # a run that waited: its totals go on
+                engine.stats = result.stats
+            result = engine.run()
+            if not (wait and result.reason is StopReason.WAITING and result.next_due is not None):
+                break
+            seconds = max(0.0, (result.next_due - datetime.now(timezone.utc)).total_seconds())
+            if (sleep or (lambda wait_for: sleep_until_due(stop, wait_for)))(seconds):
+                result.reason = StopReason.INTERRUPTED
+                break
     finally:
-        released = ledger.release(campaign.id)
+        if result is None or result.reason is not StopReason.WAITING:
+            released = ledger.release(campaign.id)
         if not any(ledger.counts(campaign.id).get(s) for s in OPEN_STATES):
             ledger.set_campaign_state(campaign.id, "done")
     return _report(prepared, result, queued, released)

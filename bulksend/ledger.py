@@ -150,6 +150,8 @@ class NewTransmission:
     row_number: int | None = None
     country: str | None = None
     params: str | None = None  # JSON: the row's merge fields, for providers that fill templates themselves
+    not_before: datetime | None = None  # deferred until then (quiet hours, a send time: bulksend/schedule.py)
+    timezone: str | None = None  # the row's own zone (its timezone column), checked again when claimed
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +178,7 @@ class Transmission:
     updated_at: str
     sent_at: str | None
     params: str | None = None
+    timezone: str | None = None  # the row's timezone column (bulksend/schedule.py), when it had one
 
 
 @dataclass(frozen=True, slots=True)
@@ -504,12 +507,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # Facts about the ledger itself (its identity, its calendar's time zone), one value per key.
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     ),
+    (
+        # A row's own time zone (its timezone column) for quiet hours at claim time, and recent sends to a
+        # number across campaigns for frequency caps (bulksend/schedule.py).
+        "ALTER TABLE transmissions ADD COLUMN timezone TEXT",
+        "CREATE INDEX transmissions_by_e164 ON transmissions (e164, sent_at)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _TRANSMISSION_COLUMNS = (
     "id, campaign_id, e164, state, attempts, not_before, message, units, cost, row_number, country, "
-    "provider_id, error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params"
+    "provider_id, error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone"
 )
 _CAMPAIGN_COLUMNS = "id, name, channel, provider, fingerprint, attestation, state, created_at"
 _LOT_COLUMNS = "id, channel, amount, remaining, expired, purchased_on, expires_on, ref"
@@ -981,10 +990,11 @@ class SqliteLedger(Ledger):
             now = self._now
             self._conn.executemany(
                 "INSERT INTO transmissions (campaign_id, e164, message, units, cost, row_number, country, "
-                "created_at, updated_at, params) VALUES (?,?,?,?,?,?,?,?,?,?) "
+                "created_at, updated_at, params, not_before, timezone) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT (campaign_id, e164) DO NOTHING",
                 (
-                    (campaign_id, r.e164, r.message, r.units, r.cost, r.row_number, r.country, now, now, r.params)
+                    (campaign_id, r.e164, r.message, r.units, r.cost, r.row_number, r.country, now, now, r.params,
+                     utc_timestamp(r.not_before) if r.not_before is not None else None, r.timezone)
                     for r in rows
                 ),
             )
@@ -1106,6 +1116,53 @@ class SqliteLedger(Ledger):
                 "error_code = ?, error_text = ?, updated_at = ? WHERE id = ?",
                 (utc_timestamp(not_before), code, text, self._now, transmission_id),
             )
+
+    def defer(
+        self, transmission_id: int, until: datetime, code: str | None = None, text: str | None = None
+    ) -> None:
+        """A row that may not go yet (quiet hours, a send time) waits in ``queued`` until ``until``; attempts unchanged."""
+        with self._write():
+            self._transition(transmission_id, ("queued", "sending"), "queued")
+            self._conn.execute(
+                "UPDATE transmissions SET state = 'queued', not_before = ?, error_code = COALESCE(?, error_code), "
+                "error_text = COALESCE(?, error_text), updated_at = ? WHERE id = ?",
+                (utc_timestamp(until), code, text, self._now, transmission_id),
+            )
+
+    def recent_sends(
+        self, numbers: Iterable[str] | None, channel: str, since: datetime, *, other_than: int | None = None
+    ) -> dict[str, list[datetime]]:
+        """When each number was sent to on ``channel`` after ``since``, across campaigns (frequency caps).
+
+        Counts accepted rows by ``sent_at`` and rows in flight (``sending``, ``unknown``) by when they were
+        claimed, so two campaigns claiming the same number at once see each other. ``other_than``: a
+        campaign to leave out (the one claiming).
+        """
+        found: dict[str, list[datetime]] = {}
+        moment = utc_timestamp(since)
+        query = (
+            "SELECT t.e164, COALESCE(t.sent_at, t.updated_at) FROM transmissions t "
+            "JOIN campaigns c ON c.id = t.campaign_id WHERE c.channel = ? AND t.campaign_id != ? AND ("
+            "(t.state IN ('sent', 'delivered', 'undelivered') AND t.sent_at > ?) "
+            "OR (t.state IN ('sending', 'unknown') AND t.updated_at > ?))"
+        )
+        args = (channel, -1 if other_than is None else other_than, moment, moment)
+        if numbers is None:  # every number sent to lately (validation: the file is checked against this)
+            parts = [self._conn.execute(query, args).fetchall()]
+        else:
+            wanted = list(dict.fromkeys(numbers))
+            parts = [
+                self._conn.execute(
+                    query + f" AND t.e164 IN ({_placeholders(len(wanted[i:i + 500]))})", (*args, *wanted[i:i + 500])
+                ).fetchall()
+                for i in range(0, len(wanted), 500)
+            ]
+        for rows in parts:
+            for e164, when in rows:
+                found.setdefault(e164, []).append(
+                    datetime.strptime(when, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+                )
+        return found
 
     def mark_failed(self, transmission_id: int, code: str | None, text: str | None) -> None:
         with self._write():

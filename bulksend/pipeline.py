@@ -112,6 +112,7 @@ def run_validation(
     plan: MessagePlan | None = None,
     progress: Callable[[int], None] | None = None,
     previews: bool = False,
+    capped: dict[str, str] | None = None,
 ) -> ValidationReport:
     from bulksend.config import CONFIG_FILE
     from bulksend.consent import words_from_config
@@ -132,6 +133,7 @@ def run_validation(
         progress=progress,
         consent_words=words,
         previews=previews,
+        capped=capped,
     )
 
 

@@ -435,3 +435,75 @@ class Scheduler:
             self._due.clear()
         answer = self._due[key] = next_allowed(now, zones, self.quiet, self.send_at, anchor=self.anchor or now)
         return answer
+
+
+# ------------------------------------------------------------------------------------------ a campaign's rules
+
+
+@dataclass(frozen=True)
+class SendRules:
+    """What a campaign follows: quiet hours, a send time, a frequency cap, and when it was queued."""
+
+    quiet: QuietHours | None = None
+    send_at: SendAt | None = None
+    cap: FrequencyCap | None = None
+    anchor: datetime | None = None  # when the campaign was queued: a local send time counts from it
+    send_at_text: str | None = None
+    local: bool = False
+
+    def scheduler(self) -> Scheduler:
+        return Scheduler(self.quiet, self.send_at, self.anchor)
+
+    def as_stored(self) -> dict:
+        """For the campaign's settings, so that ``campaigns resume`` and later runs follow the same rules."""
+        return {
+            "quiet_hours": str(self.quiet) if self.quiet else "off",
+            "send_at": self.send_at_text,
+            "local": self.local,
+            "frequency_cap": str(self.cap) if self.cap else "off",
+            "anchor": self.anchor.isoformat() if self.anchor else None,
+        }
+
+
+def resolve_rules(
+    configured: dict, given: dict, stored: dict | None, now: datetime, *, config_where: str = "[compliance]"
+) -> SendRules:
+    """The rules of a run: flags and the campaign file (``given``), else what the campaign stored when it was
+    queued (``stored``), else config.toml's ``[compliance]`` (``configured``), else the defaults.
+
+    Quiet hours are on by default (21:00-08:00); the frequency cap is off by default. Errors in
+    ``configured`` are raised with ``config_where`` so the caller can report them as configuration errors.
+    """
+    stored = stored or {}
+
+    def pick(key: str):
+        if given.get(key) is not None:
+            return given[key], key
+        if stored.get(key) is not None:
+            return stored[key], key
+        if configured.get(key) is not None:
+            return configured[key], f"{config_where} {key}"
+        return None, key
+
+    quiet_value, where = pick("quiet_hours")
+    quiet = parse_quiet_hours(DEFAULT_QUIET_HOURS if quiet_value is None else quiet_value, where)
+    cap_value, where = pick("frequency_cap")
+    cap = parse_frequency_cap(cap_value, where)
+    if given.get("send_at") is not None:
+        send_at_text, local = given["send_at"], bool(given.get("local"))
+    else:
+        send_at_text, local = stored.get("send_at"), bool(stored.get("local"))
+    send_at = parse_send_at(send_at_text, local, "send_at")
+    anchor = datetime.fromisoformat(stored["anchor"]) if stored.get("anchor") else now
+    return SendRules(quiet, send_at, cap, anchor, send_at_text, local)
+
+
+def cap_detail(cap: FrequencyCap, channel: str, eligible: datetime) -> str:
+    """The reject detail of a frequency-capped number: the cap and when the number is eligible again."""
+    return f"already sent {cap.count} {channel} message{'s' if cap.count > 1 else ''} within {_window(cap)}; " \
+           f"eligible again at {eligible.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+
+
+def _window(cap: FrequencyCap) -> str:
+    text = str(cap).split("/", 1)[1]
+    return text

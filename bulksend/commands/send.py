@@ -143,7 +143,7 @@ def send(
                 report = _execute(prepared, quiet=True)
             else:
                 _confirm(prepared, yes)
-                report = _execute(prepared, quiet=quiet)
+                report = _execute(prepared, quiet=quiet, wait=wait)
     _finish(report, json_output=json_output, path=path)
 
 
@@ -286,12 +286,12 @@ def _confirm(prepared: "Prepared", yes: bool) -> None:
         raise typer.Exit(0)
 
 
-def _execute(prepared: "Prepared", *, quiet: bool) -> "SendReport":
+def _execute(prepared: "Prepared", *, quiet: bool, wait: bool = False) -> "SendReport":
     from bulksend.campaign import execute, stop_on_signals
 
     total = prepared.messages if prepared.limit is None else min(prepared.limit, prepared.messages)
     with SendProgress(prepared.name, total, quiet=quiet) as progress, stop_on_signals() as stop:
-        return execute(prepared, progress=progress, stop=stop)
+        return execute(prepared, progress=progress, stop=stop, wait=wait)
 
 
 class SendProgress:
@@ -465,8 +465,11 @@ def render_summary(report: "SendReport") -> None:
         elif result.reason is StopReason.INTERRUPTED:
             line("Interrupted: what was in flight is recorded; the rest stays queued.")
         elif result.reason is StopReason.WAITING and result.next_due is not None:
-            line(f"{report.counts.get('queued', 0):,} messages wait for a retry at "
-                 f"{result.next_due:%Y-%m-%d %H:%M:%S} UTC: run again after that.")
+            if stats.deferred:
+                line(f"  {stats.deferred:,} deferred at send time: quiet hours in the recipient's time zone.")
+            line(f"{report.counts.get('queued', 0):,} messages wait until {result.next_due:%Y-%m-%d %H:%M:%S} UTC "
+                 "(quiet hours, a send time or a retry); their credits stay held. Run the same command again "
+                 "after that (a cron line does), or add --wait.")
         elif result.reason is StopReason.LIMIT:
             line(f"Canary of {report.limit:,} done; {report.counts.get('queued', 0):,} messages stay queued.")
     if report.counts.get("unknown"):
