@@ -26,7 +26,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from bulksend.errors import InputError
 
 UTC = timezone.utc
-DEFAULT_QUIET_HOURS = "21:00-08:00"
+#: What ``quiet_hours = true`` means, and the default when nothing sets quiet hours.
+STANDARD_QUIET_HOURS = "21:00-08:00"
+DEFAULT_QUIET_HOURS = STANDARD_QUIET_HOURS
 UNKNOWN_ZONE = "Etc/Unknown"
 #: How far ahead an allowed instant is looked for: past this, the zones share no allowed time.
 HORIZON = timedelta(days=14)
@@ -74,7 +76,7 @@ def parse_quiet_hours(value: object, where: str = "quiet_hours") -> QuietHours |
     if value is None or value is False:
         return None
     if value is True:
-        value = DEFAULT_QUIET_HOURS
+        value = STANDARD_QUIET_HOURS
     if not isinstance(value, str):
         raise InputError(f"{where} must be HH:MM-HH:MM (like \"21:00-08:00\") or \"off\", not {value!r}.")
     if value.strip().lower() in _OFF:
