@@ -222,12 +222,23 @@ CONFIG_SECTIONS: dict[str, dict[str, Key]] = {
     "credits": {
         "min_topup_sms": Key("integer", "the smallest SMS top-up", 1, 10**12),
         "min_topup_whatsapp": Key("integer", "the smallest WhatsApp top-up", 1, 10**12),
+        "timezone": Key("text", "the time zone a new ledger's calendar uses (IANA name)"),
     },
     "consent": {
         "positive": Key("texts", "extra consent values that mean yes"),
         "negative": Key("texts", "extra consent values that mean no"),
     },
+    "ledger": {
+        "url": Key("text", "the ledger server (postgresql://host/db; no password)"),
+    },
+    "content": {
+        "deny": Key("texts", "your own words and phrases that block a message"),
+        "allow": Key("texts", "built-in words and phrases not to block"),
+    },
     "compliance": {
+        # The opt-out instruction of marketing SMS (bulksend/compliance.py, docs/compliance.md).
+        "footer": Key("text", 'the opt-out footer appended to marketing SMS ("" turns it off)'),
+        "optout_pattern": Key("text", "a regular expression that finds your own opt-out instruction"),
         # When rows may go (bulksend/schedule.py, docs/schedule.md); campaign files and flags override them.
         "quiet_hours": Key(("text", "bool"), "local hours in which nothing is sent", pattern=QUIET_HOURS_PATTERN,
                            pattern_text='"HH:MM-HH:MM" (like "21:00-08:00"), "off", or true/false'),

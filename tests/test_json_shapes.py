@@ -98,6 +98,9 @@ def test_every_command_prints_the_keys_the_page_documents(cli, home, tmp_path, m
         ("send CSV|CAMPAIGN", ("send", *listing, "-m", "Hi", "--limit", 1, "--yes"), None),
         ("campaigns resume ID", ("campaigns", "resume", "list", "--limit", 1, "--yes"), None),
         ("campaigns show ID", ("campaigns", "show", "list"), None),
+        ("campaigns refresh ID", ("campaigns", "refresh", "list"), None),
+        ("campaigns export ID", ("campaigns", "export", "list"), None),
+        ("campaigns report ID --html FILE", ("campaigns", "report", "list", "--html", tmp_path / "r.html"), None),
         ("campaigns list", ("campaigns", "list"), None),
         ("campaigns reconcile ID", ("campaigns", "reconcile", "list"), None),
         ("campaigns cancel ID", ("campaigns", "cancel", "list"), None),
@@ -118,6 +121,8 @@ def test_every_command_prints_the_keys_the_page_documents(cli, home, tmp_path, m
         ("ledger backup FILE", ("ledger", "backup", tmp_path / "copy.db"), None),
         ("ledger restore FILE", ("ledger", "restore", tmp_path / "copy.db", "--yes"), None),
         ("ledger adopt", ("ledger", "adopt", "--yes"), None),
+        ("ledger migrate", ("ledger", "migrate"), None),
+        ("ledger copy --to URL", ("ledger", "copy", "--to", f"sqlite:///{tmp_path / 'copied.db'}"), None),
     ]
     shapes = documented()
     assert {title for title, _, _ in runs} == set(shapes)

@@ -1,0 +1,37 @@
+-- PostgreSQL's own queries. Writes run in READ COMMITTED; the rules take row locks before they read what
+-- they decide on: the channel's pool row for credits, the transmission row for a transition, the hold row
+-- for a claim. Each statement after a lock sees everything committed before the lock was granted.
+
+-- name: lock_pool
+SELECT channel FROM credit_pools WHERE channel = :channel FOR UPDATE;
+
+-- name: lock_numbers
+-- Frequency caps: one transaction-scoped advisory lock per number (key space 1212, the issue that asked for
+-- caps), in sorted order, so a claim's count of recent sends and its claim are one step (Store.lock_numbers).
+SELECT pg_advisory_xact_lock(1212, hashtext(n)) FROM (
+    SELECT n FROM unnest(CAST(:numbers AS text[])) AS n ORDER BY n
+) AS sorted_numbers;
+
+-- name: transmission_for_update
+SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost, row_number, country, provider_id,
+       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone
+FROM transmissions WHERE id = :id FOR UPDATE;
+
+-- name: hold_for_update
+SELECT channel, amount FROM holds WHERE campaign_id = :campaign_id FOR UPDATE;
+
+-- name: claim_candidates
+-- SKIP LOCKED: rows another sender is claiming right now are left to it, never waited for.
+SELECT id, cost FROM transmissions
+WHERE campaign_id = :campaign_id AND state = :state AND (not_before IS NULL OR not_before <= :now)
+ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED;
+
+-- name: history
+SELECT id, kind, channel, amount, on_date, recorded_at, lot_id, campaign_id, transmission_id, from_hold, ref, note
+FROM movements
+WHERE (CAST(:channel AS text) IS NULL OR channel = :channel)
+  AND (CAST(:since AS date) IS NULL OR on_date >= CAST(:since AS date))
+ORDER BY on_date DESC, id DESC;
+
+-- name: schema_version
+SELECT COALESCE(MAX(version), 0) FROM bulksend_schema;
