@@ -39,6 +39,7 @@ from bulksend.schema import RUN_LIMITS, TYPO_CUTOFF, clip
 
 if TYPE_CHECKING:  # pragma: no cover
     from bulksend.engine import ReconcileResult
+    from bulksend.schedule import SendRules
     from bulksend.estimate import Estimate
     from bulksend.providers.base import Provider
 
@@ -82,9 +83,17 @@ CAMPAIGN_KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "content_sid": (str, "a Twilio Content template (HX…) for every message"),
     "content_variables": (list, "columns for the Twilio Content template's variables 1, 2…, in order"),
     "service_window": (bool, "every recipient wrote to us in the last 24 hours: WhatsApp free-form text is allowed"),
+    # When rows may go (bulksend/schedule.py, docs/schedule.md); they override [compliance] in config.toml.
+    "quiet_hours": ((str, bool), "local hours in which nothing is sent, like \"21:00-08:00\", or \"off\""),
+    "send_at": (str, "when to send: an instant with an offset, or HH:MM with local = true"),
+    "local": (bool, "send_at is a wall time in each recipient's own zone"),
+    "frequency_cap": ((str, bool), "the most messages a number gets per window, like \"2/24h\", or \"off\""),
     "purpose": (str, "marketing or transactional (a marketing SMS must say how to opt out)"),
     "allow_content": (list, "content categories to send despite findings, like [\"violence\"]"),
 }
+# Where each schedule setting comes from on the command line (for errors naming what to fix).
+SCHEDULE_FLAGS = {"quiet_hours": "--quiet-hours", "send_at": "--at", "local": "--local",
+                  "frequency_cap": "--frequency-cap"}
 # The [whatsapp] table (issue 5's spelling, which scripts and examples share) maps onto the keys above.
 WHATSAPP_TABLE = {
     "template": "whatsapp_template",
@@ -160,6 +169,11 @@ class CampaignSpec:
     send_one: bool = False
     params: dict[str, Any] | None = None  # provider template settings (the _PARAM_KEYS), when given
     service_window: bool = False  # WhatsApp: every recipient is inside the 24-hour customer service window
+    # When rows may go, as given by the campaign file or flags (None: [compliance] in config.toml decides).
+    quiet_hours: str | bool | None = None
+    send_at: str | None = None
+    local: bool = False
+    frequency_cap: str | bool | None = None
     purpose: str | None = None  # marketing (None: the default) or transactional
     allow_content: tuple[str, ...] | list[str] | None = None  # content categories allowed despite findings
 
@@ -223,6 +237,7 @@ def read_campaign_file(path: Path) -> dict[str, Any]:
             hint="A campaign file may set: " + ", ".join(CAMPAIGN_KEYS) + ".",
         )
     values = {key: _check_value(key, value, str(path)) for key, value in data.items()}
+    _check_schedule(values, lambda key: f"{path}: {key}", send_at=False)  # send_at may need --local: build_spec
     for key in _PATH_KEYS:
         if key in values:
             values[key] = (path.parent / Path(values[key]).expanduser()).resolve()
@@ -247,6 +262,18 @@ def read_campaign_file(path: Path) -> dict[str, Any]:
         columns = values.get("content_variables", [])
         values["message"] = f"[Twilio Content {values['content_sid']}] " + " · ".join("{" + c + "}" for c in columns)
     return values
+
+
+def _check_schedule(values: dict[str, Any], where, *, send_at: bool = True) -> None:
+    """Quiet hours, send time and frequency cap parse (exit 2 naming the key or flag), before anything is read."""
+    from bulksend.schedule import parse_frequency_cap, parse_quiet_hours, parse_send_at
+
+    if values.get("quiet_hours") is not None:
+        parse_quiet_hours(values["quiet_hours"], where("quiet_hours"))
+    if send_at and values.get("send_at") is not None:
+        parse_send_at(values["send_at"], bool(values.get("local")), where("send_at"))
+    if values.get("frequency_cap") is not None:
+        parse_frequency_cap(values["frequency_cap"], where("frequency_cap"))
 
 
 def _unfold_whatsapp_table(data: dict[str, Any], path: Path) -> None:
@@ -298,6 +325,7 @@ def build_spec(path: Path, flags: dict[str, Any], run: RunOptions) -> CampaignSp
     for key, value in flags.items():
         if value is not None and value is not False:
             values[key] = value
+    _check_schedule(values, lambda key: SCHEDULE_FLAGS[key] if flags.get(key) not in (None, False) else f"{path}: {key}")
     name = check_name(str(values.pop("name", None) or Path(path).stem))
     if "template" in values and values["template"] is not None:
         values["template"] = Path(values["template"])
@@ -461,6 +489,7 @@ class Prepared:
     available: int = 0  # credits of the channel available to this campaign now
     counts: dict[str, int] = field(default_factory=dict)
     sender: str | None = None  # the From this run uses (None: the provider decides, e.g. a messaging service)
+    rules: "SendRules | None" = None  # quiet hours, send time, frequency cap (bulksend/schedule.py)
 
     def close(self) -> None:
         if self.provider is not None:
@@ -604,6 +633,8 @@ def prepare_send(config: Config, spec: CampaignSpec, *, limit: int | None = None
         prepared.provider = open_campaign_provider(config, prepared.provider_name, options.channel, spec.run)
         prepared.sender = checked_sender(prepared.provider, options.channel, spec.run)
         _check_template_provider(spec, prepared.provider)
+        stored = ledger.campaign_settings(existing.id).get("schedule") if existing is not None else None
+        prepared.rules = send_rules(config, spec, stored)
         if prepared.status == "new":
             _validate(prepared, spec, options)
         _check_credits(prepared)
@@ -611,6 +642,44 @@ def prepare_send(config: Config, spec: CampaignSpec, *, limit: int | None = None
     except BaseException:
         prepared.close()
         raise
+
+
+def send_rules(config: Config, spec: CampaignSpec | None, stored: dict[str, Any] | None) -> "SendRules":
+    """The campaign's quiet hours, send time and cap: flags and file, else as stored, else config.toml.
+
+    ``send-one`` (one person writing to another) follows neither quiet hours nor a cap.
+    """
+    from bulksend.config import CONFIG_FILE
+    from bulksend.schedule import SendRules, resolve_rules
+
+    now = datetime.now(timezone.utc)
+    if spec is not None and spec.send_one:
+        return SendRules(anchor=now)
+    given = {key: getattr(spec, key) for key in SCHEDULE_FLAGS} if spec is not None else {}
+    where = f"{config.home / CONFIG_FILE}: [compliance]"
+    try:
+        return resolve_rules(config.compliance, given, stored, now, config_where=where)
+    except InputError as exc:
+        if exc.message.startswith(where):
+            raise ConfigError(exc.message, hint=exc.hint) from None
+        raise
+
+
+def _capped(prepared: Prepared) -> dict[str, str] | None:
+    """Numbers at the frequency cap now (any campaign), with when each is eligible again."""
+    from bulksend.schedule import cap_detail
+
+    cap = prepared.rules.cap if prepared.rules is not None else None
+    if cap is None:
+        return None
+    now = datetime.now(timezone.utc)
+    sends = prepared.ledger.recent_sends(None, prepared.channel, now - cap.window)
+    capped = {}
+    for e164, times in sends.items():
+        eligible = cap.eligible_at(times, now)
+        if eligible is not None:
+            capped[e164] = cap_detail(cap, prepared.channel, eligible)
+    return capped
 
 
 def _check_same(existing: Campaign, fp: str, channel: str, spec: CampaignSpec, hints: Invocation) -> None:
@@ -658,7 +727,8 @@ def _validate(prepared: Prepared, spec: CampaignSpec, options) -> None:
         )
     if plan.compliance is not None and plan.compliance.missing_optout:
         raise missing_optout_error(read_message(spec.message, spec.template)[1])
-    report = run_validation(prepared.config, spec.recipients, options, plan=plan, previews=True)
+    report = run_validation(prepared.config, spec.recipients, options, plan=plan, previews=True,
+                            capped=_capped(prepared))
     estimate = summarize(report)
     prepared.estimate = estimate
     if not estimate.recipients:
@@ -721,6 +791,7 @@ def prepare_resume(config: Config, key: str, run: RunOptions, *, limit: int | No
             return prepared
         prepared.provider = open_campaign_provider(config, campaign.provider, campaign.channel, prepared.run)
         prepared.sender = checked_sender(prepared.provider, campaign.channel, prepared.run)
+        prepared.rules = send_rules(config, None, stored.get("schedule"))
         _check_credits(prepared)
         return prepared
     except BaseException:
@@ -766,9 +837,14 @@ class SendReport:
             return ExitCode.INTERRUPTED
         if self.result is None:  # nothing ran: done or cancelled before
             return ExitCode.OK
-        if self.counts.get("failed") or self.counts.get("unknown") or reason is StopReason.WAITING:
+        if self.counts.get("failed") or self.counts.get("unknown"):
             return ExitCode.INCOMPLETE
-        return ExitCode.OK
+        return ExitCode.OK  # waiting too: the same command sends the rest when it is due (DESIGN.md)
+
+    @property
+    def waiting(self) -> bool:
+        """Only rows not yet due are left: the run ended to let a later one (or --wait) send them."""
+        return self.result is not None and self.result.reason is StopReason.WAITING and self.state == "open"
 
     def next_command(self) -> str:
         """The command to run next, for the summary (and the JSON ``next`` field)."""
@@ -785,7 +861,7 @@ class SendReport:
         doc: dict[str, Any] = {
             "campaign": self.campaign.name,
             "id": self.campaign.id,
-            "state": self.state,
+            "state": "waiting" if self.waiting else self.state,
             "counts": every_state(self.counts),
             "credits_debited": self.credits_debited,
             "credits_refunded": self.credits_refunded,
@@ -823,9 +899,16 @@ class SendReport:
                 doc["error"] = {"code": self.result.fatal.code, "text": self.result.fatal.text}
             elif self.result.tripped_by is not None:
                 doc["error"] = {"code": self.result.tripped_by.code, "text": self.result.tripped_by.text}
+            doc["run"]["deferred"] = stats.deferred
+            doc["run"]["frequency_capped"] = stats.capped
             if self.result.next_due is not None:
-                doc["next_due"] = self.result.next_due.isoformat(timespec="seconds")
+                doc["next_due"] = _utc_iso(self.result.next_due)
         return doc
+
+
+def _utc_iso(moment: datetime) -> str:
+    """ISO-8601 in UTC with a Z, to the second: 2026-06-02T07:00:00Z."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def every_state(counts: dict[str, int]) -> dict[str, int]:
@@ -885,7 +968,15 @@ def _queue(prepared: Prepared) -> int:
     row_params = RowParams(spec.params, table.bound.columns, spec.category) if spec.params else None
     added = 0
     chunk: list[NewTransmission] = []
+    rules = prepared.rules
+    scheduler = rules.scheduler() if rules is not None and (rules.quiet or rules.send_at) else None
+    anchor = rules.anchor if rules is not None and rules.anchor else datetime.now(timezone.utc)
     for message in iter_messages(table):
+        not_before = None
+        if scheduler is not None:
+            # Due at its first allowed time; None (zones with no common allowed hour) is settled at claim time.
+            due = scheduler.due(anchor, scheduler.zones(message.e164, message.country, message.timezone))
+            not_before = due if due is not None and due > anchor else None
         chunk.append(
             NewTransmission(
                 message.e164,
@@ -895,6 +986,8 @@ def _queue(prepared: Prepared) -> int:
                 row_number=message.row,
                 country=message.country,
                 params=row_params(message.fields) if row_params else None,
+                not_before=not_before,
+                timezone=message.timezone,
             )
         )
         if len(chunk) >= QUEUE_CHUNK:
@@ -920,6 +1013,7 @@ def _stored_settings(prepared: Prepared) -> dict[str, Any]:
         "rejected": prepared.estimate.table.rejected if prepared.estimate else None,
         "reasons": prepared.estimate.table.reasons() if prepared.estimate else None,
         "run": {k: v for k, v in spec.run.as_dict().items() if v not in (None, False)},
+        "schedule": prepared.rules.as_stored() if prepared.rules is not None else None,
         **_compliance_settings(prepared),
     }
 
@@ -959,8 +1053,25 @@ def stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
-def execute(prepared: Prepared, *, progress: Progress | None = None, stop: threading.Event | None = None) -> SendReport:
-    """Queue (a new campaign), hold, send, release: the part of a run that talks to the provider."""
+def sleep_until_due(stop: threading.Event, seconds: float) -> bool:
+    """``send --wait`` between runs: sleep until the next row is due; True when Ctrl-C / SIGTERM came first."""
+    return stop.wait(seconds)
+
+
+def execute(
+    prepared: Prepared,
+    *,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+    wait: bool = False,
+    sleep=None,
+) -> SendReport:
+    """Queue (a new campaign), hold, send, release: the part of a run that talks to the provider.
+
+    When only rows not yet due are left (quiet hours, a send time, a long retry) the run ends ``waiting``
+    and the hold stays, so the next run (the same cron line) has the credits; with ``wait`` it sleeps
+    until the next row is due instead (``sleep(seconds)`` returns True when stopped) and carries on.
+    """
     ledger = prepared.ledger
     if prepared.status in ("done", "cancelled"):
         assert prepared.campaign is not None
@@ -976,18 +1087,31 @@ def execute(prepared: Prepared, *, progress: Progress | None = None, stop: threa
     need = ledger.outstanding_cost(campaign.id) - ledger.held(campaign.id)
     if need > 0:
         ledger.hold(campaign.id, campaign.channel, need)
-    settings = engine_settings(prepared.provider, prepared.run, prepared.limit)
+    settings = replace(engine_settings(prepared.provider, prepared.run, prepared.limit), rules=prepared.rules)
+    stop = stop or threading.Event()
     from bulksend.fleet import shared_rate
 
     limiter = shared_rate(ledger, prepared.provider.profile.name, settings.rate)  # one rate per account
-    engine = Engine(ledger, prepared.provider, campaign, settings, progress=progress, stop=stop, limiter=limiter)
     released = 0
+    result: EngineResult | None = None
     try:
-        result = engine.run()
+        while True:
+            engine = Engine(ledger, prepared.provider, campaign, settings, progress=progress, stop=stop,
+                            limiter=limiter)
+            if result is not None:  # a run that waited: its totals go on
+                engine.stats = result.stats
+            result = engine.run()
+            if not (wait and result.reason is StopReason.WAITING and result.next_due is not None):
+                break
+            seconds = max(0.0, (result.next_due - datetime.now(timezone.utc)).total_seconds())
+            if (sleep or (lambda wait_for: sleep_until_due(stop, wait_for)))(seconds):
+                result.reason = StopReason.INTERRUPTED
+                break
     finally:
         if limiter is not None:
             limiter.close()
-        released = ledger.release(campaign.id)
+        if result is None or result.reason is not StopReason.WAITING:
+            released = ledger.release(campaign.id)
         if not any(ledger.counts(campaign.id).get(s) for s in OPEN_STATES):
             ledger.set_campaign_state(campaign.id, "done")
     return _report(prepared, result, queued, released)

@@ -52,7 +52,7 @@ class Config:
     ledger_url_option: str | None = None
     consent: dict[str, Any] = field(default_factory=dict)  # [consent] positive, negative: extra consent values
     content: dict[str, Any] = field(default_factory=dict)  # [content] deny, allow: the user's own words
-    compliance: dict[str, Any] = field(default_factory=dict)  # [compliance] footer, optout_pattern, …
+    compliance: dict[str, Any] = field(default_factory=dict)  # [compliance] footer, optout_pattern, quiet_hours, frequency_cap
     warnings: tuple[str, ...] = ()  # unknown keys, said once by the CLI (docs/configuration.md)
     invocation: Invocation = field(default_factory=Invocation)  # what every suggested command repeats (--home)
 

@@ -42,6 +42,7 @@ from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from bulksend.errors import InsufficientCredits, LedgerError
 from bulksend.journal import AttemptJournal, Verdict, accepted_record, attempt_record, declined_record
@@ -104,6 +105,7 @@ class EngineSettings:
     reconcile_after: float = DEFAULT_RECONCILE_AFTER
     backoff_base: float = BACKOFF_BASE
     backoff_cap: float = BACKOFF_CAP
+    rules: Any = None  # schedule.SendRules: quiet hours and the frequency cap, checked again at claim time
 
     @property
     def batch(self) -> int:
@@ -159,6 +161,8 @@ class RunStats:
     retried: int = 0  # retryable outcomes scheduled again
     unknown: int = 0  # ambiguous outcomes
     suppressed: int = 0  # found on the opt-out list at send time
+    deferred: int = 0  # claimed in quiet hours: queued again for the next allowed time (no attempt used)
+    capped: int = 0  # failed at claim time: the frequency cap was reached meanwhile (another campaign)
     opted_out: int = 0  # opted out at the provider
     recovered: int = 0  # rows a crashed run left ``sending`` whose request may have been out (now unknown)
     requeued: int = 0  # rows a crashed run left ``sending`` that, per the journal, no provider accepted (queued)
@@ -439,6 +443,7 @@ class Engine:
         self._bug: BaseException | None = None
         self._undecided: set[int] = set()  # unknown rows the provider could not tell about in this run
         self._out: dict[int, Transmission] = {}  # rows handed to the workers whose outcome has not come back
+        self._quiet = None  # a schedule.Scheduler for quiet hours at claim time, made on first use
 
     # ------------------------------------------------------------------------------------------ run
 
@@ -663,7 +668,60 @@ class Engine:
                             self.stats.retrying.discard(row.id)
                             suppressed += 1
                     rows = [r for r in rows if r.e164 not in blocked]
+            if rows and self.settings.rules is not None:
+                rows, held_back = self._hold_back(rows, _now())
+                suppressed += held_back
         return rows, suppressed
+
+    def _hold_back(self, rows: list[Transmission], now: datetime) -> tuple[list[Transmission], int]:
+        """Claimed rows that may not go now: quiet hours defer them (no attempt used), the cap fails them.
+
+        Runs in the claim's transaction, so a campaign claiming the same number at the same time (it sees
+        this one's ``sending`` rows) cannot also slip under the cap. Returns the rows to send and how many
+        were held back.
+        """
+        from bulksend.schedule import Scheduler, allowed_now, cap_detail
+
+        rules = self.settings.rules
+        ledger = self.ledger
+        keep: list[Transmission] = []
+        held = 0
+        if rules.quiet is not None:
+            if self._quiet is None:
+                self._quiet = Scheduler(rules.quiet)
+            for row in rows:
+                zones = self._quiet.zones(row.e164, row.country, row.timezone)
+                if allowed_now(now, zones, rules.quiet):
+                    keep.append(row)
+                    continue
+                held += 1
+                until = self._quiet.due(now.replace(second=0, microsecond=0), zones)
+                if until is None:
+                    ledger.mark_failed(
+                        row.id, "no_allowed_time",
+                        f"its possible time zones ({', '.join(zones)}) share no hour outside quiet hours "
+                        f"{rules.quiet}; give the row a timezone column",
+                    )
+                    self._final_failure(row, "no_allowed_time")
+                    continue
+                ledger.defer(row.id, until)
+                self.stats.deferred += 1
+            rows, keep = keep, []
+        if rules.cap is not None and rows:
+            cap = rules.cap
+            channel = self.campaign.channel
+            recent = ledger.recent_sends((r.e164 for r in rows), channel, now - cap.window, other_than=self.campaign.id)
+            for row in rows:
+                eligible = cap.eligible_at(recent.get(row.e164, ()), now)
+                if eligible is None:
+                    keep.append(row)
+                    continue
+                held += 1
+                ledger.mark_failed(row.id, "frequency_capped", cap_detail(cap, channel, eligible))
+                self.stats.capped += 1
+                self._final_failure(row, "frequency_capped")
+            rows = keep
+        return rows, held
 
     def _delivery(self, row: Transmission) -> Delivery:
         return Delivery(

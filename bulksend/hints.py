@@ -50,6 +50,10 @@ SEND_FLAGS = {
     "batch_size": "--batch-size",
     "max_attempts": "--max-attempts",
     "retry_unknown": "--retry-unknown",
+    "quiet_hours": "--quiet-hours",
+    "at": "--at",
+    "local": "--local",
+    "frequency_cap": "--frequency-cap",
     "service_window": "--service-window",
 }
 #: Values that are the commands' defaults: leaving them out changes nothing and keeps the hint short.

@@ -200,6 +200,8 @@ class NewTransmission:
     row_number: int | None = None
     country: str | None = None
     params: str | None = None  # JSON: the row's merge fields, for providers that fill templates themselves
+    not_before: datetime | None = None  # deferred until then (quiet hours, a send time: bulksend/schedule.py)
+    timezone: str | None = None  # the row's own zone (its timezone column), checked again when claimed
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +228,7 @@ class Transmission:
     updated_at: str
     sent_at: str | None
     params: str | None = None
+    timezone: str | None = None  # the row's timezone column (bulksend/schedule.py), when it had one
 
 
 @dataclass(frozen=True, slots=True)
@@ -731,7 +734,9 @@ class Ledger:
                 "insert_transmission",
                 (
                     dict(campaign_id=campaign_id, e164=r.e164, message=r.message, units=r.units, cost=r.cost,
-                         row_number=r.row_number, country=r.country, now=now, params=r.params)
+                         row_number=r.row_number, country=r.country, now=now, params=r.params,
+                         not_before=utc_timestamp(r.not_before) if r.not_before is not None else None,
+                         timezone=r.timezone)
                     for r in rows
                 ),
             )
@@ -875,6 +880,34 @@ class Ledger:
                 error_code=row.error_code if code is None else code,
                 error_text=row.error_text if text is None else text,
             ))
+
+    def recent_sends(
+        self, numbers: Iterable[str] | None, channel: str, since: datetime, *, other_than: int | None = None
+    ) -> dict[str, list[datetime]]:
+        """When each number was sent to on ``channel`` after ``since``, across campaigns (frequency caps).
+
+        Counts accepted rows by ``sent_at`` and rows in flight (``sending``, ``unknown``) by when they were
+        claimed, so two campaigns claiming the same number at once see each other. ``other_than``: a
+        campaign to leave out (the one claiming). Inside a write transaction the numbers are locked first
+        (``Store.lock_numbers``) and stay so until it ends: the claim that asks and its decision are one
+        step, so two campaigns claiming the same number at once cannot both slip under the cap.
+        """
+        params = dict(channel=channel, since=utc_timestamp(since), other_than=-1 if other_than is None else other_than)
+        if numbers is None:  # every number sent to lately (validation: the file is checked against this)
+            rows = self.store.all("recent_sends_all", **params)
+        else:
+            wanted = list(dict.fromkeys(numbers))
+            if not wanted:
+                return {}
+            if self._depth:  # inside a write transaction (a claim's): lock, then count
+                self.store.lock_numbers(wanted)
+            rows = self.store.all("recent_sends", numbers=wanted, **params)
+        found: dict[str, list[datetime]] = {}
+        for e164, when in rows:
+            found.setdefault(e164, []).append(
+                datetime.strptime(when, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+            )
+        return found
 
     def mark_failed(self, transmission_id: int, code: str | None, text: str | None) -> None:
         with self._write():

@@ -462,3 +462,17 @@ class NumberChecker:
         if _SPREADSHEET_FLOAT.fullmatch(value):
             detail = f"looks like a spreadsheet turned it into a number ({value})"
         return NumberCheck(None, None, INVALID_NUMBER, detail)
+
+
+def classify_e164(e164: str) -> tuple[int, int] | None:
+    """(country calling code, phonenumbers' number type) of an E.164 number, on the fast path; None when unknown.
+
+    For bulksend/schedule.py, which needs the type to pick a number's time zones exactly as
+    ``phonenumbers.timezone.time_zones_for_number`` does, without a ~30 µs parse per queued row.
+    """
+    digits = e164[1:] if e164.startswith("+") else e164
+    calling_code = _country_code_prefix(digits)
+    if calling_code is None:
+        return None
+    _, kind = calling_code.classify(digits[len(calling_code.country_code_str) :])
+    return calling_code.country_code, kind

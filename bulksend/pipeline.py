@@ -139,6 +139,7 @@ def run_validation(
     plan: MessagePlan | None = None,
     progress: Callable[[int], None] | None = None,
     previews: bool = False,
+    capped: dict[str, str] | None = None,
 ) -> ValidationReport:
     from bulksend.config import CONFIG_FILE
     from bulksend.consent import words_from_config
@@ -159,6 +160,7 @@ def run_validation(
         progress=progress,
         consent_words=words,
         previews=previews,
+        capped=capped,
     )
 
 

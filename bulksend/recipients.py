@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 PHONE_COLUMNS = ("phone", "mobile", "msisdn", "number", "phone_number", "mobile_number", "cell", "whatsapp", "to")
 CONSENT_COLUMNS = ("consent", "opt_in", "optin", "opted_in")
 COUNTRY_COLUMN = "country"
+TIMEZONE_COLUMN = "timezone"  # a row's own IANA zone, for quiet hours and local send times (bulksend/schedule.py)
 CHANNELS = ("sms", "whatsapp")
 WHATSAPP_MAX_CHARS = 4096  # the Cloud API's limit for a text body
 
@@ -42,12 +43,13 @@ class Status(IntEnum):
     NOT_MOBILE = 2
     COUNTRY_NOT_ALLOWED = 3
     SUPPRESSED = 4
-    NO_CONSENT = 5
-    BAD_CONSENT_VALUE = 6
-    MISSING_FIELD = 7
-    CONTENT_BLOCKED = 8
-    TOO_LONG = 9
-    DUPLICATE = 10
+    FREQUENCY_CAPPED = 5
+    NO_CONSENT = 6
+    BAD_CONSENT_VALUE = 7
+    MISSING_FIELD = 8
+    CONTENT_BLOCKED = 9
+    TOO_LONG = 10
+    DUPLICATE = 11
 
     @property
     def code(self) -> str:
@@ -97,9 +99,10 @@ class Columns:
     consent: int | None
     country: int | None
     template: tuple[int, ...] = ()
+    timezone: int | None = None
 
     def all(self) -> list[int]:
-        picked = [self.phone, self.consent, self.country, *self.template]
+        picked = [self.phone, self.consent, self.country, self.timezone, *self.template]
         return sorted({c for c in picked if c is not None})
 
 
@@ -130,6 +133,7 @@ class RecipientTable:
     alt_units: np.ndarray | None = None  # segments with the other smart-encoding setting (SMS only)
     alt_credits: np.ndarray | None = None
     default_region: str | None = None  # --region, else the config's default: for numbers without a prefix
+    capped: dict[str, str] | None = None  # frequency-capped numbers → when they become eligible (the detail)
     content: "TemplateCheck | None" = None  # the content check of this template (with a MessagePlan's lexicon)
     content_found: dict = field(default_factory=dict)  # (category, word) → [rows blocked, first row index]
 
@@ -225,7 +229,7 @@ def choose_columns(csv: CsvFile, options: ValidationOptions) -> Columns:
                 hint='Add a consent column, name it with --consent-column, or attest with --assume-consent "why".',
             )
     country = csv.find_column([COUNTRY_COLUMN])
-    return Columns(phone=phone, consent=consent, country=country)
+    return Columns(phone=phone, consent=consent, country=country, timezone=csv.find_column([TIMEZONE_COLUMN]))
 
 
 def headers_found(headers: tuple[str, ...], most: int = 20) -> str:
@@ -273,6 +277,7 @@ def build_table(
     plan: MessagePlan | None = None,
     progress: Callable[[int], None] | None = None,
     consent_words: ConsentWords | None = None,
+    capped: dict[str, str] | None = None,
 ) -> RecipientTable:
     """Read, check and decide every row of ``path``. Bad rows become rejects; bad files raise InputError."""
     if options.channel not in CHANNELS:
@@ -292,6 +297,7 @@ def build_table(
             consent=columns.consent,
             country=columns.country,
             template=tuple(csv.find_column([name]) for name in bound.columns),
+            timezone=columns.timezone,
         )
     region_default = options.region or default_region
     if consent_words is None:  # the built-in values; "now" read once for the whole file
@@ -363,6 +369,7 @@ def build_table(
         plan=plan,
         bound=bound,
         default_region=region_default,
+        capped=capped or None,
         content=content,
     )
     msg = None
@@ -617,6 +624,11 @@ def _decide(table: RecipientTable, suppressed: frozenset[str], msg: np.ndarray |
         status[live & np.isin(e164, suppressed_ints)] = Status.SUPPRESSED
         live = status == Status.ACCEPTED
 
+    if table.capped:
+        capped_ints = np.fromiter((int(n[1:]) for n in table.capped if n[1:].isdigit()), dtype=np.int64)
+        status[live & np.isin(e164, capped_ints)] = Status.FREQUENCY_CAPPED
+        live = status == Status.ACCEPTED
+
     consent = table.consent
     refused = np.unique(e164[(consent == Consent.REFUSED) & (e164 != 0)])
     no_consent = (consent == Consent.EMPTY) | (consent == Consent.REFUSED)
@@ -761,6 +773,8 @@ class _Explainer:
             return f"{table.regions[table.region[index]]} is not in --countries ({allowed})"
         if reason == Status.SUPPRESSED:
             return f"on the opt-out list ({table.e164_text(index)})"
+        if reason == Status.FREQUENCY_CAPPED and table.capped:
+            return table.capped.get(table.e164_text(index), "over the frequency cap")
         if reason == Status.NO_CONSENT:
             value = cell(columns.consent)
             if table.consent[index] == Consent.EMPTY:
@@ -1014,11 +1028,12 @@ def validate_file(
     progress: Callable[[int], None] | None = None,
     consent_words: ConsentWords | None = None,
     previews: bool = False,
+    capped: dict[str, str] | None = None,
 ) -> ValidationReport:
     """Validate a recipient file and write the requested rejects and clean files."""
     table = build_table(
         path, options, default_region=default_region, suppressed=suppressed, plan=plan, progress=progress,
-        consent_words=consent_words,
+        consent_words=consent_words, capped=capped,
     )
     report = ValidationReport(table=table, examples={})
     if rejects is not None:
@@ -1042,6 +1057,7 @@ class Message:
     units: int  # SMS segments, or 1 for WhatsApp
     credits: int
     fields: dict[str, str]  # the row's merge-field values, by CSV header (for provider templates)
+    timezone: str | None = None  # the row's timezone column, when the file has one
 
 
 def iter_messages(table: RecipientTable) -> Iterator[Message]:
@@ -1065,6 +1081,7 @@ def iter_messages(table: RecipientTable) -> Iterator[Message]:
         if lo == hi:
             continue
         cells = [chunk[c].tolist() for c in columns.template]
+        zones = chunk[columns.timezone].tolist() if columns.timezone is not None else None
         for index in accepted[lo:hi].tolist():
             local = index - start
             values = [col[local] for col in cells]
@@ -1082,4 +1099,5 @@ def iter_messages(table: RecipientTable) -> Iterator[Message]:
                 units=int(table.units[index]),
                 credits=int(table.credits[index]),
                 fields=dict(zip(names, (v.strip() for v in values))),
+                timezone=(zones[local].strip() or None) if zones is not None else None,
             )

@@ -206,6 +206,11 @@ PROFILE_TYPE_KEYS: dict[str, dict[str, Key]] = {
     },
 }
 
+#: [compliance] quiet_hours and frequency_cap as text (bulksend/schedule.py parses them and checks the rest).
+_HOUR = r"\s*(?:[01]?\d|2[0-3]):[0-5]\d\s*"
+QUIET_HOURS_PATTERN = rf"(?i:\s*off\s*)|{_HOUR}-{_HOUR}"
+CAP_PATTERN = r"(?i:\s*off\s*|\s*\d+\s*/\s*\d*\s*[smhdw]\s*)"
+
 #: config.toml: section → key → Key. ``providers`` is a table of profiles, checked with PROFILE_KEYS.
 CONFIG_SECTIONS: dict[str, dict[str, Key]] = {
     "defaults": {
@@ -234,6 +239,11 @@ CONFIG_SECTIONS: dict[str, dict[str, Key]] = {
         # The opt-out instruction of marketing SMS (bulksend/compliance.py, docs/compliance.md).
         "footer": Key("text", 'the opt-out footer appended to marketing SMS ("" turns it off)'),
         "optout_pattern": Key("text", "a regular expression that finds your own opt-out instruction"),
+        # When rows may go (bulksend/schedule.py, docs/schedule.md); campaign files and flags override them.
+        "quiet_hours": Key(("text", "bool"), "local hours in which nothing is sent", pattern=QUIET_HOURS_PATTERN,
+                           pattern_text='"HH:MM-HH:MM" (like "21:00-08:00"), "off", or true/false'),
+        "frequency_cap": Key(("text", "bool"), "the most messages a number gets per window", pattern=CAP_PATTERN,
+                             pattern_text='N/WINDOW (like "2/24h", units s m h d w), "off", or false'),
     },
 }
 

@@ -49,3 +49,11 @@ def ledger_zone(monkeypatch: pytest.MonkeyPatch) -> str:
 
     monkeypatch.setattr(calendar, "machine_zone", lambda: "UTC")
     return "UTC"
+
+
+@pytest.fixture(autouse=True)
+def quiet_hours_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Quiet hours are on by default (21:00-08:00 in each recipient's zone): a test would then depend on
+    the hour it runs at. Tests get them off unless they set quiet_hours (config, campaign file, flag);
+    tests/test_schedule_*.py set them and pin the clock with time-machine."""
+    monkeypatch.setattr("bulksend.schedule.DEFAULT_QUIET_HOURS", "off")

@@ -53,7 +53,11 @@ def test_migrate_runs_once(cli, server):
 
     first = cli("--ledger", server.url, "ledger", "migrate")
     assert first.exit_code == 0, first.stderr
-    assert first.stdout.startswith("Migrated the ledger at postgresql://") and f"({len(pg_migrations())} migrations)" in first.stdout
+    from bulksend.stores.postgres import migrations
+
+    latest = len(migrations())  # 0001_ledger.sql, 0002_schedule.sql, …
+    assert first.stdout.startswith("Migrated the ledger at postgresql://")
+    assert f"to schema {latest} ({latest} migrations)" in first.stdout
     again = cli("--ledger", server.url, "ledger", "migrate", "--json")
     assert json.loads(again.stdout)["migrations_run"] == 0
 
@@ -218,3 +222,22 @@ def test_migrate_never_starts_a_new_ledger_over_earlier_work(cli, home):
     assert result.exit_code == 1
     assert "ledger.db is missing, but this home shows earlier work: the record ledger.id" in result.stderr
     assert not (home / "ledger.db").exists()
+
+
+def test_a_postgres_ledger_from_before_schedules_is_upgraded_and_keeps_its_rows(cli, server):
+    """0002_schedule.sql (SQLite's schema 4): transmissions.timezone and the index for frequency caps."""
+    with server.open() as ledger:
+        c = ledger.open_campaign("spring", "sms", "outbox", "fp")
+        ledger.add_transmissions(c.id, [NewTransmission("+447400123456", "hi", 1, 1)])
+    server.raw(  # back to 0001 only
+        "DROP INDEX transmissions_by_e164", "ALTER TABLE transmissions DROP COLUMN timezone",
+        "DROP TABLE rate_buckets", "DELETE FROM bulksend_schema WHERE version >= 2",
+    )
+    result = cli("--ledger", server.url, "ledger", "migrate")
+    from bulksend.stores.postgres import migrations
+
+    latest = len(migrations())
+    assert f"to schema {latest} ({latest - 1} migrations)" in result.stdout, result.stdout
+    with server.open() as ledger:
+        (row,) = ledger.transmissions(c.id)
+        assert (row.e164, row.timezone) == ("+447400123456", None)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bulksend.ledger import LEDGER_ID, SqliteLedger
+from bulksend.ledger import LEDGER_ID, SCHEMA_VERSION, SqliteLedger
 from bulksend.locks import CampaignLock
 from sendhelpers import write_campaign
 
@@ -339,7 +339,10 @@ def test_a_migration_is_preceded_by_a_backup(home, capsys):
     path = home / "ledger.db"
     SqliteLedger.open(path).close()
     conn = sqlite3.connect(path)  # back to schema 2: no meta table
-    conn.executescript("DROP TABLE meta; PRAGMA user_version = 2;")
+    conn.executescript(
+        "DROP INDEX transmissions_by_e164; ALTER TABLE transmissions DROP COLUMN timezone; "  # schema 4's
+        "DROP TABLE meta; PRAGMA user_version = 2;"
+    )
     conn.close()
     with SqliteLedger.open(path) as ledger:
         assert ledger.meta(LEDGER_ID)  # the upgrade gives the ledger its identity

@@ -41,6 +41,25 @@ RetryUnknown = Annotated[
 Limit = Annotated[int | None, typer.Option("--limit", min=1, help="Send only N more messages (a canary).")]
 Provider = Annotated[str | None, typer.Option("--provider", "-p", help="Provider profile (default: outbox).")]
 Sender = Annotated[str | None, typer.Option("--sender", help="Sender number or ID, instead of the profile's.")]
+QuietHoursOption = Annotated[
+    str | None,
+    typer.Option("--quiet-hours", metavar="HH:MM-HH:MM|off",
+                 help="Hours in each recipient's own zone when nothing is sent (default: [compliance], 21:00-08:00)."),
+]
+At = Annotated[
+    str | None,
+    typer.Option("--at", help="Send not before this instant (2026-12-01T09:00:00+01:00), or HH:MM with --local."),
+]
+Local = Annotated[bool, typer.Option("--local", help="--at is a wall time in each recipient's own zone.")]
+FrequencyCapOption = Annotated[
+    str | None,
+    typer.Option("--frequency-cap", metavar="N/WINDOW|off",
+                 help="At most N messages per number and channel per window, across campaigns (like 2/24h)."),
+]
+Wait = Annotated[
+    bool,
+    typer.Option("--wait", help="When only rows not yet due are left, sleep until they are, instead of exiting."),
+]
 
 
 def send(
@@ -85,6 +104,11 @@ def send(
             help="WhatsApp: every recipient wrote to you in the last 24 hours, so free-form text may be sent.",
         ),
     ] = False,
+    quiet_hours: QuietHoursOption = None,
+    at: At = None,
+    local: Local = False,
+    frequency_cap: FrequencyCapOption = None,
+    wait: Wait = False,
     quiet: Quiet = False,
     json_output: opt.JsonOutput = False,
 ) -> None:
@@ -111,6 +135,7 @@ def send(
         "region": region, "countries": countries, "allow_landline": allow_landline, "encoding": encoding,
         "delimiter": delimiter, "service_window": service_window, "purpose": purpose,
         "allow_content": allow_content or None,
+        "quiet_hours": quiet_hours, "send_at": at, "local": local, "frequency_cap": frequency_cap,
     }
     config = ctx.obj.config()
     spec = build_spec(path, flags, run)
@@ -125,7 +150,7 @@ def send(
                 report = _execute(prepared, quiet=True)
             else:
                 _confirm(prepared, yes)
-                report = _execute(prepared, quiet=quiet)
+                report = _execute(prepared, quiet=quiet, wait=wait)
     _finish(report, json_output=json_output, path=path)
 
 
@@ -276,12 +301,12 @@ def _confirm(prepared: "Prepared", yes: bool) -> None:
         raise typer.Exit(0)
 
 
-def _execute(prepared: "Prepared", *, quiet: bool) -> "SendReport":
+def _execute(prepared: "Prepared", *, quiet: bool, wait: bool = False) -> "SendReport":
     from bulksend.campaign import execute, stop_on_signals
 
     total = prepared.messages if prepared.limit is None else min(prepared.limit, prepared.messages)
     with SendProgress(prepared.name, total, quiet=quiet) as progress, stop_on_signals() as stop:
-        return execute(prepared, progress=progress, stop=stop)
+        return execute(prepared, progress=progress, stop=stop, wait=wait)
 
 
 class SendProgress:
@@ -455,8 +480,11 @@ def render_summary(report: "SendReport") -> None:
         elif result.reason is StopReason.INTERRUPTED:
             line("Interrupted: what was in flight is recorded; the rest stays queued.")
         elif result.reason is StopReason.WAITING and result.next_due is not None:
-            line(f"{report.counts.get('queued', 0):,} messages wait for a retry at "
-                 f"{result.next_due:%Y-%m-%d %H:%M:%S} UTC: run again after that.")
+            if stats.deferred:
+                line(f"  {stats.deferred:,} deferred at send time: quiet hours in the recipient's time zone.")
+            line(f"{report.counts.get('queued', 0):,} messages wait until {result.next_due:%Y-%m-%d %H:%M:%S} UTC "
+                 "(quiet hours, a send time or a retry); their credits stay held. Run the same command again "
+                 "after that (a cron line does), or add --wait.")
         elif result.reason is StopReason.LIMIT:
             line(f"Canary of {report.limit:,} done; {report.counts.get('queued', 0):,} messages stay queued.")
     if report.counts.get("unknown"):

@@ -28,7 +28,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "holds": ("campaign_id", "channel", "amount", "updated_at"),
     "transmissions": ("id", "campaign_id", "e164", "state", "attempts", "not_before", "message", "units", "cost",
                       "row_number", "country", "provider_id", "error_code", "error_text", "debited", "refunded",
-                      "created_at", "updated_at", "sent_at", "params"),
+                      "created_at", "updated_at", "sent_at", "params", "timezone"),
     "movements": ("id", "kind", "channel", "amount", "on_date", "recorded_at", "lot_id", "campaign_id",
                   "transmission_id", "from_hold", "ref", "note"),
     "optouts": ("e164", "added_at", "reason", "source"),
@@ -114,6 +114,13 @@ class Store(ABC):
 
         Holds, debits, refunds, top-ups and expiries of one channel read lots and holds, decide, and
         write back; the lock makes that read-decide-write atomic across processes and machines.
+        """
+
+    def lock_numbers(self, numbers: Sequence[str]) -> None:
+        """Inside ``write()``: wait until no other writer counts or claims sends to these numbers, then keep
+        them so until the transaction ends (frequency caps: the count and the claim are one step).
+
+        SQLite needs nothing: ``BEGIN IMMEDIATE`` already makes every write transaction run alone.
         """
 
     # -- named queries -----------------------------------------------------------------------------

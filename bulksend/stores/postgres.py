@@ -207,6 +207,12 @@ class PostgresStore(Store):
     def lock_pool(self, channel: str) -> None:
         self.one("lock_pool", channel=channel)
 
+    def lock_numbers(self, numbers: Sequence[str]) -> None:
+        # Transaction-scoped advisory locks, one per number, taken in sorted order (no two claims wait on
+        # each other in a cycle); released at COMMIT or ROLLBACK, even if this process dies.
+        if numbers:
+            self.all("lock_numbers", numbers=sorted(set(numbers)))
+
     def _rollback(self, statement: str) -> None:
         """End a transaction on the way out of an error; a dropped connection has nothing left to end."""
         if self.connection.closed:

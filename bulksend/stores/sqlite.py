@@ -114,8 +114,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     ),
     (
-        # Schema 4 belongs to the scheduling work (transmissions.timezone), merged separately; this slot
-        # keeps the numbering of what follows. Empty here: a ledger at 4 or 5 differs only by that column.
+        # A row's own time zone (its timezone column) for quiet hours at claim time, and recent sends to a
+        # number across campaigns for frequency caps (bulksend/schedule.py). PostgreSQL: 0002_schedule.sql.
+        "ALTER TABLE transmissions ADD COLUMN timezone TEXT",
+        "CREATE INDEX transmissions_by_e164 ON transmissions (e164, sent_at)",
     ),
     (
         # One rate per provider account (bulksend/fleet.py): the next free send slot of each profile, shared

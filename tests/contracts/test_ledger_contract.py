@@ -821,3 +821,101 @@ class TestLedgerContract:
             assert sent == sum(len(r["sent"]) for r in results)
             b = ledger.balance("sms")["sms"]
             assert b.total >= b.held >= 0
+
+    # ------------------------------------------------------------------- send times and frequency caps
+
+    def test_defer_keeps_the_attempts_a_retry_used(self, ledger, clock):
+        ledger.topup("sms", 1000)
+        c = campaign(ledger, rows=1)
+        ledger.hold(c.id, "sms", 1)
+        (row,) = ledger.claim(c.id, 1)
+        ledger.mark_retry(row.id, clock.now(), "429", "Too Many Requests")
+        (row,) = ledger.claim(c.id, 1)
+        ledger.defer(row.id, clock.now() + timedelta(hours=9))
+        after = ledger.transmission(row.id)
+        assert (after.state, after.attempts, after.error_code) == ("queued", 1, "429")
+        assert after.not_before == "2026-11-24T21:00:00.000Z"
+
+    def test_a_transmission_keeps_its_time_zone_and_first_due_time(self, ledger, clock):
+        c = campaign(ledger)
+        due = clock.now() + timedelta(hours=3)
+        ledger.add_transmissions(c.id, [
+            NewTransmission("+12125550100", "hi", 1, 1, not_before=due, timezone="America/New_York"),
+            NewTransmission("+12125550101", "hi", 1, 1),
+        ])
+        first, second = ledger.transmissions(c.id)
+        assert (first.timezone, first.not_before) == ("America/New_York", "2026-11-24T15:00:00.000Z")
+        assert (second.timezone, second.not_before) == (None, None)
+
+    def test_recent_sends_count_other_campaigns_on_the_channel_within_the_window(self, ledger, clock):
+        ledger.topup("sms", 1000)
+        ledger.topup("whatsapp", 1000)
+        numbers = ["+4479111%05d" % i for i in range(3)]
+        old = campaign(ledger, "old", rows=3)
+        ledger.hold(old.id, "sms", 3)
+        send(ledger, old.id, 1)  # numbers[0], at noon
+        clock.shift(timedelta(hours=2))
+        send(ledger, old.id, 1)  # numbers[1], at 14:00
+        wa = campaign(ledger, "wa", "whatsapp", rows=3)
+        ledger.hold(wa.id, "whatsapp", 3)
+        send(ledger, wa.id, 3)  # another channel: never counted
+        clock.shift(timedelta(hours=1))
+        inflight = campaign(ledger, "inflight", rows=3)
+        ledger.hold(inflight.id, "sms", 3)
+        ledger.claim(inflight.id, 1)  # numbers[0] in flight since 15:00
+        since = datetime(2026, 11, 24, 13, tzinfo=timezone.utc)
+        found = ledger.recent_sends(numbers, "sms", since)
+        assert found == {
+            numbers[0]: [datetime(2026, 11, 24, 15, tzinfo=timezone.utc)],
+            numbers[1]: [datetime(2026, 11, 24, 14, tzinfo=timezone.utc)],
+        }
+        assert ledger.recent_sends(numbers, "sms", since, other_than=inflight.id) == {numbers[1]: found[numbers[1]]}
+        assert ledger.recent_sends(None, "sms", since) == found  # every number, for validation
+        assert ledger.recent_sends(numbers[2:], "sms", since) == {}
+        assert ledger.recent_sends([], "sms", since) == {}
+        both = ledger.recent_sends(numbers[:1], "sms", since - timedelta(hours=2))[numbers[0]]
+        assert sorted(both) == [TODAY, datetime(2026, 11, 24, 15, tzinfo=timezone.utc)]
+
+    def test_two_campaigns_claiming_one_number_at_once_cannot_both_pass_the_cap(self, backend):
+        """The cap check at claim time (the engine's): claim, count the others' recent sends, fail or keep;
+        all in one transaction. Two senders (own connections) claim the same 20 numbers at the same moment,
+        without the pool lock (within_hold=False); with a cap of one per window, each number goes out once."""
+        import threading
+
+        numbers = [f"+4479111{i:05d}" for i in range(20)]
+        with backend.open() as setup:
+            ids = [campaign(setup, name, rows=20).id for name in ("a", "b")]
+        both_claimed = threading.Barrier(2)
+        passed: dict[int, list[str]] = {}
+        errors: list[BaseException] = []
+
+        def sender(campaign_id: int) -> None:
+            try:
+                with backend.open() as ledger:
+                    with ledger.transaction():
+                        rows = ledger.claim(campaign_id, 20, within_hold=False)
+                        if backend.name == "postgresql":  # SQLite's BEGIN IMMEDIATE runs one at a time
+                            both_claimed.wait(timeout=30)
+                        recent = ledger.recent_sends(
+                            [r.e164 for r in rows], "sms", TODAY - timedelta(hours=24), other_than=campaign_id
+                        )
+                        kept = []
+                        for row in rows:
+                            if recent.get(row.e164):
+                                ledger.mark_failed(row.id, "frequency_capped", "capped")
+                            else:
+                                kept.append(row.e164)
+                    passed[campaign_id] = kept
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=sender, args=(c,)) for c in ids]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert sorted(passed[ids[0]] + passed[ids[1]]) == numbers  # each number exactly once
+        with backend.open() as ledger:
+            capped = [r.e164 for c in ids for r in ledger.transmissions(c, ["failed"])]
+            assert sorted(capped) == numbers

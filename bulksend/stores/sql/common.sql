@@ -104,44 +104,45 @@ UPDATE campaigns SET settings = :settings, updated_at = :now WHERE id = :id;
 
 -- name: insert_transmission
 INSERT INTO transmissions (campaign_id, e164, message, units, cost, row_number, country, created_at, updated_at,
-                           params)
-VALUES (:campaign_id, :e164, :message, :units, :cost, :row_number, :country, :now, :now, :params)
+                           params, not_before, timezone)
+VALUES (:campaign_id, :e164, :message, :units, :cost, :row_number, :country, :now, :now, :params, :not_before,
+        :timezone)
 ON CONFLICT (campaign_id, e164) DO NOTHING;
 
 -- name: transmission_by_id
 SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost, row_number, country, provider_id,
-       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params
+       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone
 FROM transmissions WHERE id = :id;
 
 -- name: transmission_by_provider_id
 SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost, row_number, country, provider_id,
-       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params
+       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone
 FROM transmissions WHERE provider_id = :provider_id ORDER BY id LIMIT 1;
 
 -- name: transmissions_of_campaign
 SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost, row_number, country, provider_id,
-       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params
+       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone
 FROM transmissions WHERE campaign_id = :campaign_id ORDER BY id LIMIT :limit;
 
 -- name: transmissions_in_states
 SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost, row_number, country, provider_id,
-       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params
+       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone
 FROM transmissions WHERE campaign_id = :campaign_id AND state = ANY(:states) ORDER BY id LIMIT :limit;
 
 -- name: transmission_page
 -- Keyset paging by id (reports): a page never shifts when rows change state meanwhile.
 SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost, row_number, country, provider_id,
-       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params
+       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone
 FROM transmissions WHERE campaign_id = :campaign_id AND id > :after_id ORDER BY id LIMIT :limit;
 
 -- name: transmission_page_in_states
 SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost, row_number, country, provider_id,
-       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params
+       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone
 FROM transmissions WHERE campaign_id = :campaign_id AND id > :after_id AND state = ANY(:states) ORDER BY id LIMIT :limit;
 
 -- name: transmissions_by_ids
 SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost, row_number, country, provider_id,
-       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params
+       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone
 FROM transmissions WHERE id = ANY(:ids) ORDER BY id;
 
 -- name: save_transmission
@@ -169,6 +170,21 @@ GROUP BY error_code ORDER BY n DESC, error_code;
 
 -- name: campaign_credits
 SELECT COALESCE(SUM(debited), 0), COALESCE(SUM(refunded), 0) FROM transmissions WHERE campaign_id = :campaign_id;
+
+-- name: recent_sends
+-- Sends to these numbers on a channel since a moment, in other campaigns than one (frequency caps): accepted
+-- rows by sent_at, rows in flight (sending, unknown) by when they were claimed (their updated_at).
+SELECT t.e164, COALESCE(t.sent_at, t.updated_at) FROM transmissions t JOIN campaigns c ON c.id = t.campaign_id
+WHERE c.channel = :channel AND t.campaign_id != :other_than AND t.e164 = ANY(:numbers) AND (
+    (t.state IN ('sent', 'delivered', 'undelivered') AND t.sent_at > :since)
+    OR (t.state IN ('sending', 'unknown') AND t.updated_at > :since));
+
+-- name: recent_sends_all
+-- The same for every number (validation checks a whole file against it).
+SELECT t.e164, COALESCE(t.sent_at, t.updated_at) FROM transmissions t JOIN campaigns c ON c.id = t.campaign_id
+WHERE c.channel = :channel AND t.campaign_id != :other_than AND (
+    (t.state IN ('sent', 'delivered', 'undelivered') AND t.sent_at > :since)
+    OR (t.state IN ('sending', 'unknown') AND t.updated_at > :since));
 
 -- name: earliest_queued
 SELECT COUNT(*), MIN(COALESCE(not_before, '')) FROM transmissions WHERE campaign_id = :campaign_id AND state = :state;

@@ -5,9 +5,16 @@
 -- name: lock_pool
 SELECT channel FROM credit_pools WHERE channel = :channel FOR UPDATE;
 
+-- name: lock_numbers
+-- Frequency caps: one transaction-scoped advisory lock per number (key space 1212, the issue that asked for
+-- caps), in sorted order, so a claim's count of recent sends and its claim are one step (Store.lock_numbers).
+SELECT pg_advisory_xact_lock(1212, hashtext(n)) FROM (
+    SELECT n FROM unnest(CAST(:numbers AS text[])) AS n ORDER BY n
+) AS sorted_numbers;
+
 -- name: transmission_for_update
 SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost, row_number, country, provider_id,
-       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params
+       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone
 FROM transmissions WHERE id = :id FOR UPDATE;
 
 -- name: hold_for_update

@@ -3,7 +3,7 @@
 
 -- name: transmission_for_update
 SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost, row_number, country, provider_id,
-       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params
+       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone
 FROM transmissions WHERE id = :id;
 
 -- name: hold_for_update
