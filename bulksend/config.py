@@ -47,6 +47,7 @@ class Config:
     credits: dict[str, Any] = field(default_factory=dict)
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
     consent: dict[str, Any] = field(default_factory=dict)  # [consent] positive, negative: extra consent values
+    webhooks: dict[str, Any] = field(default_factory=dict)  # [webhooks] public_url, stop_words (docs/webhooks.md)
     warnings: tuple[str, ...] = ()  # unknown keys, said once by the CLI (docs/configuration.md)
     invocation: Invocation = field(default_factory=Invocation)  # what every suggested command repeats (--home)
 
@@ -88,6 +89,7 @@ class Config:
             credits=dict(data.get("credits", {})),
             providers={str(k): dict(v) for k, v in data.get("providers", {}).items()},
             consent=_table(data, "consent", path),
+            webhooks=_table(data, "webhooks", path),
             warnings=tuple(warnings),
         )
 

@@ -28,6 +28,7 @@ from bulksend.sqlite_errors import connect as _connect
 
 if TYPE_CHECKING:  # pragma: no cover
     from bulksend.config import Config
+    from bulksend.receipts import InboundMessage, Receipt, ReceiptFate
 
 CHANNELS = ("sms", "whatsapp")
 STATES = ("queued", "sending", "sent", "delivered", "undelivered", "failed", "unknown")
@@ -409,6 +410,26 @@ class Ledger(ABC):
     @abstractmethod
     def suppressed_among(self, numbers: Iterable[str]) -> frozenset[str]: ...
 
+    # receipts and replies (docs/webhooks.md): the rules are in ``receipt_plan``, once
+    @abstractmethod
+    def record_receipt(self, receipt: "Receipt") -> "ReceiptFate":
+        """Apply one verified delivery receipt to its transmission, or keep it until the row can take it."""
+
+    @abstractmethod
+    def apply_pending_receipts(self, limit: int = 1000) -> dict[str, int]:
+        """Try the kept receipts again (oldest first); returns how many met each fate."""
+
+    @abstractmethod
+    def pending_receipt_count(self) -> int: ...
+
+    @abstractmethod
+    def record_inbound(self, message: "InboundMessage") -> bool:
+        """Keep one inbound message (False: a provider's retry of one already kept); an opt-out adds the sender
+        to the opt-out list (source ``provider``) in the same write."""
+
+    @abstractmethod
+    def inbound_messages(self, limit: int | None = None) -> list[dict]: ...
+
 
 # --------------------------------------------------------------------------------------- the schema
 
@@ -503,6 +524,42 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         # Facts about the ledger itself (its identity, its calendar's time zone), one value per key.
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    ),
+    (
+        # Delivery receipts (docs/webhooks.md): the provider's last status word and the time of the final report.
+        "ALTER TABLE transmissions ADD COLUMN report_status TEXT",
+        "ALTER TABLE transmissions ADD COLUMN reported_at TEXT",
+        # Receipts for rows the ledger does not know yet, or that are still being sent: applied later.
+        """CREATE TABLE pending_receipts (
+            id              INTEGER PRIMARY KEY,
+            profile         TEXT    NOT NULL,
+            state           TEXT    NOT NULL CHECK (state IN ('accepted', 'delivered', 'undelivered')),
+            provider_id     TEXT,
+            transmission_id INTEGER,
+            status          TEXT,
+            code            TEXT,
+            text            TEXT,
+            fault           TEXT,
+            opt_out         INTEGER NOT NULL DEFAULT 0,
+            reported_at     TEXT,
+            exact_id        INTEGER NOT NULL DEFAULT 1,
+            received_at     TEXT    NOT NULL,
+            tries           INTEGER NOT NULL DEFAULT 0
+        )""",
+        # Replies: every inbound message, opt-out keywords included (keyword set), for the marketer to read.
+        """CREATE TABLE inbound_messages (
+            id          INTEGER PRIMARY KEY,
+            profile     TEXT    NOT NULL,
+            channel     TEXT,
+            sender      TEXT    NOT NULL,
+            text        TEXT    NOT NULL,
+            provider_id TEXT,
+            keyword     TEXT,
+            opt_out     INTEGER NOT NULL DEFAULT 0,
+            sent_at     TEXT,
+            received_at TEXT    NOT NULL,
+            UNIQUE (profile, provider_id)
+        )""",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -1587,6 +1644,155 @@ class SqliteLedger(Ledger):
                 pass
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+
+
+    # -- receipts and replies (docs/webhooks.md) ------------------------------------------------
+
+    def record_receipt(self, receipt: "Receipt") -> "ReceiptFate":
+        from bulksend.receipts import ReceiptFate
+
+        with self._write():
+            fate = self._apply_receipt(receipt)
+            if fate is ReceiptFate.PENDING:
+                self._conn.execute(
+                    "INSERT INTO pending_receipts (profile, state, provider_id, transmission_id, status, code, text, "
+                    "fault, opt_out, reported_at, exact_id, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        receipt.profile, str(receipt.state), receipt.provider_id, receipt.transmission_id,
+                        receipt.status, receipt.code, receipt.text,
+                        None if receipt.fault is None else str(receipt.fault), int(receipt.opt_out),
+                        receipt.reported_at, int(receipt.exact_id), self._now,
+                    ),
+                )
+            return fate
+
+    def _receipt_row(self, receipt: "Receipt") -> Transmission | None:
+        """The transmission a receipt is about: by our echoed id, else by the provider's id; only a row of a
+        campaign sent through the receipt's own profile (a receipt on another profile's URL names nothing)."""
+        if receipt.transmission_id is not None:
+            where, arg = "t.id = ?", receipt.transmission_id
+        elif receipt.provider_id:
+            where, arg = "t.provider_id = ?", receipt.provider_id
+        else:
+            return None
+        columns = ", ".join(f"t.{c.strip()}" for c in _TRANSMISSION_COLUMNS.split(","))
+        row = self._conn.execute(
+            f"SELECT {columns} FROM transmissions t JOIN campaigns c ON c.id = t.campaign_id "
+            f"WHERE {where} AND c.provider = ? ORDER BY t.id LIMIT 1",
+            (arg, receipt.profile),
+        ).fetchone()
+        return Transmission(*row) if row else None
+
+    def _apply_receipt(self, receipt: "Receipt") -> "ReceiptFate":
+        from bulksend.receipts import ReceiptFate
+
+        row = self._receipt_row(receipt)
+        plan = receipt_plan(receipt, row)
+        if isinstance(plan, ReceiptFate):
+            return plan
+        assert row is not None
+        try:
+            with self._write():  # one savepoint: a debit that cannot be made leaves the receipt pending
+                if "settle" in plan:
+                    self.mark_sent(row.id, receipt.provider_id or row.provider_id)
+                if "report" in plan:
+                    self.mark_report(row.id, str(receipt.state), receipt.code, receipt.text)
+                self._conn.execute(
+                    "UPDATE transmissions SET report_status = COALESCE(?, report_status), "
+                    "reported_at = CASE WHEN ? THEN COALESCE(?, ?) ELSE reported_at END, "
+                    "provider_id = COALESCE(provider_id, ?) WHERE id = ?",
+                    (receipt.status, "report" in plan, receipt.reported_at, self._now, receipt.provider_id, row.id),
+                )
+                if "refund" in plan and self.transmission(row.id).debited:
+                    self.refund(row.id)
+                if "optout" in plan:
+                    why = f"opted out at the provider ({receipt.profile}, code {receipt.code or receipt.status})"
+                    self.add_optouts([row.e164], why, "provider")
+        except InsufficientCredits:
+            return ReceiptFate.PENDING
+        if "refund" in plan:
+            return ReceiptFate.REFUNDED
+        return ReceiptFate.SETTLED if "settle" in plan else ReceiptFate.APPLIED
+
+    def apply_pending_receipts(self, limit: int = 1000, max_tries: int = 10_000) -> dict[str, int]:
+        from bulksend.receipts import Fault, Receipt, ReceiptFate, ReceiptState
+
+        fates: dict[str, int] = {}
+        with self._write():
+            rows = self._conn.execute(
+                "SELECT id, profile, state, provider_id, transmission_id, status, code, text, fault, opt_out, "
+                "reported_at, exact_id FROM pending_receipts WHERE tries < ? ORDER BY id LIMIT ?",
+                (max_tries, limit),
+            ).fetchall()
+            for (pid, profile, state, provider_id, tid, status, code, text, fault, opt_out, reported_at,
+                 exact_id) in rows:
+                receipt = Receipt(
+                    profile, ReceiptState(state), provider_id, tid, status, code, text,
+                    None if fault is None else Fault(fault), bool(opt_out), reported_at, bool(exact_id),
+                )
+                fate = self._apply_receipt(receipt)
+                if fate is ReceiptFate.PENDING:
+                    self._conn.execute("UPDATE pending_receipts SET tries = tries + 1 WHERE id = ?", (pid,))
+                else:
+                    self._conn.execute("DELETE FROM pending_receipts WHERE id = ?", (pid,))
+                fates[str(fate)] = fates.get(str(fate), 0) + 1
+        return fates
+
+    def pending_receipt_count(self) -> int:
+        return self._conn.execute("SELECT COUNT(*) FROM pending_receipts").fetchone()[0]
+
+    def record_inbound(self, message: "InboundMessage") -> bool:
+        with self._write():
+            kept = self._conn.execute(
+                "INSERT INTO inbound_messages (profile, channel, sender, text, provider_id, keyword, opt_out, "
+                "sent_at, received_at) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (profile, provider_id) DO NOTHING",
+                (
+                    message.profile, message.channel, message.sender, message.text, message.provider_id,
+                    message.keyword, int(message.opt_out), message.received_at, self._now,
+                ),
+            ).rowcount
+            if kept and message.opt_out and message.sender.startswith("+"):
+                why = f"replied {message.keyword!r} ({message.profile})" if message.keyword else (
+                    f"opted out at the provider ({message.profile})"
+                )
+                self.add_optouts([message.sender], why, "provider")
+            return bool(kept)
+
+    def inbound_messages(self, limit: int | None = None) -> list[dict]:
+        sql = (
+            "SELECT id, profile, channel, sender, text, provider_id, keyword, opt_out, sent_at, received_at "
+            "FROM inbound_messages ORDER BY id DESC"
+        )
+        rows = self._conn.execute(sql + (" LIMIT ?" if limit is not None else ""), (limit,) if limit else ())
+        names = ("id", "profile", "channel", "sender", "text", "provider_id", "keyword", "opt_out", "sent_at",
+                 "received_at")
+        return [dict(zip(names, r)) for r in rows]
+
+
+def receipt_plan(receipt: "Receipt", row: Transmission | None) -> "list[str] | ReceiptFate":
+    """What a receipt does to its row, as steps (``settle``: unknown → sent, debited once; ``report``: the final
+    state; ``refund``; ``optout``; an empty list: only noted), or the fate when it changes nothing now.
+
+    The one statement of the receipt rules; a storage only carries the steps out, in one transaction.
+    """
+    from bulksend.receipts import ReceiptFate, ReceiptState
+
+    if row is None or row.state in ("queued", "sending"):
+        return ReceiptFate.PENDING  # our commit may not have happened yet: keep it for later
+    if receipt.exact_id and receipt.provider_id and row.provider_id and receipt.provider_id != row.provider_id:
+        return ReceiptFate.IGNORED  # our id echoed for another message: never move a row on it
+    if row.state == "failed":
+        return ReceiptFate.IGNORED  # refused at the door: a receipt cannot make it sent
+    if row.state in ("delivered", "undelivered"):
+        return ReceiptFate.DUPLICATE  # the first final report stands (and refunds at most once)
+    steps = ["settle"] if row.state == "unknown" else []
+    if receipt.state is not ReceiptState.ACCEPTED:
+        steps.append("report")
+        if receipt.refundable:
+            steps.append("refund")
+    if receipt.opt_out:
+        steps.append("optout")
+    return steps
 
 
 def _check_ledger_file(path: Path) -> str | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bulksend.ledger import LEDGER_ID, SqliteLedger
+from bulksend.ledger import SCHEMA_VERSION, LEDGER_ID, SqliteLedger
 from bulksend.locks import CampaignLock
 from sendhelpers import write_campaign
 
@@ -339,11 +339,15 @@ def test_a_migration_is_preceded_by_a_backup(home, capsys):
     path = home / "ledger.db"
     SqliteLedger.open(path).close()
     conn = sqlite3.connect(path)  # back to schema 2: no meta table
-    conn.executescript("DROP TABLE meta; PRAGMA user_version = 2;")
+    conn.executescript(
+        "DROP TABLE meta; DROP TABLE pending_receipts; DROP TABLE inbound_messages; "  # and none of schema 4
+        "ALTER TABLE transmissions DROP COLUMN report_status; ALTER TABLE transmissions DROP COLUMN reported_at; "
+        "PRAGMA user_version = 2;"
+    )
     conn.close()
     with SqliteLedger.open(path) as ledger:
         assert ledger.meta(LEDGER_ID)  # the upgrade gives the ledger its identity
-    (saved,) = home.glob("ledger.db.pre-v3-*.bak")
+    (saved,) = home.glob(f"ledger.db.pre-v{SCHEMA_VERSION}-*.bak")
     assert stat.S_IMODE(saved.stat().st_mode) == 0o600
     conn = sqlite3.connect(saved)
     assert conn.execute("PRAGMA user_version").fetchone() == (2,)
