@@ -241,9 +241,13 @@ class ReceiptWriter:
             with self.ledger.transaction():
                 for work in batch:
                     try:
-                        with self.ledger.transaction():  # a savepoint: one bad request cannot sink the others
+                        if len(work.receipts) + len(work.inbound) == 1:  # atomic on its own already
                             fates = [self.ledger.record_receipt(r) for r in work.receipts]
                             kept = [self.ledger.record_inbound(m) for m in work.inbound]
+                        else:
+                            with self.ledger.transaction():  # a savepoint: one bad request cannot sink the others
+                                fates = [self.ledger.record_receipt(r) for r in work.receipts]
+                                kept = [self.ledger.record_inbound(m) for m in work.inbound]
                         results.append((work, (fates, kept), None))
                     except Exception as exc:  # noqa: BLE001 - answered 500 for this request; the provider retries
                         results.append((work, None, exc))
@@ -388,8 +392,13 @@ class ReceiverServer:
     answered, then the sockets closed. ``serve()`` blocks until ``stop()`` (from any thread or a signal)."""
 
     def __init__(self, app, host: str = "127.0.0.1", port: int = DEFAULT_PORT, threads: int = 32) -> None:
+        import logging
+
         from waitress.server import create_server
 
+        # A request waiting for a free thread is normal under a burst of receipts (they wait for one commit):
+        # waitress would warn once per queued request.
+        logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         try:
             self._server = create_server(
                 app, host=host, port=port, threads=threads, ident="bulksend", connection_limit=1000,

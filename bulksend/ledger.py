@@ -1675,9 +1675,8 @@ class SqliteLedger(Ledger):
             where, arg = "t.provider_id = ?", receipt.provider_id
         else:
             return None
-        columns = ", ".join(f"t.{c.strip()}" for c in _TRANSMISSION_COLUMNS.split(","))
         row = self._conn.execute(
-            f"SELECT {columns} FROM transmissions t JOIN campaigns c ON c.id = t.campaign_id "
+            f"SELECT {_T_TRANSMISSION_COLUMNS} FROM transmissions t JOIN campaigns c ON c.id = t.campaign_id "
             f"WHERE {where} AND c.provider = ? ORDER BY t.id LIMIT 1",
             (arg, receipt.profile),
         ).fetchone()
@@ -1691,8 +1690,11 @@ class SqliteLedger(Ledger):
         if isinstance(plan, ReceiptFate):
             return plan
         assert row is not None
+        from contextlib import nullcontext
+
         try:
-            with self._write():  # one savepoint: a debit that cannot be made leaves the receipt pending
+            # A savepoint when the row is debited now: a debit that cannot be made leaves the receipt pending.
+            with self._write() if "settle" in plan else nullcontext():
                 if "settle" in plan:
                     self.mark_sent(row.id, receipt.provider_id or row.provider_id)
                 if "report" in plan:
@@ -1767,6 +1769,9 @@ class SqliteLedger(Ledger):
         names = ("id", "profile", "channel", "sender", "text", "provider_id", "keyword", "opt_out", "sent_at",
                  "received_at")
         return [dict(zip(names, r)) for r in rows]
+
+
+_T_TRANSMISSION_COLUMNS = ", ".join(f"t.{c.strip()}" for c in _TRANSMISSION_COLUMNS.split(","))
 
 
 def receipt_plan(receipt: "Receipt", row: Transmission | None) -> "list[str] | ReceiptFate":

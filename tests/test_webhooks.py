@@ -498,3 +498,62 @@ def test_webhook_urls_need_a_public_url_and_never_print_a_secret(cli, home, monk
     assert shown.exit_code == 0
     assert "api: https://h.example/hooks/api" in shown.stdout
     assert AUTH_TOKEN not in shown.stdout + shown.stderr
+
+
+# ------------------------------------------------------------------------------- the command itself
+
+
+def test_serve_stops_cleanly_on_sigterm_after_answering(home, tmp_path):
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    (home / "config.toml").write_text(f'[webhooks]\npublic_url = "{PUBLIC}"\n')
+    env = {**os.environ, "BULKSEND_HOME": str(home), "NO_COLOR": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bulksend", "webhooks", "serve", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+    )
+    try:
+        line = proc.stderr.readline()
+        port = int(re.search(r"http://127\.0\.0\.1:(\d+)", line).group(1))
+        token_url = json.loads(subprocess.run(
+            [sys.executable, "-m", "bulksend", "webhooks", "urls", "--json"], env=env, capture_output=True, text=True,
+        ).stdout)["outbox"]["url"]
+        local = token_url.replace(PUBLIC, f"http://127.0.0.1:{port}/bulk")
+        reply = requests.post(local, json={"from": mobile(30), "text": "STOP"}, timeout=30)
+        assert reply.status_code == 200
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=30).text == "ok\n"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Stopped. 2 request(s), 0 receipt(s), 1 repl(ies), 1 opt-out(s)" in " ".join(err.split())
+    from bulksend.config import Config
+    from bulksend.ledger_guard import open_for_read
+
+    with open_for_read(Config.load(home)) as ledger:
+        assert [o.e164 for o in ledger.optouts()] == [mobile(30)]
+
+
+def test_provider_login_keeps_the_webhook_secret_apart(cli, home, monkeypatch):
+    import keyring
+    import keyring.core
+
+    from test_credentials import MemoryKeyring
+
+    monkeypatch.setattr(keyring.core, "_keyring_backend", keyring.core._keyring_backend)
+    memory = MemoryKeyring()
+    keyring.set_keyring(memory)
+    (home / "config.toml").write_text(
+        f'[webhooks]\npublic_url = "{PUBLIC}"\n[providers.wa]\ntype = "whatsapp"\nphone_number_id = "1234567890"\n'
+    )
+    assert "problem" in urls(cli)["wa"]  # no app secret yet: every request would be refused, and it says so
+    stored = cli("provider", "login", "wa", "--webhook-secret", "--stdin", "--json", input=APP_SECRET + "\n")
+    assert stored.exit_code == 0, stored.stderr
+    assert json.loads(stored.stdout) == {"profile": "wa", "stored": True, "webhook_secret": True, "overridden_by": None}
+    assert memory.passwords == {("bulksend", "wa:webhook"): APP_SECRET}
+    assert "problem" not in urls(cli)["wa"]
+    assert APP_SECRET not in stored.stdout + stored.stderr
