@@ -82,6 +82,8 @@ CAMPAIGN_KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "content_sid": (str, "a Twilio Content template (HX…) for every message"),
     "content_variables": (list, "columns for the Twilio Content template's variables 1, 2…, in order"),
     "service_window": (bool, "every recipient wrote to us in the last 24 hours: WhatsApp free-form text is allowed"),
+    "purpose": (str, "marketing or transactional (a marketing SMS must say how to opt out)"),
+    "allow_content": (list, "content categories to send despite findings, like [\"violence\"]"),
 }
 # The [whatsapp] table (issue 5's spelling, which scripts and examples share) maps onto the keys above.
 WHATSAPP_TABLE = {
@@ -158,6 +160,8 @@ class CampaignSpec:
     send_one: bool = False
     params: dict[str, Any] | None = None  # provider template settings (the _PARAM_KEYS), when given
     service_window: bool = False  # WhatsApp: every recipient is inside the 24-hour customer service window
+    purpose: str | None = None  # marketing (None: the default) or transactional
+    allow_content: tuple[str, ...] | list[str] | None = None  # content categories allowed despite findings
 
 
 def _check_value(key: str, value: Any, where: str) -> Any:
@@ -178,6 +182,16 @@ def _check_value(key: str, value: Any, where: str) -> Any:
         if not all(isinstance(v, str) for v in value):
             raise InputError(f"{where}: countries must be ISO codes, like [\"GB\", \"IE\"].")
         value = ",".join(value)
+    if key == "purpose":
+        from bulksend.compliance import check_purpose
+
+        return check_purpose(value, f"{where}: purpose")
+    if key == "allow_content":
+        from bulksend.content import check_categories
+
+        if not all(isinstance(v, str) for v in value):
+            raise InputError(f"{where}: allow_content must list content categories, like [\"violence\"].")
+        return list(check_categories(value, f"{where}: allow_content"))
     if isinstance(value, list) and not all(isinstance(v, str) and v.strip() for v in value):
         raise InputError(f"{where}: {key} ({what}) must list column names, like [\"first_name\", \"code\"].")
     return value
@@ -548,7 +562,7 @@ def prepare_send(config: Config, spec: CampaignSpec, *, limit: int | None = None
     """Lock, identify, validate and price a ``send``; raises before anything is sent or written to the ledger."""
     lock = CampaignLock.acquire(config.home, spec.name)  # first: an overlapping run must exit within a second
     try:
-        ledger = open_for_write(config)
+        ledger = open_for_write(config, own_lock=lock.path if lock.created else None)
     except BaseException:
         lock.release()
         raise
@@ -614,8 +628,9 @@ def _check_same(existing: Campaign, fp: str, channel: str, spec: CampaignSpec, h
 
 
 def _validate(prepared: Prepared, spec: CampaignSpec, options) -> None:
+    from bulksend.compliance import missing_optout_error
     from bulksend.estimate import summarize
-    from bulksend.pipeline import read_plan, run_validation
+    from bulksend.pipeline import read_message, read_plan, run_validation, template_findings
 
     plan = read_plan(
         message=spec.message,
@@ -624,7 +639,25 @@ def _validate(prepared: Prepared, spec: CampaignSpec, options) -> None:
         max_segments=spec.max_segments,
         smart_encoding=spec.smart_encoding,
         category=spec.category,
+        config=prepared.config,
+        channel=options.channel,
+        purpose="transactional" if spec.send_one else spec.purpose,  # send-one is person to person
+        allow_content=spec.allow_content or (),
     )
+    # The message itself: refused before the list is read and before anything is held.
+    found = template_findings(plan)
+    if found:
+        _, origin = read_message(spec.message, spec.template)
+        words = ", ".join(f"{f.word!r} ({f.category})" for f in found)
+        categories = sorted({f.category for f in found})
+        raise InputError(
+            f"the message in {origin} has content findings: {words}; nothing was sent.",
+            hint="Change the message, or, when it is meant, send with "
+            + " ".join(f"--allow-content {c}" for c in categories)
+            + " (recorded on the campaign).",
+        )
+    if plan.compliance is not None and plan.compliance.missing_optout:
+        raise missing_optout_error(read_message(spec.message, spec.template)[1])
     report = run_validation(prepared.config, spec.recipients, options, plan=plan, previews=True)
     estimate = summarize(report)
     prepared.estimate = estimate
@@ -887,6 +920,18 @@ def _stored_settings(prepared: Prepared) -> dict[str, Any]:
         "rejected": prepared.estimate.table.rejected if prepared.estimate else None,
         "reasons": prepared.estimate.table.reasons() if prepared.estimate else None,
         "run": {k: v for k, v in spec.run.as_dict().items() if v not in (None, False)},
+        **_compliance_settings(prepared),
+    }
+
+
+def _compliance_settings(prepared: Prepared) -> dict[str, Any]:
+    """What the content and opt-out checks decided for this campaign (``campaigns show``)."""
+    plan = prepared.estimate.table.plan if prepared.estimate is not None else None
+    decided = plan.compliance if plan is not None else None
+    return {
+        "purpose": decided.purpose if decided is not None else None,
+        "footer": decided.footer if decided is not None else None,
+        "allow_content": sorted(plan.lexicon.allowed) if plan is not None and plan.lexicon is not None else [],
     }
 
 
@@ -1165,6 +1210,8 @@ class CampaignStatus:
             "source": self.settings.get("source"),
             "sender": self.settings.get("sender"),
             "next": self.next_command(),
+            "purpose": self.settings.get("purpose"),
+            "allow_content": self.settings.get("allow_content", []),
         }
 
 

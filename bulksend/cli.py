@@ -22,6 +22,7 @@ class AppState:
     debug: bool = False
     warned: bool = False  # config.toml's warnings are said once per command
     home_flag: bool = False  # --home was given on the command line (not through BULKSEND_HOME)
+    ledger_option: str | None = None
 
     @property
     def home(self) -> Path:
@@ -34,14 +35,20 @@ class AppState:
         """What the commands this run suggests must repeat (see bulksend/hints.py)."""
         from bulksend.hints import Invocation
 
-        return Invocation(home=str(self.home_option) if self.home_flag and self.home_option else None)
+        from bulksend.stores.base import scrub_url
+
+        ledger = self.ledger_option.strip() if self.ledger_option else None
+        return Invocation(
+            home=str(self.home_option) if self.home_flag and self.home_option else None,
+            ledger=ledger if ledger and scrub_url(ledger) == ledger else None,  # a password stays out of hints
+        )
 
     def config(self):
         from dataclasses import replace
 
         from bulksend.config import Config
 
-        config = replace(Config.load(self.home), invocation=self.invocation)
+        config = replace(Config.load(self.home, ledger_url=self.ledger_option), invocation=self.invocation)
         if config.warnings and not self.warned:
             from bulksend import output
 
@@ -87,6 +94,10 @@ class BulksendGroup(TyperGroup):
                 "Run the same command with --debug for the traceback, and report it.",
             )
             raise typer.Exit(int(ExitCode.ERROR)) from None
+        finally:
+            from bulksend import hints
+
+            hints.use(None)  # the next command (in the same process, as in tests) says how it was started
 
 
 def _print_traceback() -> None:
@@ -131,13 +142,28 @@ def root(
         ),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Also print the traceback of an error (exit codes and output stay the same).")] = False,
+    ledger: Annotated[
+        str | None,
+        typer.Option(
+            "--ledger",
+            metavar="URL",
+            help="The ledger server, e.g. postgresql://host/db (default: $BULKSEND_LEDGER_URL, [ledger] url, "
+            "else ledger.db in the home).",
+        ),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     """bulksend: check a recipient list, price it, send it once, and keep the books."""
     source = ctx.get_parameter_source("home")
-    ctx.obj = AppState(home_option=home, debug=debug, home_flag=getattr(source, "name", "") == "COMMANDLINE")
+    ctx.obj = AppState(
+        home_option=home, debug=debug, home_flag=getattr(source, "name", "") == "COMMANDLINE",
+        ledger_option=ledger,
+    )
+    from bulksend import hints
+
+    hints.use(ctx.obj.invocation)  # for the hints of code that has no Config at hand
 
 
 def _register() -> None:

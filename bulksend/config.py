@@ -23,6 +23,7 @@ from bulksend.schema import (
 )
 
 HOME_ENV = "BULKSEND_HOME"
+LEDGER_URL_ENV = "BULKSEND_LEDGER_URL"
 CONFIG_FILE = "config.toml"
 
 
@@ -46,10 +47,41 @@ class Config:
     defaults: dict[str, Any] = field(default_factory=dict)
     credits: dict[str, Any] = field(default_factory=dict)
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ledger: dict[str, Any] = field(default_factory=dict)  # [ledger] url
+    #: ``--ledger URL`` on the command line (wins over the environment and the file).
+    ledger_url_option: str | None = None
     consent: dict[str, Any] = field(default_factory=dict)  # [consent] positive, negative: extra consent values
     webhooks: dict[str, Any] = field(default_factory=dict)  # [webhooks] public_url, stop_words (docs/webhooks.md)
+    content: dict[str, Any] = field(default_factory=dict)  # [content] deny, allow: the user's own words
+    compliance: dict[str, Any] = field(default_factory=dict)  # [compliance] footer, optout_pattern, …
     warnings: tuple[str, ...] = ()  # unknown keys, said once by the CLI (docs/configuration.md)
     invocation: Invocation = field(default_factory=Invocation)  # what every suggested command repeats (--home)
+
+    @property
+    def ledger_url(self) -> str | None:
+        """The ledger server: ``--ledger``, else ``$BULKSEND_LEDGER_URL``, else ``[ledger] url``; None: the
+        SQLite file in the home. A password belongs in PGPASSWORD or ~/.pgpass, never in config.toml."""
+        if self.ledger_url_option:
+            return self.ledger_url_option.strip()
+        if os.environ.get(LEDGER_URL_ENV, "").strip():
+            return os.environ[LEDGER_URL_ENV].strip()
+        url = self.ledger.get("url")
+        if url is None or url == "":
+            return None
+        if not isinstance(url, str):
+            raise ConfigError(f"config.toml: [ledger] url must be a string such as \"postgresql://host/db\", not {url!r}.")
+        from urllib.parse import urlsplit
+
+        try:
+            has_password = urlsplit(url).password is not None or "password=" in url.lower()
+        except ValueError:
+            raise ConfigError("config.toml: [ledger] url is not a valid URL.") from None
+        if has_password:
+            raise ConfigError(
+                "config.toml: [ledger] url contains a password; config.toml is no place for secrets.",
+                hint="Remove it from the URL and put it in PGPASSWORD or ~/.pgpass.",
+            )
+        return url.strip()
 
     @property
     def default_region(self) -> str | None:
@@ -61,10 +93,10 @@ class Config:
         return self.home / "ledger.db"
 
     @classmethod
-    def load(cls, home: Path) -> "Config":
+    def load(cls, home: Path, ledger_url: str | None = None) -> "Config":
         path = home / CONFIG_FILE
         if not path.exists():
-            return cls(home=home)
+            return cls(home=home, ledger_url_option=ledger_url)
         from bulksend.files import read_small  # a FIFO or a huge file is refused, never waited on
 
         try:
@@ -90,7 +122,11 @@ class Config:
             providers={str(k): dict(v) for k, v in data.get("providers", {}).items()},
             consent=_table(data, "consent", path),
             webhooks=_table(data, "webhooks", path),
+            content=_table(data, "content", path),
+            compliance=_table(data, "compliance", path),
             warnings=tuple(warnings),
+            ledger=_table(data, "ledger", path),
+            ledger_url_option=ledger_url,
         )
 
 

@@ -37,7 +37,7 @@ class ConfigReport:
     config_file: str
     config_exists: bool
     ledger: str  # a path, or a URL without its password
-    ledger_from: str  # "BULKSEND_LEDGER_URL", "config.toml [ledger] url", or "home"
+    ledger_from: str  # "--ledger", "BULKSEND_LEDGER_URL", "config.toml [ledger] url", or "home"
     profiles: list[ProfileSource]
 
     def as_json(self) -> dict[str, Any]:
@@ -95,6 +95,8 @@ def _ledger_url_in_file(config: Config) -> str | None:
 
 
 def _ledger(config: Config) -> tuple[str, str]:
+    if (config.ledger_url_option or "").strip():
+        return scrub_url(config.ledger_url_option.strip()), "--ledger"
     from_env = os.environ.get(LEDGER_URL_ENV, "").strip()
     if from_env:
         return scrub_url(from_env), LEDGER_URL_ENV

@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import Sequence
 
+from bulksend import hints
 from bulksend.errors import ConfigError
 from bulksend.providers.base import Profile, Provider
 
@@ -97,7 +98,7 @@ def resolve_secret(profile: Profile, provider_cls: type[Provider]) -> str:
         )
     raise ConfigError(
         f"no secret for provider profile {profile.name!r}.",
-        hint=f"Set {_env_hint(names)} in the environment, or run: bulksend provider login {profile.name}",
+        hint=f"Set {_env_hint(names)} in the environment, or run: {hints.current().login(profile.name)}",
     )
 
 

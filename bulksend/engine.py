@@ -383,7 +383,10 @@ def _stored(outcome: Outcome) -> Outcome:
 
 
 def _ledger_home(ledger: Ledger) -> Path | None:
-    """Where the ledger file lives: the journal sits beside the ledger whose ``sending`` rows it explains."""
+    """The run's home, where the journal sits: the ledger knows it (``ledger.home``), whatever its store."""
+    home = getattr(ledger, "home", None)
+    if isinstance(home, Path):
+        return home
     path = getattr(ledger, "path", None)
     return path.parent if isinstance(path, Path) else None
 

@@ -60,6 +60,8 @@ class Estimate:
                 "segments_saved" if self.smart_encoding else "would_save_segments": self.smart_segments_delta,
                 "credits_saved" if self.smart_encoding else "would_save_credits": self.smart_credits_delta,
             },
+            "content": table.content_report(),
+            "compliance": table.plan.compliance.as_json() if table.plan.compliance is not None else None,
         }
 
 

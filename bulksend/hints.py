@@ -36,6 +36,8 @@ MESSAGE_FLAGS = {
     "max_segments": "--max-segments",
     "smart_encoding": "--smart-encoding",
     "rates": "--rates",
+    "purpose": "--purpose",
+    "allow_content": "--allow-content",
 }
 #: How a campaign is sent (send only).
 SEND_FLAGS = {
@@ -48,11 +50,27 @@ SEND_FLAGS = {
     "batch_size": "--batch-size",
     "max_attempts": "--max-attempts",
     "retry_unknown": "--retry-unknown",
+    "service_window": "--service-window",
 }
 #: Values that are the commands' defaults: leaving them out changes nothing and keeps the hint short.
 _DEFAULTS = {"channel": "sms"}
 #: The placeholder a "price a message" hint uses: it runs as printed, and reads as a placeholder.
 PLACEHOLDER_MESSAGE = "Your message"
+#: The file a hint names for a list that came from a pipe or stdin (which cannot be read a second time).
+SAVED_LIST = "list.csv"
+
+
+def reread(path: str | PathLike) -> tuple[str | PathLike, str]:
+    """The list a hint that reads it again should name, and what the user must do first.
+
+    A list read from ``-``, a pipe or a FIFO is gone once read: such a hint names :data:`SAVED_LIST` and
+    says to save the list there first, instead of suggesting a command that would wait on the terminal.
+    """
+    from bulksend.files import is_stream
+
+    if is_stream(path):
+        return SAVED_LIST, f"save the list as {SAVED_LIST} (it was read from a pipe and cannot be read again), then "
+    return path, ""
 
 
 def flags(values: Mapping[str, Any], spelling: Mapping[str, str]) -> list[str]:
@@ -64,6 +82,9 @@ def flags(values: Mapping[str, Any], spelling: Mapping[str, str]) -> list[str]:
             continue
         if value is True:
             words.append(flag)
+        elif isinstance(value, (list, tuple)):  # a repeatable option
+            for item in value:
+                words += [flag, str(item)]
         elif str(value).startswith("-"):  # "--message=-50% today": never read as a flag
             words.append(f"{flag}={value}")
         else:
@@ -80,10 +101,12 @@ class Invocation:
     """
 
     home: str | None = None
+    ledger: str | None = None  # --ledger URL, when given as a flag (a URL with a password is never repeated)
 
     def command(self, *words: str | int | PathLike) -> str:
-        """``bulksend [--home H] WORDS…``, shell-quoted."""
+        """``bulksend [--home H] [--ledger URL] WORDS…``, shell-quoted."""
         prefix = [PROGRAM] + (["--home", self.home] if self.home is not None else [])
+        prefix += ["--ledger", self.ledger] if self.ledger is not None else []
         return shlex.join([*prefix, *(str(w) for w in words)])
 
     # --- the hints themselves ------------------------------------------------------------------------
@@ -96,13 +119,14 @@ class Invocation:
         """Price a (placeholder) message for the list, read the same way."""
         return self.command("estimate", path, *flags(values, READ_FLAGS), "--message", PLACEHOLDER_MESSAGE)
 
-    def send(self, path: str | PathLike, values: Mapping[str, Any], *, yes: bool = False) -> str:
-        """Send the list or campaign file with the same options (``--dry-run`` never carried; ``--yes`` on request)."""
+    def send(self, path: str | PathLike, values: Mapping[str, Any], *, yes: bool = False, dry_run: bool = False) -> str:
+        """Send the list or campaign file with the same options (``--dry-run`` and ``--yes`` only on request)."""
         words = [*flags(values, READ_FLAGS), *flags(values, MESSAGE_FLAGS), *flags(values, SEND_FLAGS)]
-        return self.command("send", path, *words, *(["--yes"] if yes else []))
+        return self.command("send", path, *words, *(["--yes"] if yes else []), *(["--dry-run"] if dry_run else []))
 
-    def resume(self, campaign: str) -> str:
-        return self.command("campaigns", "resume", campaign, "--yes")
+    def resume(self, campaign: str, values: Mapping[str, Any] | None = None) -> str:
+        """Resume a campaign without asking, with the run options given (``--limit``, ``--rate``…), if any."""
+        return self.command("campaigns", "resume", campaign, *flags(values or {}, SEND_FLAGS), "--yes")
 
     def reconcile(self, campaign: str) -> str:
         return self.command("campaigns", "reconcile", campaign)
@@ -118,3 +142,36 @@ class Invocation:
 
     def help(self, *words: str) -> str:
         return self.command(*words, "--help")
+
+    def login(self, profile: str) -> str:
+        return self.command("provider", "login", profile)
+
+    def providers(self) -> str:
+        return self.command("provider", "list")
+
+    def ledger_check(self) -> str:
+        return self.command("ledger", "check")
+
+    def ledger_restore(self, backup: str | PathLike = "FILE") -> str:
+        """Put a backup back (``FILE`` stands for the user's newest backup when none is known)."""
+        return self.command("ledger", "restore", backup, "--yes")
+
+    def ledger_adopt(self) -> str:
+        return self.command("ledger", "adopt", "--yes")
+
+
+# How this process was started, for the hints of code that has no Config at hand (the storage's error
+# boundary, credential look-ups, provider checks run on worker threads). Set by the CLI's root command for
+# the length of one command; a plain module global rather than a ContextVar, so worker threads see it too.
+_current = Invocation()
+
+
+def current() -> Invocation:
+    """The invocation of the command being run (no ``--home`` outside one)."""
+    return _current
+
+
+def use(invocation: Invocation | None) -> None:
+    """Make ``invocation`` the one :func:`current` returns (None: back to the default)."""
+    global _current
+    _current = invocation if invocation is not None else Invocation()

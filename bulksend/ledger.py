@@ -1,45 +1,95 @@
-"""The ledger: credit lots, movements, holds, campaigns, transmissions and opt-outs, in one SQLite file.
+"""The ledger: credit lots, movements, holds, campaigns, transmissions and opt-outs; the rules, written once.
 
-This is the only module that speaks SQL. ``Ledger`` is the interface the rest of bulksend uses (a
-PostgreSQL ledger would implement the same methods); ``SqliteLedger`` is the embedded implementation.
+``Ledger`` holds every credit rule (carry-forward, earliest-expiry debits with the hold's share, refunds,
+claims within the hold, expiries, the audit's arithmetic) and the transmission state machine, in Python.
+It keeps its rows in a ``Store`` (``bulksend.stores``): ``SqliteStore`` (one file in the home, the
+default) or ``PostgresStore`` (a server several senders share). Stores differ only in SQL, transactions,
+locking and migrations; they decide nothing.
 
-Transaction discipline: every write runs inside ``BEGIN IMMEDIATE`` (taken with a busy timeout), and
-every write transaction first settles the credits that expired since the last one. Inside
-``with ledger.transaction():`` each operation runs in its own SAVEPOINT, so an operation that raises
-(insufficient credits, a transition that is not allowed) leaves nothing behind and the rest of the
-batch still commits. Reads (``balance``, ``audit``, ``suppressed``) never write.
+Transaction discipline: every write runs inside the store's write transaction, and every write
+transaction first settles the credits that expired since the last one. Inside ``with
+ledger.transaction():`` each operation runs in its own SAVEPOINT, so an operation that raises
+(insufficient credits, a transition that is not allowed) leaves nothing behind and the rest of the batch
+still commits. Reads (``balance``, ``audit``, ``suppressed``) never write. Every write that moves credits
+of a channel first takes that channel's pool lock (``Store.lock_pool``), and a transition first locks its
+transmission's row, so concurrent senders on one database never overspend nor lose an update.
 """
 
 from __future__ import annotations
 
-import os
-import sqlite3
-from abc import ABC, abstractmethod
+import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta, timezone
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from bulksend import calendar
 from bulksend.errors import InputError, InsufficientCredits, LedgerError
-from bulksend.sqlite_errors import connect as _connect
+from bulksend.stores.base import LEDGER_ID, TABLES, Store, scrub_url  # noqa: F401 - LEDGER_ID is public here
+from bulksend.stores.sqlite import BUSY_TIMEOUT_SECONDS, MIGRATIONS, SCHEMA_VERSION, SqliteStore  # noqa: F401
 
 if TYPE_CHECKING:  # pragma: no cover
     from bulksend.config import Config
     from bulksend.receipts import InboundMessage, Receipt, ReceiptFate
 
+class TransmissionState(StrEnum):
+    """Where one message is: a StrEnum, so ``row.state == "sent"`` keeps working."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+class MovementKind(StrEnum):
+    """What a line of the credit history did."""
+
+    TOPUP = "topup"
+    DEBIT = "debit"
+    REFUND = "refund"
+    HOLD = "hold"
+    RELEASE = "release"
+    EXPIRY = "expiry"
+    REINSTATE = "reinstate"
+
+
+class CampaignState(StrEnum):
+    OPEN = "open"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+T = TransmissionState
 CHANNELS = ("sms", "whatsapp")
-STATES = ("queued", "sending", "sent", "delivered", "undelivered", "failed", "unknown")
+STATES = tuple(TransmissionState)
 #: States in which the provider accepted the message: the transmission is debited.
-ACCEPTED_STATES = ("sent", "delivered", "undelivered")
+ACCEPTED_STATES = (T.SENT, T.DELIVERED, T.UNDELIVERED)
 #: States in which nothing more will be sent for the row.
-DONE_STATES = ("sent", "delivered", "undelivered", "failed")
-MOVEMENT_KINDS = ("topup", "debit", "refund", "hold", "release", "expiry", "reinstate")
-CAMPAIGN_STATES = ("open", "done", "cancelled")
+DONE_STATES = (T.SENT, T.DELIVERED, T.UNDELIVERED, T.FAILED)
+MOVEMENT_KINDS = tuple(MovementKind)
+CAMPAIGN_STATES = tuple(CampaignState)
 OPTOUT_SOURCES = ("manual", "import", "provider")
-BUSY_TIMEOUT_SECONDS = 30.0
+
+#: The state machine: each transition, the states it may leave, and where it goes (None: the caller says).
+TRANSITIONS: dict[str, tuple[frozenset[TransmissionState], TransmissionState | None]] = {
+    "claim": (frozenset({T.QUEUED}), T.SENDING),
+    "sent": (frozenset({T.SENDING, T.UNKNOWN}), T.SENT),
+    "retry": (frozenset({T.SENDING, T.UNKNOWN}), T.QUEUED),
+    "defer": (frozenset({T.QUEUED, T.SENDING}), T.QUEUED),
+    "unclaim": (frozenset({T.SENDING}), T.QUEUED),
+    "failed": (frozenset({T.QUEUED, T.SENDING, T.UNKNOWN}), T.FAILED),
+    "unknown": (frozenset({T.SENDING}), T.UNKNOWN),
+    "report": (frozenset(ACCEPTED_STATES), None),
+    "recover": (frozenset({T.SENDING}), T.UNKNOWN),
+}
+#: A row no limit can reach (LIMIT takes a number on both dialects).
+_NO_LIMIT = 2**62
 
 
 # --------------------------------------------------------------------------------------------- values
@@ -73,7 +123,7 @@ class Movement:
     """One line of the credit history. ``amount`` is a magnitude; ``kind`` says which way it went."""
 
     id: int
-    kind: str
+    kind: MovementKind
     channel: str
     amount: int
     on: date
@@ -88,9 +138,9 @@ class Movement:
     @property
     def change(self) -> int:
         """The signed effect on the channel's credits (holds and releases change none)."""
-        if self.kind in ("topup", "refund", "reinstate"):
+        if self.kind in (MovementKind.TOPUP, MovementKind.REFUND, MovementKind.REINSTATE):
             return self.amount
-        if self.kind in ("debit", "expiry"):
+        if self.kind in (MovementKind.DEBIT, MovementKind.EXPIRY):
             return -self.amount
         return 0
 
@@ -136,7 +186,7 @@ class Campaign:
     provider: str
     fingerprint: str
     attestation: str | None
-    state: str
+    state: CampaignState
     created_at: str
 
 
@@ -160,7 +210,7 @@ class Transmission:
     id: int
     campaign_id: int
     e164: str
-    state: str
+    state: TransmissionState
     attempts: int
     not_before: str | None
     message: str
@@ -177,6 +227,8 @@ class Transmission:
     updated_at: str
     sent_at: str | None
     params: str | None = None
+    report_status: str | None = None  # the provider's last status word from a receipt (docs/webhooks.md)
+    reported_at: str | None = None  # when the final report happened (the provider's time, else when recorded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,10 +285,6 @@ class HighWater:
         )
 
 
-#: The meta key of the ledger's identity (a uuid4 given when the ledger is created).
-LEDGER_ID = "ledger_id"
-
-
 # ------------------------------------------------------------------------------------- credit rules
 
 
@@ -262,51 +310,111 @@ def utc_timestamp(moment: datetime | None = None) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-# ---------------------------------------------------------------------------------------- interface
+def as_day(value: date | str) -> date:
+    """A date from a store: PostgreSQL gives ``date``, SQLite ISO text."""
+    return value if isinstance(value, date) else date.fromisoformat(value)
 
 
-class Ledger(ABC):
-    """The operations bulksend needs from a ledger; an implementation owns its storage entirely.
+def _lot(row: Sequence) -> CreditLot:
+    return CreditLot(row[0], row[1], row[2], row[3], row[4], as_day(row[5]), as_day(row[6]), row[7])
 
-    Every write is atomic on its own; ``transaction()`` groups many writes into one commit.
-    Credits are integers. "Today" is the date, in the ledger's own time zone (``bulksend.calendar``), when
-    the write transaction begins.
+
+def _movement(row: Sequence) -> Movement:
+    return Movement(
+        row[0], MovementKind(row[1]), row[2], row[3], as_day(row[4]), row[5], row[6], row[7], row[8], row[9],
+        row[10], row[11],
+    )
+
+
+def _campaign(row: Sequence | None) -> Campaign | None:
+    if row is None:
+        return None
+    return Campaign(row[0], row[1], row[2], row[3], row[4], row[5], CampaignState(row[6]), row[7])
+
+
+def _transmission(row: Sequence | None) -> Transmission | None:
+    if row is None:
+        return None
+    return Transmission(row[0], row[1], row[2], TransmissionState(row[3]), *row[4:])
+
+
+# ----------------------------------------------------------------------------------------- the clock
+
+
+class Clock(Protocol):
+    """Where the ledger reads the time: the current instant (aware). The ledger dates it in its own zone
+    (``Ledger._today_and_now``); ``today`` is the clock's own date, for callers without a ledger."""
+
+    def now(self) -> datetime: ...
+    def today(self) -> date: ...
+
+
+class SystemClock:
+    """The machine's clock: UTC instants, the local calendar date."""
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def today(self) -> date:
+        return date.today()
+
+
+class FixedClock:
+    """A clock that stands still until told to move (tests); ``today`` is the instant's date in UTC."""
+
+    def __init__(self, moment: datetime) -> None:
+        self.moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+    def now(self) -> datetime:
+        return self.moment
+
+    def today(self) -> date:
+        return self.moment.astimezone(timezone.utc).date()
+
+    def move_to(self, moment: datetime) -> None:
+        self.moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+    def shift(self, delta: timedelta) -> None:
+        self.moment += delta
+
+
+# ---------------------------------------------------------------------------------------- the ledger
+
+
+class Ledger:
+    """The credit rules and the state machine over one ``Store``; what the rest of bulksend calls.
+
+    Every write is atomic on its own; ``transaction()`` groups many writes into one commit. Credits are
+    integers. "Now" comes from ``clock`` and "today" is now's date in the ledger's own time zone (meta key
+    ``timezone``, ``bulksend.calendar``), both read once when a write transaction begins
+    (``_today_and_now``). Use a ledger from one thread at a time.
     """
 
-    @abstractmethod
-    def transaction(self) -> Iterator["Ledger"]:
-        """Group writes into one atomic commit (``with ledger.transaction():``)."""
-
-    @abstractmethod
-    def close(self) -> None: ...
-
-    @abstractmethod
-    def meta(self, key: str) -> str | None:
-        """A fact recorded about the ledger itself (see ``set_meta``), or None."""
-
-    @abstractmethod
-    def set_meta(self, key: str, value: str) -> None:
-        """Record a fact about the ledger itself (its identity, its calendar's zone), in a write."""
-
     #: Called after every committed write transaction (the home's record of the ledger keeps up with it).
-    on_commit: "Callable[[], None] | None" = None
+    on_commit: Callable[[], None] | None = None
+
+    def __init__(
+        self, store: Store, *, clock: Clock | None = None, home: Path | None = None, zone: str | None = None
+    ) -> None:
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+        self._zone = zone  # [credits] timezone: recorded when the ledger has no zone yet
+        self._calendar: calendar.Calendar | None = None  # once read from (or recorded in) the ledger
+        #: The ledger's file (SQLite), else None.
+        self.path: Path | None = store.path
+        #: The home whose runs use this ledger: where attempt journals and campaign locks live.
+        self.home: Path | None = home if home is not None else (store.path.parent if store.path else None)
+        self._depth = 0
+        self._day: date | None = None  # today, inside a write transaction
+        self._stamp: str | None = None  # now as UTC text, inside a write transaction
 
     @property
-    @abstractmethod
     def location(self) -> str:
-        """Where the ledger is, for messages (a file path; a URL without its password)."""
+        """Where the ledger is, fit to print (a file path, or a URL without its password)."""
+        return self.store.location
 
-    @abstractmethod
-    def high_water(self) -> HighWater:
-        """The highest campaign, transmission and movement ids (a read)."""
-
-    @abstractmethod
-    def integrity(self) -> list[str]:
-        """The storage's own consistency check: what is damaged, or an empty list."""
-
-    @abstractmethod
-    def backup(self, target: Path) -> None:
-        """Write a consistent copy of the whole ledger to ``target`` (owner-only, atomically), while in use."""
+    def close(self) -> None:
+        self.store.close()
 
     def __enter__(self) -> "Ledger":
         return self
@@ -314,424 +422,45 @@ class Ledger(ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # credits
-    @abstractmethod
-    def topup(self, channel: str, amount: int, on: date | None = None, ref: str | None = None) -> TopUp: ...
-    @abstractmethod
-    def balance(self, channel: str | None = None) -> dict[str, ChannelBalance]: ...
-    @abstractmethod
-    def lots(self, channel: str | None = None) -> list[CreditLot]: ...
-    @abstractmethod
-    def history(self, channel: str | None = None, since: date | None = None) -> list[Movement]: ...
-    @abstractmethod
-    def audit(self) -> AuditReport: ...
+    # -- time and transactions ---------------------------------------------------------------------
 
-    # campaigns and holds
-    @abstractmethod
-    def open_campaign(
-        self, name: str, channel: str, provider: str, fingerprint: str, attestation: str | None = None
-    ) -> Campaign: ...
-    @abstractmethod
-    def get_campaign(self, key: int | str) -> Campaign | None: ...
-    @abstractmethod
-    def campaigns(self) -> list[Campaign]: ...
-    @abstractmethod
-    def set_campaign_state(self, campaign_id: int, state: str) -> None: ...
-    @abstractmethod
-    def hold(self, campaign_id: int, channel: str, amount: int) -> Hold: ...
-    @abstractmethod
-    def held(self, campaign_id: int) -> int: ...
-    @abstractmethod
-    def release(self, campaign_id: int) -> int: ...
+    def _today_and_now(self) -> tuple[date, datetime]:
+        """The one place the ledger reads the time: the current instant, and its date in the ledger's zone.
 
-    # transmissions
-    @abstractmethod
-    def add_transmissions(self, campaign_id: int, rows: Iterable[NewTransmission]) -> int: ...
-    @abstractmethod
-    def claim(
-        self, campaign_id: int, limit: int, now: datetime | None = None, *, within_hold: bool = True
-    ) -> list[Transmission]: ...
-    @abstractmethod
-    def mark_sent(self, transmission_id: int, provider_id: str | None, *, cost: int | None = None) -> int: ...
-    @abstractmethod
-    def mark_retry(
-        self, transmission_id: int, not_before: datetime, code: str | None = None, text: str | None = None
-    ) -> None: ...
-    @abstractmethod
-    def mark_failed(self, transmission_id: int, code: str | None, text: str | None) -> None: ...
-    @abstractmethod
-    def mark_unknown(self, transmission_id: int, code: str | None = None, text: str | None = None) -> None: ...
-    @abstractmethod
-    def mark_report(
-        self, transmission_id: int, state: str, code: str | None = None, text: str | None = None
-    ) -> None: ...
-    @abstractmethod
-    def refund(self, transmission_id: int) -> int: ...
-    @abstractmethod
-    def recover_sending(self, campaign_id: int) -> int: ...
-    @abstractmethod
-    def transmission(self, transmission_id: int) -> Transmission | None: ...
-    @abstractmethod
-    def find_by_provider_id(self, provider_id: str) -> Transmission | None: ...
-    @abstractmethod
-    def transmissions(
-        self, campaign_id: int, states: Sequence[str] | None = None, limit: int | None = None
-    ) -> list[Transmission]: ...
-    @abstractmethod
-    def counts(self, campaign_id: int) -> dict[str, int]: ...
-    @abstractmethod
-    def failure_codes(self, campaign_id: int) -> dict[str, int]: ...
-    @abstractmethod
-    def campaign_credits(self, campaign_id: int) -> tuple[int, int]: ...
-    @abstractmethod
-    def next_due(self, campaign_id: int) -> datetime | None: ...
-    @abstractmethod
-    def unclaim(
-        self, transmission_ids: Iterable[int], code: str | None = None, text: str | None = None
-    ) -> int: ...
-    @abstractmethod
-    def campaign_settings(self, campaign_id: int) -> dict: ...
-    @abstractmethod
-    def save_campaign_settings(self, campaign_id: int, settings: dict) -> None: ...
-    @abstractmethod
-    def outstanding_cost(self, campaign_id: int) -> int: ...
+        Inside a write, a ledger that has no zone yet records one (``[credits] timezone``, else the machine's).
+        """
+        now = self.clock.now()
+        return now.astimezone(self.calendar(record=self._depth > 0).tzinfo).date(), now
 
-    # opt-outs
-    @abstractmethod
-    def add_optouts(
-        self, numbers: Iterable[str], reason: str | None = None, source: str = "manual"
-    ) -> tuple[list[str], list[str]]: ...
-    @abstractmethod
-    def remove_optouts(self, numbers: Iterable[str]) -> tuple[list[str], list[str]]: ...
-    @abstractmethod
-    def optouts(self) -> list[OptOut]: ...
-    @abstractmethod
-    def suppressed(self) -> frozenset[str]: ...
-    @abstractmethod
-    def suppressed_among(self, numbers: Iterable[str]) -> frozenset[str]: ...
+    def calendar(self, *, record: bool = False) -> calendar.Calendar:
+        """The ledger's calendar (its time zone's days); ``record`` (in a write) records a missing zone."""
+        if self._calendar is not None:
+            return self._calendar
+        found, settled = calendar.ledger_calendar(self, self._zone, record=record)
+        found = calendar.Calendar(found.zone, clock=self.clock.now)
+        if settled:  # a zone recorded just now may still roll back: cache it from the next read on
+            self._calendar = found
+        return found
 
-    # receipts and replies (docs/webhooks.md): the rules are in ``receipt_plan``, once
-    @abstractmethod
-    def record_receipt(self, receipt: "Receipt") -> "ReceiptFate":
-        """Apply one verified delivery receipt to its transmission, or keep it until the row can take it."""
-
-    @abstractmethod
-    def apply_pending_receipts(self, limit: int = 1000) -> dict[str, int]:
-        """Try the kept receipts again (oldest first); returns how many met each fate."""
-
-    @abstractmethod
-    def pending_receipt_count(self) -> int: ...
-
-    @abstractmethod
-    def record_inbound(self, message: "InboundMessage") -> bool:
-        """Keep one inbound message (False: a provider's retry of one already kept); an opt-out adds the sender
-        to the opt-out list (source ``provider``) in the same write."""
-
-    @abstractmethod
-    def inbound_messages(self, limit: int | None = None) -> list[dict]: ...
-
-
-# --------------------------------------------------------------------------------------- the schema
-
-# MIGRATIONS[i] takes the schema from user_version i to i + 1. Append, never edit a shipped entry.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE credit_lots (
-            id           INTEGER PRIMARY KEY,
-            channel      TEXT    NOT NULL CHECK (channel IN ('sms', 'whatsapp')),
-            amount       INTEGER NOT NULL CHECK (amount > 0),
-            remaining    INTEGER NOT NULL CHECK (remaining >= 0),
-            expired      INTEGER NOT NULL DEFAULT 0 CHECK (expired >= 0),
-            purchased_on TEXT    NOT NULL,
-            expires_on   TEXT    NOT NULL,
-            ref          TEXT    UNIQUE,
-            recorded_at  TEXT    NOT NULL
-        )""",
-        "CREATE INDEX credit_lots_spendable ON credit_lots (channel, expires_on) WHERE remaining > 0",
-        """CREATE TABLE campaigns (
-            id          INTEGER PRIMARY KEY,
-            name        TEXT NOT NULL UNIQUE,
-            channel     TEXT NOT NULL CHECK (channel IN ('sms', 'whatsapp')),
-            provider    TEXT NOT NULL,
-            fingerprint TEXT NOT NULL,
-            attestation TEXT,
-            state       TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'done', 'cancelled')),
-            created_at  TEXT NOT NULL,
-            updated_at  TEXT NOT NULL
-        )""",
-        """CREATE TABLE holds (
-            campaign_id INTEGER PRIMARY KEY REFERENCES campaigns (id),
-            channel     TEXT    NOT NULL CHECK (channel IN ('sms', 'whatsapp')),
-            amount      INTEGER NOT NULL CHECK (amount >= 0),
-            updated_at  TEXT    NOT NULL
-        )""",
-        """CREATE TABLE transmissions (
-            id          INTEGER PRIMARY KEY,
-            campaign_id INTEGER NOT NULL REFERENCES campaigns (id),
-            e164        TEXT    NOT NULL,
-            state       TEXT    NOT NULL DEFAULT 'queued' CHECK (state IN
-                            ('queued', 'sending', 'sent', 'delivered', 'undelivered', 'failed', 'unknown')),
-            attempts    INTEGER NOT NULL DEFAULT 0,
-            not_before  TEXT,
-            message     TEXT    NOT NULL,
-            units       INTEGER NOT NULL CHECK (units >= 0),
-            cost        INTEGER NOT NULL CHECK (cost >= 0),
-            row_number  INTEGER,
-            country     TEXT,
-            provider_id TEXT,
-            error_code  TEXT,
-            error_text  TEXT,
-            debited     INTEGER NOT NULL DEFAULT 0 CHECK (debited >= 0),
-            refunded    INTEGER NOT NULL DEFAULT 0 CHECK (refunded >= 0),
-            created_at  TEXT    NOT NULL,
-            updated_at  TEXT    NOT NULL,
-            sent_at     TEXT,
-            UNIQUE (campaign_id, e164)
-        )""",
-        "CREATE INDEX transmissions_by_state ON transmissions (campaign_id, state)",
-        "CREATE INDEX transmissions_by_provider_id ON transmissions (provider_id) WHERE provider_id IS NOT NULL",
-        """CREATE TABLE movements (
-            id              INTEGER PRIMARY KEY,
-            kind            TEXT    NOT NULL CHECK (kind IN
-                                ('topup', 'debit', 'refund', 'hold', 'release', 'expiry', 'reinstate')),
-            channel         TEXT    NOT NULL CHECK (channel IN ('sms', 'whatsapp')),
-            amount          INTEGER NOT NULL CHECK (amount > 0),
-            on_date         TEXT    NOT NULL,
-            recorded_at     TEXT    NOT NULL,
-            lot_id          INTEGER REFERENCES credit_lots (id),
-            campaign_id     INTEGER REFERENCES campaigns (id),
-            transmission_id INTEGER REFERENCES transmissions (id),
-            from_hold       INTEGER NOT NULL DEFAULT 0 CHECK (from_hold >= 0 AND from_hold <= amount),
-            ref             TEXT,
-            note            TEXT
-        )""",
-        "CREATE INDEX movements_by_date ON movements (on_date, id)",
-        "CREATE INDEX movements_by_transmission ON movements (transmission_id) WHERE transmission_id IS NOT NULL",
-        "CREATE INDEX movements_by_campaign ON movements (campaign_id) WHERE campaign_id IS NOT NULL",
-        """CREATE TABLE optouts (
-            e164     TEXT PRIMARY KEY,
-            added_at TEXT NOT NULL,
-            reason   TEXT,
-            source   TEXT NOT NULL CHECK (source IN ('manual', 'import', 'provider'))
-        ) WITHOUT ROWID""",
-    ),
-    (
-        # What `campaigns resume` needs to run a campaign again without its files (JSON), and a row's
-        # merge fields for providers that fill their own templates (JSON, WhatsApp only).
-        "ALTER TABLE campaigns ADD COLUMN settings TEXT",
-        "ALTER TABLE transmissions ADD COLUMN params TEXT",
-    ),
-    (
-        # Facts about the ledger itself (its identity, its calendar's time zone), one value per key.
-        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
-    ),
-    (
-        # Delivery receipts (docs/webhooks.md): the provider's last status word and the time of the final report.
-        "ALTER TABLE transmissions ADD COLUMN report_status TEXT",
-        "ALTER TABLE transmissions ADD COLUMN reported_at TEXT",
-        # Receipts for rows the ledger does not know yet, or that are still being sent: applied later.
-        """CREATE TABLE pending_receipts (
-            id              INTEGER PRIMARY KEY,
-            profile         TEXT    NOT NULL,
-            state           TEXT    NOT NULL CHECK (state IN ('accepted', 'delivered', 'undelivered')),
-            provider_id     TEXT,
-            transmission_id INTEGER,
-            status          TEXT,
-            code            TEXT,
-            text            TEXT,
-            fault           TEXT,
-            opt_out         INTEGER NOT NULL DEFAULT 0,
-            reported_at     TEXT,
-            exact_id        INTEGER NOT NULL DEFAULT 1,
-            received_at     TEXT    NOT NULL,
-            tries           INTEGER NOT NULL DEFAULT 0
-        )""",
-        # Replies: every inbound message, opt-out keywords included (keyword set), for the marketer to read.
-        """CREATE TABLE inbound_messages (
-            id          INTEGER PRIMARY KEY,
-            profile     TEXT    NOT NULL,
-            channel     TEXT,
-            sender      TEXT    NOT NULL,
-            text        TEXT    NOT NULL,
-            provider_id TEXT,
-            keyword     TEXT,
-            opt_out     INTEGER NOT NULL DEFAULT 0,
-            sent_at     TEXT,
-            received_at TEXT    NOT NULL,
-            UNIQUE (profile, provider_id)
-        )""",
-    ),
-)
-SCHEMA_VERSION = len(MIGRATIONS)
-
-_TRANSMISSION_COLUMNS = (
-    "id, campaign_id, e164, state, attempts, not_before, message, units, cost, row_number, country, "
-    "provider_id, error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params"
-)
-_CAMPAIGN_COLUMNS = "id, name, channel, provider, fingerprint, attestation, state, created_at"
-_LOT_COLUMNS = "id, channel, amount, remaining, expired, purchased_on, expires_on, ref"
-_MOVEMENT_COLUMNS = (
-    "id, kind, channel, amount, on_date, recorded_at, lot_id, campaign_id, transmission_id, from_hold, ref, note"
-)
-
-
-def _lot(row: Sequence) -> CreditLot:
-    return CreditLot(
-        row[0], row[1], row[2], row[3], row[4], date.fromisoformat(row[5]), date.fromisoformat(row[6]), row[7]
-    )
-
-
-def _movement(row: Sequence) -> Movement:
-    return Movement(
-        row[0], row[1], row[2], row[3], date.fromisoformat(row[4]), row[5], row[6], row[7], row[8], row[9],
-        row[10], row[11],
-    )
-
-
-def _placeholders(n: int) -> str:
-    return ",".join("?" * n)
-
-
-# ---------------------------------------------------------------------------------- SQLite ledger
-
-
-def open_ledger(config: "Config") -> "SqliteLedger":
-    """The ledger of ``config.home``, created (owner-only) and migrated as needed."""
-    return SqliteLedger.open(config.ledger_path, zone=calendar.configured_zone(config.credits))
-
-
-def open_existing(config: "Config") -> "SqliteLedger | None":
-    """The ledger of ``config.home`` if there is one; never creates a file."""
-    return SqliteLedger.open(config.ledger_path, create=False, zone=calendar.configured_zone(config.credits))
-
-
-class SqliteLedger(Ledger):
-    """The embedded ledger: one SQLite file in WAL mode with ``synchronous=FULL``."""
-
-    def __init__(self, connection: sqlite3.Connection, path: Path, zone: str | None = None) -> None:
-        self._conn = connection
-        self.path = path
-        self._zone = zone  # [credits] timezone: recorded when the ledger has no zone yet
-        self._calendar: calendar.Calendar | None = None  # once read from (or recorded in) the ledger
-        self._depth = 0
-        self._today: date | None = None
-        self._now: str | None = None
-
-    # -- opening -------------------------------------------------------------------------------
-
-    @classmethod
-    def open(cls, path: Path, *, create: bool = True, zone: str | None = None) -> "SqliteLedger | None":
-        """Open (and migrate) the ledger at ``path``; ``zone`` is the time zone a new ledger records."""
-        path = Path(path)
-        if create:
-            from bulksend.private import private_dir, private_file
-
-            private_dir(path.parent)  # the home: owner-only, like everything in it
-            private_file(path)
-            try:  # owner-only from the first byte; SQLite gives -wal and -shm the same mode
-                os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
-            except FileExistsError:
-                pass
-        elif not path.exists():
-            return None
-        try:
-            conn = _connect(
-                path.resolve().as_uri() + "?mode=rw",
-                path,
-                timeout=BUSY_TIMEOUT_SECONDS,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            ledger = cls(conn, path, zone)
-            ledger._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise LedgerError(f"{path}: cannot open the ledger ({exc}).") from None
-        return ledger
-
-    def _migrate(self) -> None:
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        if version == SCHEMA_VERSION:
-            return
-        if version > SCHEMA_VERSION:
-            raise LedgerError(
-                f"{self.path} was written by a newer bulksend (schema {version}, this one knows {SCHEMA_VERSION}).",
-                hint="Upgrade bulksend.",
-            )
-        if version > 0:
-            self._backup_before_migration(version)
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            version = self._conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
-            created = version == 0
-            for statements in MIGRATIONS[version:]:
-                for statement in statements:
-                    self._conn.execute(statement)
-            if version < 3 <= SCHEMA_VERSION:  # the meta table is new: the ledger gets its identity with it
-                import uuid
-
-                self._conn.execute(
-                    "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (LEDGER_ID, str(uuid.uuid4()))
-                )
-            if created:  # a new ledger records its calendar's zone from the start
-                self._conn.execute(
-                    "INSERT INTO meta (key, value) VALUES (?, ?)",
-                    (calendar.ZONE_KEY, calendar.new_ledger_zone(self._zone)),
-                )
-            self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
-
-    def close(self) -> None:
-        self._conn.close()
-
-    def meta(self, key: str) -> str | None:
-        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else row[0]
-
-    def set_meta(self, key: str, value: str) -> None:
-        with self._write():
-            self._conn.execute(
-                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
-
-    # -- transactions --------------------------------------------------------------------------
+    def _read_today(self) -> date:
+        return self._day if self._depth else self._today_and_now()[0]
 
     @contextmanager
-    def transaction(self) -> Iterator["SqliteLedger"]:
+    def transaction(self) -> Iterator["Ledger"]:
+        """Group writes into one atomic commit (``with ledger.transaction():``)."""
         if self._depth:
             with self._write():
                 yield self
             return
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise LedgerError(f"{self.path}: the ledger is busy ({exc}).", hint="Try again in a moment.") from None
-        self._depth = 1
-        self._now = utc_timestamp()
-        try:
-            self._today = self.calendar(record=True).today()
-            self._settle_expiries()
-            yield self
-        except BaseException:
-            self._depth = 0
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            raise
-        self._depth = 0
-        try:
-            self._conn.execute("COMMIT")
-        except BaseException:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            raise
+        with self.store.write():
+            self._depth = 1
+            try:
+                today, now = self._today_and_now()
+                self._day, self._stamp = today, utc_timestamp(now)
+                self._settle_expiries()
+                yield self
+            finally:
+                self._depth = 0
         if self.on_commit is not None:
             self.on_commit()
 
@@ -742,48 +471,46 @@ class SqliteLedger(Ledger):
             with self.transaction():
                 yield
             return
-        self._conn.execute("SAVEPOINT op")
         self._depth += 1
         try:
-            yield
-        except BaseException:
-            self._conn.execute("ROLLBACK TO op")
-            self._conn.execute("RELEASE op")
-            raise
+            with self.store.savepoint():
+                yield
         finally:
             self._depth -= 1
-        self._conn.execute("RELEASE op")
 
-    @contextmanager
-    def _snapshot(self) -> Iterator[None]:
-        """A consistent read of several statements (a deferred transaction; WAL readers never block)."""
-        if self._depth:
-            yield
-            return
-        self._conn.execute("BEGIN")
-        try:
-            yield
-        finally:
-            self._conn.execute("COMMIT")
+    def meta(self, key: str) -> str | None:
+        """A fact recorded about the ledger itself (see ``set_meta``), or None."""
+        return self.store.scalar("meta_get", key=key)
 
-    def calendar(self, *, record: bool = False) -> calendar.Calendar:
-        """The ledger's calendar (its time zone's days); ``record`` (in a write) records a missing zone."""
-        if self._calendar is not None:
-            return self._calendar
-        found, settled = calendar.ledger_calendar(self, self._zone, record=record)
-        if settled:  # a zone recorded just now may still roll back: cache it from the next read on
-            self._calendar = found
-        return found
+    def set_meta(self, key: str, value: str) -> None:
+        """Record a fact about the ledger itself (its identity, its calendar's zone), in a write."""
+        with self._write():
+            self.store.execute("meta_set", key=key, value=value)
 
-    def _read_today(self) -> date:
-        return self._today if self._depth else self.calendar().today()
+    # -- identity, integrity, backups (see docs/ledger.md, "Backup and recovery") -------------------
+
+    def high_water(self) -> HighWater:
+        """The highest campaign, transmission and movement ids (a read)."""
+        return HighWater(*self.store.high_water())
+
+    def integrity(self) -> list[str]:
+        """The storage's own consistency check: what is damaged, or an empty list."""
+        return self.store.integrity()
+
+    def backup(self, target: Path) -> None:
+        """Write a consistent copy of the whole ledger to ``target`` (owner-only, atomically), while in use.
+
+        A server's ledger is backed up with the server's tools: InputError saying so (exit 2)."""
+        self.store.backup(target)
+
+    # -- movements and expiries --------------------------------------------------------------------
 
     def _movement(
         self,
-        kind: str,
+        kind: MovementKind,
         channel: str,
         amount: int,
-        on: date | str | None = None,
+        on: date | None = None,
         *,
         lot_id: int | None = None,
         campaign_id: int | None = None,
@@ -792,198 +519,168 @@ class SqliteLedger(Ledger):
         ref: str | None = None,
         note: str | None = None,
     ) -> None:
-        on = self._today if on is None else on
-        self._conn.execute(
-            "INSERT INTO movements (kind, channel, amount, on_date, recorded_at, lot_id, campaign_id, "
-            "transmission_id, from_hold, ref, note) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (kind, channel, amount, str(on), self._now, lot_id, campaign_id, transmission_id, from_hold, ref, note),
+        self.store.execute(
+            "insert_movement", kind=kind.value, channel=channel, amount=amount,
+            on_date=str(self._day if on is None else on), now=self._stamp, lot_id=lot_id,
+            campaign_id=campaign_id, transmission_id=transmission_id, from_hold=from_hold, ref=ref, note=note,
+        )
+
+    def _save_lot(self, lot_id: int, remaining: int, expired: int, expires_on: date | str) -> None:
+        self.store.execute(
+            "update_lot", id=lot_id, remaining=remaining, expired=expired, expires_on=str(as_day(expires_on))
         )
 
     def _settle_expiries(self) -> None:
         """Record, as expiry movements dated on their expiry day, credits whose day has come."""
-        due = self._conn.execute(
-            "SELECT id, channel, remaining, expires_on FROM credit_lots WHERE remaining > 0 AND expires_on <= ?",
-            (str(self._today),),
-        ).fetchall()
-        for lot_id, channel, remaining, expires_on in due:
-            self._conn.execute(
-                "UPDATE credit_lots SET remaining = 0, expired = expired + ? WHERE id = ?", (remaining, lot_id)
-            )
-            self._movement("expiry", channel, remaining, expires_on, lot_id=lot_id)
-
-    # -- credits -------------------------------------------------------------------------------
-
-    def topup(self, channel: str, amount: int, on: date | None = None, ref: str | None = None) -> TopUp:
-        channel = check_channel(channel)
-        if not isinstance(amount, int) or amount <= 0:
-            raise InputError(f"a top-up is a positive whole number of credits, not {amount!r}.")
-        ref = ref.strip() if ref else None
-        with self._write():
-            today = self._today
-            on = today if on is None else on
-            if on > today:
-                raise InputError(f"the top-up date {on} is in the future (today is {today}); nothing recorded.")
-            expires = add_year(on)
-            if expires <= today:
-                raise InputError(
-                    f"credits bought on {on} expired on {expires}; nothing recorded.",
-                )
-            if ref is not None:
-                used = self._conn.execute(
-                    "SELECT amount, channel, purchased_on FROM credit_lots WHERE ref = ?", (ref,)
-                ).fetchone()
-                if used:
-                    raise InputError(
-                        f"reference {ref!r} was already used by the top-up of {used[0]} {used[1]} credits "
-                        f"on {used[2]}; nothing recorded."
-                    )
-            brought = reinstated = 0
-            # Every lot still valid on the purchase day and expiring before the new lot moves to its expiry.
-            # Lots whose expiry was already recorded after a backdated purchase day come back (reinstate).
-            for lot_id, remaining, expired in self._conn.execute(
-                "SELECT id, remaining, expired FROM credit_lots WHERE channel = ? AND expires_on > ? "
-                "AND expires_on < ?",
-                (channel, str(on), str(expires)),
-            ).fetchall():
-                if expired:
-                    self._movement("reinstate", channel, expired, lot_id=lot_id, note=f"purchase of {on}")
-                    reinstated += expired
-                brought += remaining + expired
-                self._conn.execute(
-                    "UPDATE credit_lots SET expires_on = ?, remaining = remaining + expired, expired = 0 WHERE id = ?",
-                    (str(expires), lot_id),
-                )
-            cursor = self._conn.execute(
-                "INSERT INTO credit_lots (channel, amount, remaining, purchased_on, expires_on, ref, recorded_at) "
-                "VALUES (?,?,?,?,?,?,?)",
-                (channel, amount, amount, str(on), str(expires), ref, self._now),
-            )
-            lot_id = cursor.lastrowid
-            note = f"expires {expires}"
-            if brought:
-                note += f"; brought {brought} credits forward"
-            self._movement("topup", channel, amount, on, lot_id=lot_id, ref=ref, note=note)
-            lot = CreditLot(lot_id, channel, amount, amount, 0, on, expires, ref)
-        return TopUp(lot, brought, reinstated)
-
-    def balance(self, channel: str | None = None) -> dict[str, ChannelBalance]:
-        channels = CHANNELS if channel is None else (check_channel(channel),)
-        today = str(self._read_today())
-        with self._snapshot():
-            lots = self._conn.execute(
-                "SELECT channel, expires_on, SUM(remaining) FROM credit_lots "
-                "WHERE remaining > 0 AND expires_on > ? GROUP BY channel, expires_on ORDER BY expires_on",
-                (today,),
-            ).fetchall()
-            holds = dict(
-                self._conn.execute("SELECT channel, SUM(amount) FROM holds WHERE amount > 0 GROUP BY channel")
-            )
-        return {
-            name: ChannelBalance(
-                name,
-                total=sum(r[2] for r in lots if r[0] == name),
-                held=holds.get(name, 0),
-                expiring=tuple(Expiring(r[2], date.fromisoformat(r[1])) for r in lots if r[0] == name),
-            )
-            for name in channels
-        }
-
-    def lots(self, channel: str | None = None) -> list[CreditLot]:
-        sql = f"SELECT {_LOT_COLUMNS} FROM credit_lots"
-        args: tuple = ()
-        if channel is not None:
-            sql += " WHERE channel = ?"
-            args = (check_channel(channel),)
-        return [_lot(r) for r in self._conn.execute(sql + " ORDER BY expires_on, id", args)]
+        today = str(self._day)
+        channels = [r[0] for r in self.store.all("channels_due_to_expire", today=today)]
+        if not channels:
+            return
+        for channel in channels:  # in name order: two settling writers never wait on each other in a cycle
+            self.store.lock_pool(channel)
+        for lot_id, channel, remaining, expired, expires_on in self.store.all("lots_due_to_expire", today=today):
+            self._save_lot(lot_id, 0, expired + remaining, expires_on)
+            self._movement(MovementKind.EXPIRY, channel, remaining, as_day(expires_on), lot_id=lot_id)
 
     def settle(self) -> None:
         """Record the expiries that are due (every write does this first; history calls it explicitly)."""
         with self._write():
             pass
 
+    # -- credits -----------------------------------------------------------------------------------
+
+    def topup(self, channel: str, amount: int, on: date | None = None, ref: str | None = None) -> TopUp:
+        channel = check_channel(channel)
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+            raise InputError(f"a top-up is a positive whole number of credits, not {amount!r}.")
+        ref = ref.strip() if ref else None
+        with self._write():
+            today = self._day
+            on = today if on is None else on
+            if on > today:
+                raise InputError(f"the top-up date {on} is in the future (today is {today}); nothing recorded.")
+            expires = add_year(on)
+            if expires <= today:
+                raise InputError(f"credits bought on {on} expired on {expires}; nothing recorded.")
+            self.store.lock_pool(channel)
+            if ref is not None:
+                used = self.store.one("lot_by_ref", ref=ref)
+                if used:
+                    raise InputError(
+                        f"reference {ref!r} was already used by the top-up of {used[0]} {used[1]} credits "
+                        f"on {as_day(used[2])}; nothing recorded."
+                    )
+            brought = reinstated = 0
+            # Every lot still valid on the purchase day and expiring before the new lot moves to its expiry.
+            # Lots whose expiry was already recorded after a backdated purchase day come back (reinstate).
+            for lot_id, remaining, expired in self.store.all(
+                "lots_to_bring_forward", channel=channel, on=str(on), expires=str(expires)
+            ):
+                if expired:
+                    self._movement(MovementKind.REINSTATE, channel, expired, lot_id=lot_id, note=f"purchase of {on}")
+                    reinstated += expired
+                brought += remaining + expired
+                self._save_lot(lot_id, remaining + expired, 0, expires)
+            lot_id = self.store.scalar(
+                "insert_lot", channel=channel, amount=amount, purchased_on=str(on), expires_on=str(expires),
+                ref=ref, now=self._stamp,
+            )
+            note = f"expires {expires}"
+            if brought:
+                note += f"; brought {brought} credits forward"
+            self._movement(MovementKind.TOPUP, channel, amount, on, lot_id=lot_id, ref=ref, note=note)
+            lot = CreditLot(lot_id, channel, amount, amount, 0, on, expires, ref)
+        return TopUp(lot, brought, reinstated)
+
+    def balance(self, channel: str | None = None) -> dict[str, ChannelBalance]:
+        channels = CHANNELS if channel is None else (check_channel(channel),)
+        today = str(self._read_today())
+        with self.store.snapshot():
+            lots = self.store.all("unexpired_by_expiry", today=today)
+            holds = dict(self.store.all("held_by_channel"))
+        return {
+            name: ChannelBalance(
+                name,
+                total=sum(r[2] for r in lots if r[0] == name),
+                held=holds.get(name, 0),
+                expiring=tuple(Expiring(r[2], as_day(r[1])) for r in lots if r[0] == name),
+            )
+            for name in channels
+        }
+
+    def lots(self, channel: str | None = None) -> list[CreditLot]:
+        if channel is None:
+            return [_lot(r) for r in self.store.all("all_lots")]
+        return [_lot(r) for r in self.store.all("lots_of_channel", channel=check_channel(channel))]
+
     def history(self, channel: str | None = None, since: date | None = None) -> list[Movement]:
         self.settle()
-        clauses, args = [], []
-        if channel is not None:
-            clauses.append("channel = ?")
-            args.append(check_channel(channel))
-        if since is not None:
-            clauses.append("on_date >= ?")
-            args.append(str(since))
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         return [
             _movement(r)
-            for r in self._conn.execute(
-                f"SELECT {_MOVEMENT_COLUMNS} FROM movements{where} ORDER BY on_date DESC, id DESC", args
+            for r in self.store.all(
+                "history",
+                channel=None if channel is None else check_channel(channel),
+                since=None if since is None else str(since),
             )
         ]
 
     def _available(self, channel: str) -> tuple[int, int]:
-        """(unexpired credits, total held) of a channel, inside a write."""
-        total = self._conn.execute(
-            "SELECT COALESCE(SUM(remaining), 0) FROM credit_lots WHERE channel = ? AND remaining > 0 "
-            "AND expires_on > ?",
-            (channel, str(self._today)),
-        ).fetchone()[0]
-        held = self._conn.execute(
-            "SELECT COALESCE(SUM(amount), 0) FROM holds WHERE channel = ?", (channel,)
-        ).fetchone()[0]
+        """(unexpired credits, total held) of a channel, inside a write that holds the channel's pool lock."""
+        total = self.store.scalar("channel_total", channel=channel, today=str(self._day))
+        held = self.store.scalar("channel_held", channel=channel)
         return total, held
 
-    # -- campaigns and holds -------------------------------------------------------------------
+    # -- campaigns and holds -----------------------------------------------------------------------
 
     def open_campaign(
         self, name: str, channel: str, provider: str, fingerprint: str, attestation: str | None = None
     ) -> Campaign:
         channel = check_channel(channel)
         with self._write():
-            existing = self._campaign_row("name = ?", name)
-            if existing is not None:
-                if existing.channel != channel:
-                    raise InputError(
-                        f"campaign {name!r} sends on {existing.channel}, not {channel}.",
-                        hint="Give the new campaign another name (--name).",
-                    )
-                if existing.fingerprint != fingerprint:
-                    raise InputError(
-                        f"campaign {name!r} was started with a different recipient file or message; "
-                        "resuming it with these would mix two campaigns.",
-                        hint="Give the new campaign another name (--name), or run the original files again.",
-                    )
-                return existing
-            self._conn.execute(
-                "INSERT INTO campaigns (name, channel, provider, fingerprint, attestation, created_at, updated_at) "
-                "VALUES (?,?,?,?,?,?,?)",
-                (name, channel, provider, fingerprint, attestation, self._now, self._now),
-            )
-            return self._campaign_row("name = ?", name)
-
-    def _campaign_row(self, where: str, arg: object) -> Campaign | None:
-        row = self._conn.execute(f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns WHERE {where}", (arg,)).fetchone()
-        return Campaign(*row) if row else None
+            campaign = _campaign(self.store.one("campaign_by_name", name=name))
+            if campaign is None:
+                # ON CONFLICT DO NOTHING: a sender that created it a moment ago wins, and is checked below.
+                self.store.execute(
+                    "insert_campaign", name=name, channel=channel, provider=provider, fingerprint=fingerprint,
+                    attestation=attestation, now=self._stamp,
+                )
+                created = _campaign(self.store.one("campaign_by_name", name=name))
+                if created.fingerprint == fingerprint and created.channel == channel:
+                    return created
+                campaign = created
+            if campaign.channel != channel:
+                raise InputError(
+                    f"campaign {name!r} sends on {campaign.channel}, not {channel}.",
+                    hint="Give the new campaign another name (--name).",
+                )
+            if campaign.fingerprint != fingerprint:
+                raise InputError(
+                    f"campaign {name!r} was started with a different recipient file or message; "
+                    "resuming it with these would mix two campaigns.",
+                    hint="Give the new campaign another name (--name), or run the original files again.",
+                )
+            return campaign
 
     def get_campaign(self, key: int | str) -> Campaign | None:
         if isinstance(key, int):
-            return self._campaign_row("id = ?", key)
-        return self._campaign_row("name = ?", key)
+            return _campaign(self.store.one("campaign_by_id", id=key))
+        return _campaign(self.store.one("campaign_by_name", name=key))
 
     def _require_campaign(self, campaign_id: int) -> Campaign:
-        campaign = self._campaign_row("id = ?", campaign_id)
+        campaign = _campaign(self.store.one("campaign_by_id", id=campaign_id))
         if campaign is None:
             raise LedgerError(f"no campaign with id {campaign_id} in the ledger.")
         return campaign
 
     def campaigns(self) -> list[Campaign]:
-        return [Campaign(*r) for r in self._conn.execute(f"SELECT {_CAMPAIGN_COLUMNS} FROM campaigns ORDER BY id")]
+        return [_campaign(r) for r in self.store.all("all_campaigns")]
 
     def set_campaign_state(self, campaign_id: int, state: str) -> None:
         if state not in CAMPAIGN_STATES:
             raise LedgerError(f"unknown campaign state {state!r}.")
         with self._write():
             self._require_campaign(campaign_id)
-            self._conn.execute(
-                "UPDATE campaigns SET state = ?, updated_at = ? WHERE id = ?", (state, self._now, campaign_id)
-            )
+            self.store.execute("set_campaign_state", id=campaign_id, state=str(state), now=self._stamp)
 
     def hold(self, campaign_id: int, channel: str, amount: int) -> Hold:
         channel = check_channel(channel)
@@ -994,6 +691,7 @@ class SqliteLedger(Ledger):
             if campaign.channel != channel:
                 raise LedgerError(f"campaign {campaign.name!r} sends on {campaign.channel}, not {channel}.")
             if amount:
+                self.store.lock_pool(channel)
                 total, held = self._available(channel)
                 available = max(0, total - held)
                 if amount > available:
@@ -1002,67 +700,67 @@ class SqliteLedger(Ledger):
                         f"available: {amount - available} short.",
                         hint=f"Top up with: bulksend credits topup N --channel {channel}",
                     )
-                self._conn.execute(
-                    "INSERT INTO holds (campaign_id, channel, amount, updated_at) VALUES (?,?,?,?) "
-                    "ON CONFLICT (campaign_id) DO UPDATE SET amount = amount + excluded.amount, "
-                    "updated_at = excluded.updated_at",
-                    (campaign_id, channel, amount, self._now),
+                self.store.execute(
+                    "save_hold", campaign_id=campaign_id, channel=channel,
+                    amount=self.held(campaign_id) + amount, now=self._stamp,
                 )
-                self._movement("hold", channel, amount, campaign_id=campaign_id)
+                self._movement(MovementKind.HOLD, channel, amount, campaign_id=campaign_id)
             return Hold(campaign_id, channel, self.held(campaign_id))
 
     def held(self, campaign_id: int) -> int:
-        row = self._conn.execute("SELECT amount FROM holds WHERE campaign_id = ?", (campaign_id,)).fetchone()
-        return row[0] if row else 0
+        row = self.store.one("hold_of", campaign_id=campaign_id)
+        return row[1] if row else 0
 
     def release(self, campaign_id: int) -> int:
         with self._write():
-            row = self._conn.execute(
-                "SELECT channel, amount FROM holds WHERE campaign_id = ?", (campaign_id,)
-            ).fetchone()
+            row = self.store.one("hold_of", campaign_id=campaign_id)
             if not row or not row[1]:
                 return 0
-            channel, amount = row
-            self._conn.execute(
-                "UPDATE holds SET amount = 0, updated_at = ? WHERE campaign_id = ?", (self._now, campaign_id)
-            )
-            self._movement("release", channel, amount, campaign_id=campaign_id)
+            self.store.lock_pool(row[0])
+            channel, amount = self.store.one("hold_of", campaign_id=campaign_id)  # again, under the lock
+            if not amount:
+                return 0
+            self.store.execute("save_hold", campaign_id=campaign_id, channel=channel, amount=0, now=self._stamp)
+            self._movement(MovementKind.RELEASE, channel, amount, campaign_id=campaign_id)
             return amount
 
-    # -- transmissions -------------------------------------------------------------------------
+    # -- transmissions -----------------------------------------------------------------------------
 
     def add_transmissions(self, campaign_id: int, rows: Iterable[NewTransmission]) -> int:
         with self._write():
             self._require_campaign(campaign_id)
-            before = self._conn.total_changes
-            now = self._now
-            self._conn.executemany(
-                "INSERT INTO transmissions (campaign_id, e164, message, units, cost, row_number, country, "
-                "created_at, updated_at, params) VALUES (?,?,?,?,?,?,?,?,?,?) "
-                "ON CONFLICT (campaign_id, e164) DO NOTHING",
+            now = self._stamp
+            return self.store.many(
+                "insert_transmission",
                 (
-                    (campaign_id, r.e164, r.message, r.units, r.cost, r.row_number, r.country, now, now, r.params)
+                    dict(campaign_id=campaign_id, e164=r.e164, message=r.message, units=r.units, cost=r.cost,
+                         row_number=r.row_number, country=r.country, now=now, params=r.params)
                     for r in rows
                 ),
             )
-            return self._conn.total_changes - before
 
     def claim(
         self, campaign_id: int, limit: int, now: datetime | None = None, *, within_hold: bool = True
     ) -> list[Transmission]:
+        """Due ``queued`` rows become ``sending`` (committed before any request): at most ``limit``, and
+        with ``within_hold`` only as many as the campaign's hold can pay, less what is already in flight."""
+        sources, target = TRANSITIONS["claim"]
         with self._write():
-            moment = self._now if now is None else utc_timestamp(now)
-            candidates = self._conn.execute(
-                "SELECT id, cost FROM transmissions WHERE campaign_id = ? AND state = 'queued' "
-                "AND (not_before IS NULL OR not_before <= ?) ORDER BY id LIMIT ?",
-                (campaign_id, moment, limit),
-            ).fetchall()
+            moment = self._stamp if now is None else utc_timestamp(now)
+            hold = None
+            if within_hold:
+                # The pool, then the hold row: the order every debit takes them in, so no two writers wait
+                # on each other in a cycle.
+                self.store.lock_pool(self._channel_of(campaign_id))
+                hold = self.store.one("hold_for_update", campaign_id=campaign_id)
+            candidates = self.store.all(
+                "claim_candidates", campaign_id=campaign_id, state=next(iter(sources)).value, now=moment, limit=limit
+            )
             if within_hold:
                 # Claimed rows must be paid from the campaign's own hold, never from another campaign's.
-                room = self.held(campaign_id) - self._conn.execute(
-                    "SELECT COALESCE(SUM(cost), 0) FROM transmissions WHERE campaign_id = ? AND state = 'sending'",
-                    (campaign_id,),
-                ).fetchone()[0]
+                room = (hold[1] if hold else 0) - self.store.scalar(
+                    "cost_in_state", campaign_id=campaign_id, states=[T.SENDING.value]
+                )
                 taken = []
                 for row_id, cost in candidates:
                     if cost > room:
@@ -1073,60 +771,62 @@ class SqliteLedger(Ledger):
                 taken = [row_id for row_id, _ in candidates]
             if not taken:
                 return []
-            marks = _placeholders(len(taken))
-            self._conn.execute(
-                f"UPDATE transmissions SET state = 'sending', updated_at = ? WHERE id IN ({marks})",
-                (self._now, *taken),
-            )
-            return [
-                Transmission(*r)
-                for r in self._conn.execute(
-                    f"SELECT {_TRANSMISSION_COLUMNS} FROM transmissions WHERE id IN ({marks}) ORDER BY id", taken
-                )
-            ]
+            self.store.execute("set_state_of_ids", state=target.value, now=self._stamp, ids=taken)
+            return [_transmission(r) for r in self.store.all("transmissions_by_ids", ids=taken)]
 
-    def _transition(self, transmission_id: int, allowed: Sequence[str], target: str) -> tuple:
-        row = self._conn.execute(
-            "SELECT t.state, t.cost, t.campaign_id, c.channel, t.debited, t.refunded "
-            "FROM transmissions t JOIN campaigns c ON c.id = t.campaign_id WHERE t.id = ?",
-            (transmission_id,),
-        ).fetchone()
+    def _locked(self, transmission_id: int) -> Transmission:
+        row = self.store.one("transmission_for_update", id=transmission_id)
         if row is None:
             raise LedgerError(f"no transmission with id {transmission_id} in the ledger.")
-        if row[0] not in allowed:
-            raise LedgerError(f"transmission {transmission_id} is {row[0]}: it cannot become {target}.")
+        return _transmission(row)
+
+    def _transition(self, transmission_id: int, name: str, target: TransmissionState | None = None) -> Transmission:
+        """The row, locked, if the state machine lets ``name`` move it; else a LedgerError naming both states."""
+        sources, default = TRANSITIONS[name]
+        target = target or default
+        row = self._locked(transmission_id)
+        if row.state not in sources:
+            raise LedgerError(f"transmission {transmission_id} is {row.state}: it cannot become {target}.")
         return row
+
+    def _save(self, row: Transmission) -> None:
+        self.store.execute(
+            "save_transmission", id=row.id, state=row.state.value, attempts=row.attempts, not_before=row.not_before,
+            cost=row.cost, provider_id=row.provider_id, error_code=row.error_code, error_text=row.error_text,
+            debited=row.debited, refunded=row.refunded, sent_at=row.sent_at, now=self._stamp,
+        )
+
+    def _channel_of(self, campaign_id: int) -> str:
+        return self._require_campaign(campaign_id).channel
 
     def mark_sent(self, transmission_id: int, provider_id: str | None, *, cost: int | None = None) -> int:
         """The provider accepted the message: move it to ``sent`` and debit its cost, atomically."""
         with self._write():
-            _, row_cost, campaign_id, channel, _, _ = self._transition(
-                transmission_id, ("sending", "unknown"), "sent"
-            )
-            cost = row_cost if cost is None else cost
+            row = self._transition(transmission_id, "sent")
+            cost = row.cost if cost is None else cost
             if cost < 0:
                 raise LedgerError(f"a debit cannot be negative ({cost}).")
             if cost:
-                self._debit(transmission_id, campaign_id, channel, cost)
-            self._conn.execute(
-                "UPDATE transmissions SET state = 'sent', provider_id = ?, cost = ?, debited = ?, sent_at = ?, "
-                "updated_at = ?, not_before = NULL, error_code = NULL, error_text = NULL WHERE id = ?",
-                (provider_id, cost, cost, self._now, self._now, transmission_id),
-            )
+                self._debit(transmission_id, row.campaign_id, self._channel_of(row.campaign_id), cost)
+            self._save(replace(
+                row, state=T.SENT, provider_id=provider_id, cost=cost, debited=cost, sent_at=self._stamp,
+                not_before=None, error_code=None, error_text=None,
+            ))
             return cost
 
     def _debit(self, transmission_id: int, campaign_id: int, channel: str, cost: int) -> None:
+        """Take ``cost`` from the earliest-expiring lots; the campaign's hold pays what it covers, the rest
+        may come only from credits nobody holds."""
+        self.store.lock_pool(channel)
         held = self.held(campaign_id)
         from_hold = min(cost, held)
-        taken: list[tuple[int, int]] = []
+        taken: list[tuple[int, int, int, date | str, int]] = []
         need = cost
-        for lot_id, remaining in self._conn.execute(
-            "SELECT id, remaining FROM credit_lots WHERE channel = ? AND remaining > 0 AND expires_on > ? "
-            "ORDER BY expires_on, id",
-            (channel, str(self._today)),
+        for lot_id, remaining, expired, expires_on in self.store.all(
+            "spendable_lots", channel=channel, today=str(self._day)
         ):
             part = min(need, remaining)
-            taken.append((lot_id, part))
+            taken.append((lot_id, remaining, expired, expires_on, part))
             need -= part
             if not need:
                 break
@@ -1139,214 +839,197 @@ class SqliteLedger(Ledger):
                     f"available to it: {cost - usable} short."
                 )
         left_from_hold = from_hold
-        for lot_id, part in taken:
-            self._conn.execute("UPDATE credit_lots SET remaining = remaining - ? WHERE id = ?", (part, lot_id))
+        for lot_id, remaining, expired, expires_on, part in taken:
+            self._save_lot(lot_id, remaining - part, expired, expires_on)
             share = min(part, left_from_hold)
             left_from_hold -= share
             self._movement(
-                "debit", channel, part, lot_id=lot_id, campaign_id=campaign_id,
+                MovementKind.DEBIT, channel, part, lot_id=lot_id, campaign_id=campaign_id,
                 transmission_id=transmission_id, from_hold=share,
             )
         if from_hold:
-            self._conn.execute(
-                "UPDATE holds SET amount = amount - ?, updated_at = ? WHERE campaign_id = ?",
-                (from_hold, self._now, campaign_id),
+            self.store.execute(
+                "save_hold", campaign_id=campaign_id, channel=channel, amount=held - from_hold, now=self._stamp
             )
 
     def mark_retry(
         self, transmission_id: int, not_before: datetime, code: str | None = None, text: str | None = None
     ) -> None:
+        """A retryable outcome: back to ``queued`` until ``not_before``, one more attempt used."""
         with self._write():
-            self._transition(transmission_id, ("sending", "unknown"), "queued")
-            self._conn.execute(
-                "UPDATE transmissions SET state = 'queued', attempts = attempts + 1, not_before = ?, "
-                "error_code = ?, error_text = ?, updated_at = ? WHERE id = ?",
-                (utc_timestamp(not_before), code, text, self._now, transmission_id),
-            )
+            row = self._transition(transmission_id, "retry")
+            self._save(replace(
+                row, state=T.QUEUED, attempts=row.attempts + 1, not_before=utc_timestamp(not_before),
+                error_code=code, error_text=text,
+            ))
+
+    def defer(
+        self, transmission_id: int, until: datetime, code: str | None = None, text: str | None = None
+    ) -> None:
+        """The row waits until ``until`` (quiet hours, a send time) without using an attempt.
+
+        A ``queued`` row keeps waiting; a ``sending`` row that was never handed to the provider goes back.
+        ``code``/``text``, when given, say why (else the last outcome's are kept).
+        """
+        with self._write():
+            row = self._transition(transmission_id, "defer")
+            self._save(replace(
+                row, state=T.QUEUED, not_before=utc_timestamp(until),
+                error_code=row.error_code if code is None else code,
+                error_text=row.error_text if text is None else text,
+            ))
 
     def mark_failed(self, transmission_id: int, code: str | None, text: str | None) -> None:
         with self._write():
-            self._transition(transmission_id, ("queued", "sending", "unknown"), "failed")
-            self._conn.execute(
-                "UPDATE transmissions SET state = 'failed', error_code = ?, error_text = ?, updated_at = ? "
-                "WHERE id = ?",
-                (code, text, self._now, transmission_id),
-            )
+            row = self._transition(transmission_id, "failed")
+            self._save(replace(row, state=T.FAILED, error_code=code, error_text=text))
 
     def mark_unknown(self, transmission_id: int, code: str | None = None, text: str | None = None) -> None:
         with self._write():
-            self._transition(transmission_id, ("sending",), "unknown")
-            self._conn.execute(
-                "UPDATE transmissions SET state = 'unknown', error_code = ?, error_text = ?, updated_at = ? "
-                "WHERE id = ?",
-                (code, text, self._now, transmission_id),
-            )
+            row = self._transition(transmission_id, "unknown")
+            self._save(replace(row, state=T.UNKNOWN, error_code=code, error_text=text))
 
     def mark_report(
         self, transmission_id: int, state: str, code: str | None = None, text: str | None = None
     ) -> None:
         """A delivery report for an accepted message: ``delivered`` or ``undelivered``."""
-        if state not in ("delivered", "undelivered"):
+        if state not in (T.DELIVERED, T.UNDELIVERED):
             raise LedgerError(f"a delivery report is delivered or undelivered, not {state!r}.")
+        target = TransmissionState(state)
         with self._write():
-            self._transition(transmission_id, ACCEPTED_STATES, state)
-            self._conn.execute(
-                "UPDATE transmissions SET state = ?, error_code = ?, error_text = ?, updated_at = ? WHERE id = ?",
-                (state, code, text, self._now, transmission_id),
-            )
+            row = self._transition(transmission_id, "report", target)
+            self._save(replace(row, state=target, error_code=code, error_text=text))
 
     def refund(self, transmission_id: int) -> int:
         """Give a debited transmission's credits back to the lots they came from; 0 if already refunded."""
         with self._write():
-            _, _, campaign_id, channel, debited, refunded = self._transition(
-                transmission_id, STATES, "refunded"
-            )
-            if refunded:
+            row = self._locked(transmission_id)
+            if row.refunded:
                 return 0
-            if not debited:
+            if not row.debited:
                 raise LedgerError(f"transmission {transmission_id} was never debited: there is nothing to refund.")
-            parts = self._conn.execute(
-                "SELECT m.lot_id, m.amount, l.expires_on FROM movements m JOIN credit_lots l ON l.id = m.lot_id "
-                "WHERE m.transmission_id = ? AND m.kind = 'debit' ORDER BY m.id",
-                (transmission_id,),
-            ).fetchall()
-            today = str(self._today)
-            for lot_id, amount, expires_on in parts:
+            channel = self._channel_of(row.campaign_id)
+            self.store.lock_pool(channel)
+            for lot_id, amount in self.store.all("debits_of_transmission", transmission_id=transmission_id):
+                lot = _lot(self.store.one("lot_by_id", id=lot_id))
                 self._movement(
-                    "refund", channel, amount, lot_id=lot_id, campaign_id=campaign_id, transmission_id=transmission_id
+                    MovementKind.REFUND, channel, amount, lot_id=lot_id, campaign_id=row.campaign_id,
+                    transmission_id=transmission_id,
                 )
-                if expires_on <= today:  # back with the expiry the credits had: already gone
-                    self._conn.execute("UPDATE credit_lots SET expired = expired + ? WHERE id = ?", (amount, lot_id))
-                    self._movement("expiry", channel, amount, lot_id=lot_id, note="refunded after expiry")
+                if lot.expires_on <= self._day:  # back with the expiry the credits had: already gone
+                    self._save_lot(lot_id, lot.remaining, lot.expired + amount, lot.expires_on)
+                    self._movement(MovementKind.EXPIRY, channel, amount, lot_id=lot_id, note="refunded after expiry")
                 else:
-                    self._conn.execute(
-                        "UPDATE credit_lots SET remaining = remaining + ? WHERE id = ?", (amount, lot_id)
-                    )
-            self._conn.execute(
-                "UPDATE transmissions SET refunded = debited, updated_at = ? WHERE id = ?",
-                (self._now, transmission_id),
-            )
-            return debited
+                    self._save_lot(lot_id, lot.remaining + amount, lot.expired, lot.expires_on)
+            self._save(replace(row, refunded=row.debited))
+            return row.debited
 
     def recover_sending(self, campaign_id: int) -> int:
         """Rows a crashed run left ``sending`` become ``unknown``: they may have been accepted."""
+        sources, target = TRANSITIONS["recover"]
         with self._write():
-            return self._conn.execute(
-                "UPDATE transmissions SET state = 'unknown', error_code = NULL, "
-                "error_text = 'interrupted while sending', updated_at = ? WHERE campaign_id = ? AND state = 'sending'",
-                (self._now, campaign_id),
-            ).rowcount
+            return sum(
+                self.store.execute(
+                    "move_campaign_rows", campaign_id=campaign_id, source=source.value, target=target.value,
+                    error_code=None, error_text="interrupted while sending", now=self._stamp,
+                )
+                for source in sorted(sources)
+            )
+
+    def unclaim(self, transmission_ids: Iterable[int], code: str | None = None, text: str | None = None) -> int:
+        """Claimed rows that were never handed to the provider go back to ``queued``; attempts unchanged.
+        Rows no longer ``sending`` are left alone; returns how many went back."""
+        sources, target = TRANSITIONS["unclaim"]
+        changed = 0
+        with self._write():
+            for transmission_id in transmission_ids:
+                row = _transmission(self.store.one("transmission_for_update", id=transmission_id))
+                if row is None or row.state not in sources:
+                    continue
+                self._save(replace(
+                    row, state=target,
+                    error_code=row.error_code if code is None else code,
+                    error_text=row.error_text if text is None else text,
+                ))
+                changed += 1
+        return changed
 
     def transmission(self, transmission_id: int) -> Transmission | None:
-        row = self._conn.execute(
-            f"SELECT {_TRANSMISSION_COLUMNS} FROM transmissions WHERE id = ?", (transmission_id,)
-        ).fetchone()
-        return Transmission(*row) if row else None
+        return _transmission(self.store.one("transmission_by_id", id=transmission_id))
 
     def find_by_provider_id(self, provider_id: str) -> Transmission | None:
-        row = self._conn.execute(
-            f"SELECT {_TRANSMISSION_COLUMNS} FROM transmissions WHERE provider_id = ? ORDER BY id LIMIT 1",
-            (provider_id,),
-        ).fetchone()
-        return Transmission(*row) if row else None
+        return _transmission(self.store.one("transmission_by_provider_id", provider_id=provider_id))
 
     def transmissions(
         self, campaign_id: int, states: Sequence[str] | None = None, limit: int | None = None
     ) -> list[Transmission]:
-        sql = f"SELECT {_TRANSMISSION_COLUMNS} FROM transmissions WHERE campaign_id = ?"
-        args: list = [campaign_id]
+        limit = _NO_LIMIT if limit is None else limit
         if states:
-            sql += f" AND state IN ({_placeholders(len(states))})"
-            args.extend(states)
-        sql += " ORDER BY id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
-        return [Transmission(*r) for r in self._conn.execute(sql, args)]
+            rows = self.store.all(
+                "transmissions_in_states", campaign_id=campaign_id, states=[str(s) for s in states], limit=limit
+            )
+        else:
+            rows = self.store.all("transmissions_of_campaign", campaign_id=campaign_id, limit=limit)
+        return [_transmission(r) for r in rows]
+
+    def transmission_page(
+        self, campaign_id: int, after_id: int = 0, limit: int = 1000, states: Sequence[str] | None = None
+    ) -> list[Transmission]:
+        """Up to ``limit`` of the campaign's transmissions with an id above ``after_id``, in id order.
+
+        Keyset paging: a reader never holds a whole campaign, and rows that change state meanwhile (a
+        receipt, a run) neither shift the pages nor appear twice.
+        """
+        if states:
+            rows = self.store.all("transmission_page_in_states", campaign_id=campaign_id, after_id=after_id,
+                                  limit=limit, states=[str(s) for s in states])
+        else:
+            rows = self.store.all("transmission_page", campaign_id=campaign_id, after_id=after_id, limit=limit)
+        return [_transmission(r) for r in rows]
 
     def counts(self, campaign_id: int) -> dict[str, int]:
-        return dict(
-            self._conn.execute(
-                "SELECT state, COUNT(*) FROM transmissions WHERE campaign_id = ? GROUP BY state", (campaign_id,)
-            )
-        )
+        return dict(self.store.all("counts_by_state", campaign_id=campaign_id))
 
     def failure_codes(self, campaign_id: int) -> dict[str, int]:
         """Failed rows by error code (``None`` for a failure without one), most frequent first."""
-        return dict(
-            self._conn.execute(
-                "SELECT error_code, COUNT(*) AS n FROM transmissions WHERE campaign_id = ? AND state = 'failed' "
-                "GROUP BY error_code ORDER BY n DESC, error_code",
-                (campaign_id,),
-            )
-        )
+        return dict(self.store.all("failure_codes", campaign_id=campaign_id, state=T.FAILED.value))
 
     def campaign_credits(self, campaign_id: int) -> tuple[int, int]:
         """(credits debited, credits refunded) over the campaign's transmissions."""
-        debited, refunded = self._conn.execute(
-            "SELECT COALESCE(SUM(debited), 0), COALESCE(SUM(refunded), 0) FROM transmissions WHERE campaign_id = ?",
-            (campaign_id,),
-        ).fetchone()
+        debited, refunded = self.store.one("campaign_credits", campaign_id=campaign_id)
         return debited, refunded
 
     def next_due(self, campaign_id: int) -> datetime | None:
         """When the earliest ``queued`` row may be sent (now, if one has no wait); None when none is queued."""
-        row = self._conn.execute(
-            "SELECT COUNT(*), MIN(COALESCE(not_before, '')) FROM transmissions WHERE campaign_id = ? "
-            "AND state = 'queued'",
-            (campaign_id,),
-        ).fetchone()
-        if not row[0]:
+        count, earliest = self.store.one("earliest_queued", campaign_id=campaign_id, state=T.QUEUED.value)
+        if not count:
             return None
-        if not row[1]:
-            return datetime.now(timezone.utc)
-        return datetime.strptime(row[1], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
-
-    def unclaim(self, transmission_ids: Iterable[int], code: str | None = None, text: str | None = None) -> int:
-        """Claimed rows that were never handed to the provider go back to ``queued``; attempts unchanged."""
-        ids = list(transmission_ids)
-        if not ids:
-            return 0
-        with self._write():
-            changed = 0
-            for start in range(0, len(ids), 500):
-                part = ids[start:start + 500]
-                changed += self._conn.execute(
-                    "UPDATE transmissions SET state = 'queued', error_code = COALESCE(?, error_code), "
-                    "error_text = COALESCE(?, error_text), updated_at = ? WHERE state = 'sending' "
-                    f"AND id IN ({_placeholders(len(part))})",
-                    (code, text, self._now, *part),
-                ).rowcount
-            return changed
+        if not earliest:
+            return self._today_and_now()[1]
+        return datetime.strptime(earliest, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
 
     def campaign_settings(self, campaign_id: int) -> dict:
         """What was stored with ``save_campaign_settings`` ({} when nothing was)."""
-        import json
-
-        row = self._conn.execute("SELECT settings FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
+        row = self.store.one("campaign_settings", id=campaign_id)
         if row is None:
             raise LedgerError(f"no campaign with id {campaign_id} in the ledger.")
         return json.loads(row[0]) if row[0] else {}
 
     def save_campaign_settings(self, campaign_id: int, settings: dict) -> None:
-        import json
-
         with self._write():
             self._require_campaign(campaign_id)
-            self._conn.execute(
-                "UPDATE campaigns SET settings = ?, updated_at = ? WHERE id = ?",
-                (json.dumps(settings, sort_keys=True), self._now, campaign_id),
+            self.store.execute(
+                "save_campaign_settings", id=campaign_id, settings=json.dumps(settings, sort_keys=True),
+                now=self._stamp,
             )
 
     def outstanding_cost(self, campaign_id: int) -> int:
         """Credits the campaign may still spend: rows queued, sending or unknown."""
-        return self._conn.execute(
-            "SELECT COALESCE(SUM(cost), 0) FROM transmissions WHERE campaign_id = ? "
-            "AND state IN ('queued', 'sending', 'unknown')",
-            (campaign_id,),
-        ).fetchone()[0]
+        return self.store.scalar(
+            "cost_in_state", campaign_id=campaign_id, states=[T.QUEUED.value, T.SENDING.value, T.UNKNOWN.value]
+        )
 
-    # -- opt-outs ------------------------------------------------------------------------------
+    # -- opt-outs ----------------------------------------------------------------------------------
 
     def add_optouts(
         self, numbers: Iterable[str], reason: str | None = None, source: str = "manual"
@@ -1358,11 +1041,9 @@ class SqliteLedger(Ledger):
         present: list[str] = []
         with self._write():
             for number in numbers:
-                changed = self._conn.execute(
-                    "INSERT INTO optouts (e164, added_at, reason, source) VALUES (?,?,?,?) "
-                    "ON CONFLICT (e164) DO NOTHING",
-                    (number, self._now, reason, source),
-                ).rowcount
+                changed = self.store.execute(
+                    "insert_optout", e164=number, now=self._stamp, reason=reason, source=source
+                )
                 (added if changed else present).append(number)
         return added, present
 
@@ -1372,41 +1053,140 @@ class SqliteLedger(Ledger):
         absent: list[str] = []
         with self._write():
             for number in numbers:
-                changed = self._conn.execute("DELETE FROM optouts WHERE e164 = ?", (number,)).rowcount
+                changed = self.store.execute("delete_optout", e164=number)
                 (removed if changed else absent).append(number)
         return removed, absent
 
     def optouts(self) -> list[OptOut]:
-        return [
-            OptOut(*r) for r in self._conn.execute("SELECT e164, added_at, reason, source FROM optouts ORDER BY e164")
-        ]
+        return [OptOut(*r) for r in self.store.all("all_optouts")]
 
     def suppressed(self) -> frozenset[str]:
-        return frozenset(r[0] for r in self._conn.execute("SELECT e164 FROM optouts"))
+        return frozenset(r[0] for r in self.store.all("suppressed"))
 
     def suppressed_among(self, numbers: Iterable[str]) -> frozenset[str]:
         """Which of ``numbers`` are on the opt-out list now (the check made at send time)."""
         wanted = list(numbers)
         found: set[str] = set()
-        for start in range(0, len(wanted), 500):
-            part = wanted[start:start + 500]
-            found.update(
-                r[0]
-                for r in self._conn.execute(
-                    f"SELECT e164 FROM optouts WHERE e164 IN ({_placeholders(len(part))})", part
-                )
-            )
+        for start in range(0, len(wanted), 10_000):
+            found.update(r[0] for r in self.store.all("suppressed_among", numbers=wanted[start:start + 10_000]))
         return frozenset(found)
 
-    # -- audit ---------------------------------------------------------------------------------
+    # -- receipts and replies (docs/webhooks.md): the rules are in ``receipt_plan``, once --------------
+
+    def record_receipt(self, receipt: "Receipt") -> "ReceiptFate":
+        """Apply one verified delivery receipt to its transmission, or keep it until the row can take it."""
+        from bulksend.receipts import ReceiptFate
+
+        with self._write():
+            fate = self._apply_receipt(receipt)
+            if fate is ReceiptFate.PENDING:
+                self.store.execute(
+                    "insert_pending_receipt", profile=receipt.profile, state=str(receipt.state),
+                    provider_id=receipt.provider_id, transmission_id=receipt.transmission_id, status=receipt.status,
+                    code=receipt.code, text=receipt.text, fault=None if receipt.fault is None else str(receipt.fault),
+                    opt_out=int(receipt.opt_out), reported_at=receipt.reported_at, exact_id=int(receipt.exact_id),
+                    now=self._stamp,
+                )
+            return fate
+
+    def _receipt_row(self, receipt: "Receipt") -> Transmission | None:
+        """The transmission a receipt is about (locked): by our echoed id, else by the provider's id; only a row
+        of a campaign sent through the receipt's own profile (a receipt on another profile's URL names nothing)."""
+        if receipt.transmission_id is not None:
+            return _transmission(self.store.one("receipt_row_by_id", id=receipt.transmission_id,
+                                                profile=receipt.profile))
+        if receipt.provider_id:
+            return _transmission(self.store.one("receipt_row_by_provider_id", provider_id=receipt.provider_id,
+                                                profile=receipt.profile))
+        return None
+
+    def _apply_receipt(self, receipt: "Receipt") -> "ReceiptFate":
+        """Carry out ``receipt_plan`` through the ledger's own rules: ``mark_sent`` debits a settled row once,
+        ``mark_report`` moves it, ``refund`` gives its credits back once; inside the caller's write."""
+        from bulksend.receipts import ReceiptFate
+
+        row = self._receipt_row(receipt)
+        plan = receipt_plan(receipt, row)
+        if isinstance(plan, ReceiptFate):
+            return plan
+        assert row is not None
+        try:
+            # A savepoint when the row is debited now: a debit that cannot be made leaves the receipt pending.
+            with self._write() if "settle" in plan else nullcontext():
+                if "settle" in plan:
+                    self.mark_sent(row.id, receipt.provider_id or row.provider_id)
+                if "report" in plan:
+                    self.mark_report(row.id, str(receipt.state), receipt.code, receipt.text)
+                reported_at = (receipt.reported_at or self._stamp) if "report" in plan else row.reported_at
+                self.store.execute(
+                    "save_report_fields", id=row.id, status=receipt.status, reported_at=reported_at,
+                    provider_id=receipt.provider_id,
+                )
+                if "refund" in plan and self.transmission(row.id).debited:
+                    self.refund(row.id)
+                if "optout" in plan:
+                    why = f"opted out at the provider ({receipt.profile}, code {receipt.code or receipt.status})"
+                    self.add_optouts([row.e164], why, "provider")
+        except InsufficientCredits:
+            return ReceiptFate.PENDING
+        if "refund" in plan:
+            return ReceiptFate.REFUNDED
+        return ReceiptFate.SETTLED if "settle" in plan else ReceiptFate.APPLIED
+
+    def apply_pending_receipts(self, limit: int = 1000, max_tries: int = 10_000) -> dict[str, int]:
+        """Try the kept receipts again (oldest first); returns how many met each fate."""
+        from bulksend.receipts import Fault, Receipt, ReceiptFate, ReceiptState
+
+        fates: dict[str, int] = {}
+        with self._write():
+            rows = self.store.all("pending_receipts_due", max_tries=max_tries, limit=limit)
+            for (pid, profile, state, provider_id, tid, status, code, text, fault, opt_out, reported_at,
+                 exact_id) in rows:
+                receipt = Receipt(
+                    profile, ReceiptState(state), provider_id, tid, status, code, text,
+                    None if fault is None else Fault(fault), bool(opt_out), reported_at, bool(exact_id),
+                )
+                fate = self._apply_receipt(receipt)
+                if fate is ReceiptFate.PENDING:
+                    self.store.execute("pending_receipt_tried", id=pid)
+                else:
+                    self.store.execute("delete_pending_receipt", id=pid)
+                fates[str(fate)] = fates.get(str(fate), 0) + 1
+        return fates
+
+    def pending_receipt_count(self) -> int:
+        return self.store.scalar("count_pending_receipts")
+
+    def record_inbound(self, message: "InboundMessage") -> bool:
+        """Keep one inbound message (False: a provider's retry of one already kept); an opt-out adds the sender
+        to the opt-out list (source ``provider``) in the same write."""
+        with self._write():
+            kept = self.store.execute(
+                "insert_inbound", profile=message.profile, channel=message.channel, sender=message.sender,
+                text=message.text, provider_id=message.provider_id, keyword=message.keyword,
+                opt_out=int(message.opt_out), sent_at=message.received_at, now=self._stamp,
+            )
+            if kept and message.opt_out and message.sender.startswith("+"):
+                why = f"replied {message.keyword!r} ({message.profile})" if message.keyword else (
+                    f"opted out at the provider ({message.profile})"
+                )
+                self.add_optouts([message.sender], why, "provider")
+            return bool(kept)
+
+    def inbound_messages(self, limit: int | None = None) -> list[dict]:
+        """The latest inbound messages first."""
+        names = ("id", "profile", "channel", "sender", "text", "provider_id", "keyword", "opt_out", "sent_at",
+                 "received_at")
+        rows = self.store.all("inbound_recent", limit=_NO_LIMIT if limit is None else limit)
+        return [dict(zip(names, r)) for r in rows]
+
+    # -- audit -------------------------------------------------------------------------------------
 
     def audit(self) -> AuditReport:
         """Recompute every balance from top-ups, expiries and the transmission log; never writes."""
         diffs: list[str] = []
-        with self._snapshot():
-            check = [r[0] for r in self._conn.execute("PRAGMA quick_check")]
-            if check != ["ok"]:
-                diffs.extend(f"database integrity: {line}" for line in check[:10])
+        with self.store.snapshot():
+            diffs.extend(self.store.integrity_problems())
             diffs.extend(self._audit_lots())
             channels = self._audit_channels(diffs)
             diffs.extend(self._audit_transmissions())
@@ -1415,21 +1195,17 @@ class SqliteLedger(Ledger):
 
     def _audit_lots(self) -> list[str]:
         sums: dict[int, dict[str, int]] = {}
-        for lot_id, kind, amount in self._conn.execute(
-            "SELECT lot_id, kind, SUM(amount) FROM movements WHERE lot_id IS NOT NULL GROUP BY lot_id, kind"
-        ):
+        for lot_id, kind, amount in self.store.all("audit_lot_movements"):
             sums.setdefault(lot_id, {})[kind] = amount
         diffs = []
-        for lot in (_lot(r) for r in self._conn.execute(f"SELECT {_LOT_COLUMNS} FROM credit_lots ORDER BY id")):
+        for lot in sorted((_lot(r) for r in self.store.all("all_lots")), key=lambda lot: lot.id):
             s = sums.pop(lot.id, {})
             get = lambda k: s.get(k, 0)  # noqa: E731
             if get("topup") != lot.amount:
                 diffs.append(f"lot {lot.id} ({lot.channel}): bought {lot.amount}, top-up movements say {get('topup')}")
             expected = lot.amount - get("debit") + get("refund") - get("expiry") + get("reinstate")
             if expected != lot.remaining:
-                diffs.append(
-                    f"lot {lot.id} ({lot.channel}): {lot.remaining} credits left, movements say {expected}"
-                )
+                diffs.append(f"lot {lot.id} ({lot.channel}): {lot.remaining} credits left, movements say {expected}")
             if get("expiry") - get("reinstate") != lot.expired:
                 diffs.append(
                     f"lot {lot.id} ({lot.channel}): {lot.expired} credits expired, "
@@ -1440,25 +1216,9 @@ class SqliteLedger(Ledger):
         return diffs
 
     def _audit_channels(self, diffs: list[str]) -> dict[str, dict[str, int]]:
-        log = {
-            ch: (d, r)
-            for ch, d, r in self._conn.execute(
-                "SELECT c.channel, SUM(t.debited), SUM(t.refunded) FROM transmissions t "
-                "JOIN campaigns c ON c.id = t.campaign_id WHERE t.debited > 0 GROUP BY c.channel"
-            )
-        }
-        moved = {
-            (ch, kind): amount
-            for ch, kind, amount in self._conn.execute(
-                "SELECT channel, kind, SUM(amount) FROM movements GROUP BY channel, kind"
-            )
-        }
-        lots = {
-            ch: (bought, left)
-            for ch, bought, left in self._conn.execute(
-                "SELECT channel, SUM(amount), SUM(remaining) FROM credit_lots GROUP BY channel"
-            )
-        }
+        log = {ch: (d, r) for ch, d, r in self.store.all("audit_log_by_channel")}
+        moved = {(ch, kind): amount for ch, kind, amount in self.store.all("audit_movements_by_channel")}
+        lots = {ch: (bought, left) for ch, bought, left in self.store.all("audit_lots_by_channel")}
         report = {}
         for ch in CHANNELS:
             bought, left = lots.get(ch, (0, 0))
@@ -1485,21 +1245,7 @@ class SqliteLedger(Ledger):
         return report
 
     def _audit_transmissions(self) -> list[str]:
-        accepted = "('sent', 'delivered', 'undelivered')"
-        rows = self._conn.execute(
-            "SELECT t.id, t.state, t.cost, t.debited, t.refunded, COALESCE(m.d, 0), COALESCE(m.r, 0) "
-            "FROM transmissions t LEFT JOIN ("
-            "  SELECT transmission_id AS tid, SUM(CASE kind WHEN 'debit' THEN amount ELSE 0 END) AS d, "
-            "         SUM(CASE kind WHEN 'refund' THEN amount ELSE 0 END) AS r "
-            "  FROM movements WHERE transmission_id IS NOT NULL GROUP BY transmission_id"
-            ") m ON m.tid = t.id "
-            "WHERE (t.debited != 0 OR t.refunded != 0 OR m.tid IS NOT NULL OR t.state IN " + accepted + ") AND ("
-            "  COALESCE(m.d, 0) != t.debited OR COALESCE(m.r, 0) != t.refunded "
-            "  OR t.refunded NOT IN (0, t.debited) "
-            "  OR (t.state IN " + accepted + " AND t.debited != t.cost) "
-            "  OR (t.state NOT IN " + accepted + " AND t.debited != 0)"
-            ") ORDER BY t.id LIMIT 101"
-        ).fetchall()
+        rows = self.store.all("audit_transmissions", accepted=[s.value for s in ACCEPTED_STATES])
         diffs = [
             f"transmission {tid} ({state}, costs {cost}): debited {debited} and refunded {refunded}, "
             f"movements say debited {md} and refunded {mr}"
@@ -1511,10 +1257,7 @@ class SqliteLedger(Ledger):
 
     def _audit_holds(self) -> list[str]:
         sums: dict[int, list[int]] = {}
-        for campaign_id, kind, amount, from_hold in self._conn.execute(
-            "SELECT campaign_id, kind, SUM(amount), SUM(from_hold) FROM movements "
-            "WHERE campaign_id IS NOT NULL AND kind IN ('hold', 'release', 'debit') GROUP BY campaign_id, kind"
-        ):
+        for campaign_id, kind, amount, from_hold in self.store.all("audit_hold_movements"):
             s = sums.setdefault(campaign_id, [0, 0, 0])
             if kind == "hold":
                 s[0] = amount
@@ -1523,7 +1266,7 @@ class SqliteLedger(Ledger):
             else:
                 s[2] = from_hold
         diffs = []
-        holds = dict(self._conn.execute("SELECT campaign_id, amount FROM holds"))
+        holds = dict(self.store.all("audit_holds"))
         for campaign_id in sorted(set(sums) | set(holds)):
             held, released, spent = sums.get(campaign_id, [0, 0, 0])
             expected = held - released - spent
@@ -1535,262 +1278,24 @@ class SqliteLedger(Ledger):
                 )
         return diffs
 
-    # -- identity, integrity, backups (see docs/ledger.md, "Backup and recovery") ---------------
-
-    @property
-    def location(self) -> str:
-        return str(self.path)
-
-    @classmethod
-    def probe(cls, path: Path) -> str:
-        """``missing``, ``empty`` (0 bytes: SQLite would take it for a new ledger) or ``present``."""
-        try:
-            size = Path(path).stat().st_size
-        except FileNotFoundError:
-            return "missing"
-        return "empty" if size == 0 else "present"
-
-    def high_water(self) -> HighWater:
-        row = self._conn.execute(
-            "SELECT (SELECT COALESCE(MAX(id), 0) FROM campaigns), (SELECT COALESCE(MAX(id), 0) FROM transmissions), "
-            "(SELECT COALESCE(MAX(id), 0) FROM movements)"
-        ).fetchone()
-        return HighWater(*row)
-
-    def integrity(self) -> list[str]:
-        problems = [r[0] for r in self._conn.execute("PRAGMA integrity_check(20)")]
-        problems = [] if problems == ["ok"] else problems
-        problems += [
-            f"foreign key: {table} row {rowid} names a missing {parent}"
-            for table, rowid, parent, _ in self._conn.execute("PRAGMA foreign_key_check").fetchmany(20)
-        ]
-        return problems
-
-    def backup(self, target: Path) -> None:
-        target = Path(target)
-        live = self.path.resolve()
-        if target.resolve() in (live, live.with_name(live.name + "-wal"), live.with_name(live.name + "-shm")):
-            raise InputError(f"{target} is the live ledger: write the backup to another file.")
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
-        except OSError as exc:
-            raise InputError(f"{target}: cannot write the backup there ({exc.strerror}).") from None
-        try:
-            dest = sqlite3.connect(tmp, isolation_level=None)
-            try:
-                self._conn.backup(dest)  # one step: a consistent snapshot even while others write
-                dest.execute("PRAGMA journal_mode = DELETE")  # one self-contained file, readable without a -wal
-            finally:
-                dest.close()
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, target)
-        except sqlite3.Error as exc:
-            tmp.unlink(missing_ok=True)
-            raise LedgerError(f"{target}: cannot write the backup: {exc}; no backup was written.") from None
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        _fsync_dir(target.parent)
-
-    def _backup_before_migration(self, version: int) -> None:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        target = self.path.with_name(f"{self.path.name}.pre-v{SCHEMA_VERSION}-{stamp}.bak")
-        try:
-            self.backup(target)
-        except (InputError, LedgerError) as exc:
-            raise LedgerError(
-                f"{self.path}: the ledger needs an upgrade (schema {version} to {SCHEMA_VERSION}) and a backup is "
-                f"taken first, but it failed: {exc.message}",
-                hint="Free some space or fix the permissions next to the ledger, then run the command again.",
-            ) from None
-        from bulksend import output
-
-        output.note(f"Upgrading the ledger from schema {version} to {SCHEMA_VERSION}; a copy was saved first: {target}")
-
-    @classmethod
-    def install(cls, path: Path, source: Path, aside: Path) -> None:
-        """Make a copy of the ledger file ``source`` the ledger at ``path``; the current one (with its -wal
-        and -shm) is renamed to ``aside``. Refuses a ``source`` that is not a sound bulksend ledger.
-        Call only while nothing uses the ledger."""
-        path, source = Path(path), Path(source)
-        tmp = path.with_name(f".{path.name}.restore.{os.getpid()}.tmp")
-        try:
-            with open(source, "rb") as src, open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as dst:
-                while chunk := src.read(1 << 20):
-                    dst.write(chunk)
-                dst.flush()
-                os.fsync(dst.fileno())
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            where = source if not source.exists() or exc.filename == str(source) else tmp
-            raise InputError(f"{where}: cannot copy the backup ({exc.strerror}); the ledger was not changed.") from None
-        try:
-            problem = _check_ledger_file(tmp)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        if problem:
-            tmp.unlink(missing_ok=True)
-            raise InputError(f"{source}: not a usable bulksend ledger ({problem}); the ledger was not changed.")
-        for suffix in ("", "-wal", "-shm"):  # the WAL database moves as a whole: aside + "-wal" is its log
-            try:
-                os.replace(f"{path}{suffix}", f"{aside}{suffix}")
-            except FileNotFoundError:
-                pass
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-
-
-    # -- receipts and replies (docs/webhooks.md) ------------------------------------------------
-
-    def record_receipt(self, receipt: "Receipt") -> "ReceiptFate":
-        from bulksend.receipts import ReceiptFate
-
-        with self._write():
-            fate = self._apply_receipt(receipt)
-            if fate is ReceiptFate.PENDING:
-                self._conn.execute(
-                    "INSERT INTO pending_receipts (profile, state, provider_id, transmission_id, status, code, text, "
-                    "fault, opt_out, reported_at, exact_id, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        receipt.profile, str(receipt.state), receipt.provider_id, receipt.transmission_id,
-                        receipt.status, receipt.code, receipt.text,
-                        None if receipt.fault is None else str(receipt.fault), int(receipt.opt_out),
-                        receipt.reported_at, int(receipt.exact_id), self._now,
-                    ),
-                )
-            return fate
-
-    def _receipt_row(self, receipt: "Receipt") -> Transmission | None:
-        """The transmission a receipt is about: by our echoed id, else by the provider's id; only a row of a
-        campaign sent through the receipt's own profile (a receipt on another profile's URL names nothing)."""
-        if receipt.transmission_id is not None:
-            where, arg = "t.id = ?", receipt.transmission_id
-        elif receipt.provider_id:
-            where, arg = "t.provider_id = ?", receipt.provider_id
-        else:
-            return None
-        row = self._conn.execute(
-            f"SELECT {_T_TRANSMISSION_COLUMNS} FROM transmissions t JOIN campaigns c ON c.id = t.campaign_id "
-            f"WHERE {where} AND c.provider = ? ORDER BY t.id LIMIT 1",
-            (arg, receipt.profile),
-        ).fetchone()
-        return Transmission(*row) if row else None
-
-    def _apply_receipt(self, receipt: "Receipt") -> "ReceiptFate":
-        from bulksend.receipts import ReceiptFate
-
-        row = self._receipt_row(receipt)
-        plan = receipt_plan(receipt, row)
-        if isinstance(plan, ReceiptFate):
-            return plan
-        assert row is not None
-        from contextlib import nullcontext
-
-        try:
-            # A savepoint when the row is debited now: a debit that cannot be made leaves the receipt pending.
-            with self._write() if "settle" in plan else nullcontext():
-                if "settle" in plan:
-                    self.mark_sent(row.id, receipt.provider_id or row.provider_id)
-                if "report" in plan:
-                    self.mark_report(row.id, str(receipt.state), receipt.code, receipt.text)
-                self._conn.execute(
-                    "UPDATE transmissions SET report_status = COALESCE(?, report_status), "
-                    "reported_at = CASE WHEN ? THEN COALESCE(?, ?) ELSE reported_at END, "
-                    "provider_id = COALESCE(provider_id, ?) WHERE id = ?",
-                    (receipt.status, "report" in plan, receipt.reported_at, self._now, receipt.provider_id, row.id),
-                )
-                if "refund" in plan and self.transmission(row.id).debited:
-                    self.refund(row.id)
-                if "optout" in plan:
-                    why = f"opted out at the provider ({receipt.profile}, code {receipt.code or receipt.status})"
-                    self.add_optouts([row.e164], why, "provider")
-        except InsufficientCredits:
-            return ReceiptFate.PENDING
-        if "refund" in plan:
-            return ReceiptFate.REFUNDED
-        return ReceiptFate.SETTLED if "settle" in plan else ReceiptFate.APPLIED
-
-    def apply_pending_receipts(self, limit: int = 1000, max_tries: int = 10_000) -> dict[str, int]:
-        from bulksend.receipts import Fault, Receipt, ReceiptFate, ReceiptState
-
-        fates: dict[str, int] = {}
-        with self._write():
-            rows = self._conn.execute(
-                "SELECT id, profile, state, provider_id, transmission_id, status, code, text, fault, opt_out, "
-                "reported_at, exact_id FROM pending_receipts WHERE tries < ? ORDER BY id LIMIT ?",
-                (max_tries, limit),
-            ).fetchall()
-            for (pid, profile, state, provider_id, tid, status, code, text, fault, opt_out, reported_at,
-                 exact_id) in rows:
-                receipt = Receipt(
-                    profile, ReceiptState(state), provider_id, tid, status, code, text,
-                    None if fault is None else Fault(fault), bool(opt_out), reported_at, bool(exact_id),
-                )
-                fate = self._apply_receipt(receipt)
-                if fate is ReceiptFate.PENDING:
-                    self._conn.execute("UPDATE pending_receipts SET tries = tries + 1 WHERE id = ?", (pid,))
-                else:
-                    self._conn.execute("DELETE FROM pending_receipts WHERE id = ?", (pid,))
-                fates[str(fate)] = fates.get(str(fate), 0) + 1
-        return fates
-
-    def pending_receipt_count(self) -> int:
-        return self._conn.execute("SELECT COUNT(*) FROM pending_receipts").fetchone()[0]
-
-    def record_inbound(self, message: "InboundMessage") -> bool:
-        with self._write():
-            kept = self._conn.execute(
-                "INSERT INTO inbound_messages (profile, channel, sender, text, provider_id, keyword, opt_out, "
-                "sent_at, received_at) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (profile, provider_id) DO NOTHING",
-                (
-                    message.profile, message.channel, message.sender, message.text, message.provider_id,
-                    message.keyword, int(message.opt_out), message.received_at, self._now,
-                ),
-            ).rowcount
-            if kept and message.opt_out and message.sender.startswith("+"):
-                why = f"replied {message.keyword!r} ({message.profile})" if message.keyword else (
-                    f"opted out at the provider ({message.profile})"
-                )
-                self.add_optouts([message.sender], why, "provider")
-            return bool(kept)
-
-    def inbound_messages(self, limit: int | None = None) -> list[dict]:
-        sql = (
-            "SELECT id, profile, channel, sender, text, provider_id, keyword, opt_out, sent_at, received_at "
-            "FROM inbound_messages ORDER BY id DESC"
-        )
-        rows = self._conn.execute(sql + (" LIMIT ?" if limit is not None else ""), (limit,) if limit else ())
-        names = ("id", "profile", "channel", "sender", "text", "provider_id", "keyword", "opt_out", "sent_at",
-                 "received_at")
-        return [dict(zip(names, r)) for r in rows]
-
-
-_T_TRANSMISSION_COLUMNS = ", ".join(f"t.{c.strip()}" for c in _TRANSMISSION_COLUMNS.split(","))
-
 
 def receipt_plan(receipt: "Receipt", row: Transmission | None) -> "list[str] | ReceiptFate":
     """What a receipt does to its row, as steps (``settle``: unknown → sent, debited once; ``report``: the final
     state; ``refund``; ``optout``; an empty list: only noted), or the fate when it changes nothing now.
 
-    The one statement of the receipt rules; a storage only carries the steps out, in one transaction.
+    The one statement of the receipt rules; ``Ledger._apply_receipt`` carries the steps out in one transaction.
     """
     from bulksend.receipts import ReceiptFate, ReceiptState
 
-    if row is None or row.state in ("queued", "sending"):
+    if row is None or row.state in (T.QUEUED, T.SENDING):
         return ReceiptFate.PENDING  # our commit may not have happened yet: keep it for later
     if receipt.exact_id and receipt.provider_id and row.provider_id and receipt.provider_id != row.provider_id:
         return ReceiptFate.IGNORED  # our id echoed for another message: never move a row on it
-    if row.state == "failed":
+    if row.state == T.FAILED:
         return ReceiptFate.IGNORED  # refused at the door: a receipt cannot make it sent
-    if row.state in ("delivered", "undelivered"):
+    if row.state in (T.DELIVERED, T.UNDELIVERED):
         return ReceiptFate.DUPLICATE  # the first final report stands (and refunds at most once)
-    steps = ["settle"] if row.state == "unknown" else []
+    steps = ["settle"] if row.state == T.UNKNOWN else []
     if receipt.state is not ReceiptState.ACCEPTED:
         steps.append("report")
         if receipt.refundable:
@@ -1800,34 +1305,196 @@ def receipt_plan(receipt: "Receipt", row: Transmission | None) -> "list[str] | R
     return steps
 
 
-def _check_ledger_file(path: Path) -> str | None:
-    """Why the SQLite file at ``path`` is not a sound bulksend ledger, or None."""
-    try:
-        conn = sqlite3.connect(path, isolation_level=None)
+# ------------------------------------------------------------------------------ opening and copying
+
+
+class SqliteLedger(Ledger):
+    """A ledger on one SQLite file (the default): ``SqliteLedger.open(path)``."""
+
+    @classmethod
+    def open(
+        cls, path: Path, *, create: bool = True, zone: str | None = None, clock: Clock | None = None
+    ) -> "SqliteLedger | None":
+        """Open (and migrate) the ledger at ``path``; ``zone`` is the time zone a new ledger records."""
+        store = SqliteStore.open(Path(path), create=create, zone=zone)
+        return None if store is None else cls(store, clock=clock, zone=zone)
+
+    @classmethod
+    def probe(cls, path: Path) -> str:
+        """``missing``, ``empty`` (0 bytes: SQLite would take it for a new ledger) or ``present``."""
+        return SqliteStore.probe(path)
+
+    @classmethod
+    def install(cls, path: Path, source: Path, aside: Path) -> None:
+        """Make a copy of the ledger file ``source`` the ledger at ``path`` (the current one goes to ``aside``)."""
+        SqliteStore.install(path, source, aside)
+
+    @property
+    def _conn(self):
+        """The SQLite connection (tests and benchmarks that build raw rows; the product never does)."""
+        return self.store.connection
+
+
+def is_server_url(url: str) -> bool:
+    return url.split(":", 1)[0].lower() in ("postgresql", "postgres")
+
+
+def open_url(
+    url: str, *, home: Path | None = None, create: bool = True, zone: str | None = None
+) -> Ledger | None:
+    """The ledger a URL names: ``postgresql://…`` or ``sqlite:///path/to/ledger.db``."""
+    scheme = url.split(":", 1)[0].lower()
+    if is_server_url(url):
+        from bulksend.stores.postgres import PostgresStore
+
+        store = PostgresStore.open(url, create=create, zone=zone)
+        return None if store is None else Ledger(store, home=home, zone=zone)
+    if scheme == "sqlite" and url.startswith("sqlite:///"):
+        ledger = SqliteLedger.open(Path(url[len("sqlite://"):]), create=create, zone=zone)
+        if ledger is not None and home is not None:
+            ledger.home = home
+        return ledger
+    raise LedgerError(
+        f"the ledger URL {scrub_url(url)} is neither postgresql://… nor sqlite:///path.",
+        hint="Fix [ledger] url in config.toml, BULKSEND_LEDGER_URL or --ledger.",
+    )
+
+
+def _zone(config: "Config") -> str | None:
+    return calendar.configured_zone(config.credits)
+
+
+def server_url(config: "Config") -> str | None:
+    """The PostgreSQL URL of ``config``'s ledger, or None when it is a file (the home's, or ``sqlite:///…``)."""
+    url = getattr(config, "ledger_url", None)
+    return url if url and is_server_url(url) else None
+
+
+def ledger_file(config: "Config") -> Path:
+    """The file of ``config``'s ledger when it is not on a server: ``sqlite:///…``, else ledger.db in the home."""
+    url = getattr(config, "ledger_url", None)
+    if url and url.startswith("sqlite:///"):
+        return Path(url[len("sqlite://"):])
+    if url and not is_server_url(url):
+        open_url(url)  # raises the error that names what is wrong with it
+    return config.ledger_path
+
+
+def location(config: "Config") -> str:
+    """Where ``config``'s ledger is, fit to print (a file path, or the server's URL without a password)."""
+    url = server_url(config)
+    return scrub_url(url) if url else str(ledger_file(config))
+
+
+def probe(config: "Config") -> str:
+    """``missing``, ``empty`` or ``present``: whether ``config``'s ledger exists (never creates one)."""
+    url = server_url(config)
+    if url:
+        from bulksend.stores.postgres import PostgresStore
+
+        return PostgresStore.probe(url)
+    return SqliteLedger.probe(ledger_file(config))
+
+
+def open_ledger(config: "Config") -> Ledger:
+    """The ledger of ``config``: its URL's server, else the SQLite file in the home (created owner-only)."""
+    url = getattr(config, "ledger_url", None)
+    if url:
+        return open_url(url, home=config.home, zone=_zone(config))
+    return SqliteLedger.open(config.ledger_path, zone=_zone(config))
+
+
+def open_existing(config: "Config") -> Ledger | None:
+    """The ledger of ``config`` if there is one; never creates a file nor a schema."""
+    url = getattr(config, "ledger_url", None)
+    if url:
+        return open_url(url, home=config.home, create=False, zone=_zone(config))
+    return SqliteLedger.open(config.ledger_path, create=False, zone=_zone(config))
+
+
+@dataclass(frozen=True, slots=True)
+class CopyReport:
+    """What ``copy_ledger`` moved, table by table, and the audits of both sides afterwards."""
+
+    rows: dict[str, int]
+    source_audit: AuditReport
+    target_audit: AuditReport
+
+
+def copy_ledger(source: Ledger, target: Ledger) -> CopyReport:
+    """Copy every row of ``source`` into an empty ``target``, ids kept, in one target transaction.
+
+    Refuses a target that holds anything, and a source whose audit fails (a copy would carry its
+    differences over). Afterwards both sides are audited; their channel totals must agree.
+    """
+    before = source.audit()
+    if not before.consistent:
+        raise LedgerError(
+            f"the ledger at {source.location} does not pass its audit; nothing was copied.",
+            hint="Run: bulksend credits audit",
+        )
+    if not target.store.is_empty():
+        raise LedgerError(
+            f"the ledger at {target.location} already holds credits, campaigns or opt-outs; nothing was copied.",
+            hint="Copy into a new, empty database (or schema).",
+        )
+    counts: dict[str, int] = {}
+    with source.store.snapshot(), target.store.write():
+        for table in TABLES:
+            rows = list(source.store.export_rows(table))
+            if table == "meta":  # the same ledger, moved: its identity and calendar come with it
+                for key, value in rows:
+                    target.store.execute("meta_set", key=key, value=value)
+                counts[table] = len(rows)
+                continue
+            counts[table] = target.store.import_rows(table, rows)
+        target.store.after_import()
+        after = target.audit()  # inside the transaction: a copy that does not add up is rolled back
+        if not after.consistent or after.channels != before.channels:
+            raise LedgerError(
+                f"the copy at {target.location} does not add up to the original; nothing was copied.",
+                hint="; ".join(after.differences[:3]) or None,
+            )
+    return CopyReport(counts, before, after)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """What ``migrate`` did: where, how many migrations ran, and the schema version now."""
+
+    location: str
+    ran: int
+    version: int
+
+
+def migrate(config: "Config") -> Migration:
+    """Create or bring up to date the ledger of ``config`` (opening does it too; this says what happened)."""
+    url = getattr(config, "ledger_url", None)
+    if url and is_server_url(url):
+        from bulksend.stores.postgres import PostgresStore
+
+        store = PostgresStore.connect(url)
         try:
-            check = [r[0] for r in conn.execute("PRAGMA integrity_check(5)")]
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            conn.execute("PRAGMA journal_mode = DELETE")
+            ran = store.migrate(zone=_zone(config))
+            return Migration(store.location, ran, store.schema_version())
         finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        return str(exc)
-    if check != ["ok"]:
-        return "; ".join(check)
-    if not 1 <= version <= SCHEMA_VERSION or not {"campaigns", "transmissions", "movements"} <= tables:
-        return f"schema version {version}, tables {', '.join(sorted(tables)) or 'none'}"
-    return None
-
-
-def _fsync_dir(directory: Path) -> None:
+            store.close()
+    store = SqliteStore.open(ledger_file(config), create=True, migrate=False)
     try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        ran = store.migrate(zone=_zone(config))
+        return Migration(store.location, ran, store.schema_version())
     finally:
-        os.close(fd)
+        store.close()
+
+
+def copy_to(config: "Config", url: str) -> tuple[CopyReport, str, str]:
+    """Copy the ledger of ``config`` into the empty ledger at ``url``; returns (report, from, to)."""
+    source = open_existing(config)
+    if source is None:
+        raise InputError("there is no ledger to copy in this home.", hint="Check --home, --ledger and [ledger] url.")
+    with source:
+        target = open_url(url, home=config.home)
+        with target:
+            if target.location == source.location:
+                raise InputError(f"the ledger at {source.location} cannot be copied onto itself.")
+            return copy_ledger(source, target), source.location, target.location

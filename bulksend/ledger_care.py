@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from bulksend.errors import CampaignLocked, InputError, LedgerError
 from bulksend.journal import JOURNAL_DIR
+from bulksend import ledger as ledgers
 from bulksend.ledger import LEDGER_ID, AuditReport, HighWater, SqliteLedger
 from bulksend.ledger_guard import (
     HomeRecord,
@@ -82,17 +83,21 @@ class CheckReport:
 
 def check(config: "Config") -> CheckReport:
     """Integrity, audit and identity of the home's ledger; never writes."""
-    home, path = config.home, config.ledger_path
+    home = config.home
     record, record_problem = read_record(home)
-    state = SqliteLedger.probe(path)
-    report = CheckReport(str(path), state, record=record)
+    state = ledgers.probe(config)
+    report = CheckReport(ledgers.location(config), state, record=record)
     if state != "present":
         if evidence := earlier_work(home, record, record_problem):
             report.identity.append(f"the ledger is {state_words(state)}, but this home shows earlier work: "
                                    + "; ".join(evidence))
         return report
     try:
-        with SqliteLedger.open(path, create=False) as ledger:
+        ledger = ledgers.open_existing(config)
+        if ledger is None:  # removed since the probe
+            report.state = "missing"
+            return report
+        with ledger:
             report.integrity = ledger.integrity()
             if report.integrity:  # the rest would read damaged pages
                 return report
@@ -107,6 +112,11 @@ def check(config: "Config") -> CheckReport:
 
 def backup(config: "Config", target: Path) -> Path:
     """Write a consistent copy of the ledger to ``target`` (a file, or a directory for a dated file in it)."""
+    if url := ledgers.server_url(config):  # the server's own tools, without connecting
+        from bulksend.stores.base import scrub_url
+        from bulksend.stores.postgres import backup_refusal
+
+        raise backup_refusal(scrub_url(url))
     target = Path(target).expanduser()
     if target.is_dir():
         target = target / f"ledger-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.db"
@@ -114,7 +124,7 @@ def backup(config: "Config", target: Path) -> Path:
         raise InputError(f"{target}: the directory {target.parent} does not exist.")
     ledger = open_for_read(config)
     if ledger is None:
-        raise LedgerError(f"{config.ledger_path}: there is no ledger to back up.")
+        raise LedgerError(f"{ledgers.location(config)}: there is no ledger to back up.")
     with ledger:
         ledger.backup(target)
     return target
@@ -131,10 +141,10 @@ class AdoptReport:
 
 def adopt(config: "Config") -> AdoptReport:
     """Make the ledger as it is (a new one when missing or empty) this home's; move attempt journals aside."""
-    home, path = config.home, config.ledger_path
+    home = config.home
     previous, _ = read_record(home)
-    created = SqliteLedger.probe(path) != "present"
-    with SqliteLedger.open(path) as ledger:
+    created = ledgers.probe(config) != "present"
+    with ledgers.open_ledger(config) as ledger:
         ledger_id = ledger.meta(LEDGER_ID)
         if ledger_id is None:
             import uuid
@@ -162,7 +172,16 @@ class RestoreReport:
 
 def restore(config: "Config", source: Path) -> RestoreReport:
     """Install a backup as the home's ledger (the current one is kept aside), refused while a run holds a lock."""
-    home, path = config.home, config.ledger_path
+    if url := ledgers.server_url(config):
+        from bulksend.stores.base import scrub_url
+
+        raise InputError(
+            f"the ledger at {scrub_url(url)} is on a PostgreSQL server: restore it with the server's own tools; "
+            "nothing was changed.",
+            hint="e.g. pg_restore --clean --dbname DBNAME ledger.dump, then: bulksend ledger check "
+            '(see docs/ledger.md, "Backup and recovery").',
+        )
+    home, path = config.home, ledgers.ledger_file(config)
     source = Path(source).expanduser()
     if not source.is_file():
         raise InputError(f"{source}: no such backup file.")

@@ -28,24 +28,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bulksend import calendar
+from bulksend import ledger as ledgers
 from bulksend.errors import LedgerError
 from bulksend.journal import JOURNAL_DIR
-from bulksend.ledger import LEDGER_ID, HighWater, Ledger, SqliteLedger, utc_timestamp
+from bulksend.ledger import LEDGER_ID, HighWater, Ledger, utc_timestamp
 
 if TYPE_CHECKING:  # pragma: no cover
     from bulksend.config import Config
+    from bulksend.hints import Invocation
 
 RECORD_FILE = "ledger.id"
 RECORD_SIZE = 256  # bytes: every record has this size, so a high-water mark can move in place
 LOCK_DIR = "locks"  # bulksend.locks.LOCK_DIR (not imported: hashlib would slow every `balance`)
 OUTBOX_DIR = "outbox"  # the outbox provider's default directory: its files are messages already "sent"
 
-RESTORE_HINT = (
-    "Restore the ledger from a backup (bulksend ledger restore FILE, then bulksend ledger "
-    'check; see docs/ledger.md, "Backup and recovery"). Only if you accept that work recorded since may be '
-    "done again: bulksend ledger adopt --yes"
-)
+def restore_hint(invocation: "Invocation") -> str:
+    """What to do about a ledger that is not the home's: its commands carry the run's ``--home``."""
+    return (
+        f"Restore the ledger from a backup ({invocation.ledger_restore()}, then {invocation.ledger_check()}; see "
+        'docs/ledger.md, "Backup and recovery"). Only if you accept that work recorded since may be done again: '
+        f"{invocation.ledger_adopt()}"
+    )
 
 
 # ----------------------------------------------------------------------------------- the home's record
@@ -197,8 +200,13 @@ def _outbox_files(home: Path) -> list[Path]:
     ]
 
 
-def earlier_work(home: Path, record: HomeRecord | None = None, record_problem: str | None = None) -> list[str]:
-    """What in the home shows that a ledger was used here before (empty for a new home)."""
+def earlier_work(
+    home: Path, record: HomeRecord | None = None, record_problem: str | None = None, own_lock: Path | None = None
+) -> list[str]:
+    """What in the home shows that a ledger was used here before (empty for a new home).
+
+    ``own_lock`` is a lock file the calling run has just created: it shows only this run.
+    """
     found = []
     if record is not None:
         found.append(f"the record {RECORD_FILE} ({record.describe()})")
@@ -206,7 +214,7 @@ def earlier_work(home: Path, record: HomeRecord | None = None, record_problem: s
         found.append(record_problem)
     if journals := home_files(home / JOURNAL_DIR, "*.attempts"):
         found.append(_names(home, journals, "attempt journal"))
-    if locks := home_files(home / LOCK_DIR, "*.lock"):
+    if locks := [p for p in home_files(home / LOCK_DIR, "*.lock") if p != own_lock]:
         found.append(_names(home, locks, "campaign lock file"))
     if outbox := _outbox_files(home):
         found.append(_names(home, outbox, "outbox file"))
@@ -247,35 +255,27 @@ def identity_problems(
 # ------------------------------------------------------------------------------------- opening the ledger
 
 
-def open_for_write(config: "Config", *, create: bool = True) -> Ledger | None:
+def open_for_write(config: "Config", *, create: bool = True, own_lock: Path | None = None) -> Ledger | None:
     """The ledger for a writing command; refuses (exit 1) a missing, empty, replaced or rolled-back ledger.
 
     A new home gets a new ledger (``create``; else None) and its record. The home's high-water mark then
-    follows every commit.
+    follows every commit. ``own_lock``: a campaign lock file this run created (a new home's first ``send``
+    takes its lock before it opens the ledger), which is not earlier work.
     """
-    home, path = config.home, config.ledger_path
+    home, path = config.home, ledgers.location(config)
     record, record_problem = read_record(home)
-    state = SqliteLedger.probe(path)
+    state = refuse_fresh_start(config, record, record_problem, own_lock)
     if state != "present":
-        evidence = earlier_work(home, record, record_problem)
-        if Path(f"{path}-wal").exists():  # SQLite would replay another database's log onto a new file
-            evidence.append(f"a left-over {path.name}-wal file")
-        if evidence:
-            raise LedgerError(
-                f"{path} is {state_words(state)}, but this home shows earlier work: {'; '.join(evidence)}. "
-                "A new ledger here could send those campaigns again; nothing was done.",
-                hint=RESTORE_HINT,
-            )
         if not create:
             return None
-    ledger = SqliteLedger.open(path, zone=calendar.configured_zone(config.credits))
+    ledger = ledgers.open_ledger(config)
     try:
         problems = identity_problems(ledger, home, record, record_problem)
         if problems:
             raise LedgerError(
                 f"{path} is not the ledger this home has been using: {'; '.join(problems)}. With it, work already "
                 "done could be done again (messages sent twice); nothing was done.",
-                hint=RESTORE_HINT,
+                hint=restore_hint(config.invocation),
             )
         _track(ledger, home, record)
     except BaseException:
@@ -284,17 +284,43 @@ def open_for_write(config: "Config", *, create: bool = True) -> Ledger | None:
     return ledger
 
 
+def refuse_fresh_start(
+    config: "Config", record: HomeRecord | None = None, record_problem: str | None = None,
+    own_lock: Path | None = None,
+) -> str:
+    """The ledger's state (``ledgers.probe``); LedgerError when it is missing or empty while the home shows
+    earlier work (a new ledger there could send those campaigns again). ``own_lock``: see open_for_write."""
+    if record is None and record_problem is None:
+        record, record_problem = read_record(config.home)
+    home, path = config.home, ledgers.location(config)
+    state = ledgers.probe(config)
+    if state != "present":
+        evidence = earlier_work(home, record, record_problem, own_lock)
+        wal = None if ledgers.server_url(config) else Path(f"{ledgers.ledger_file(config)}-wal")
+        if wal is not None and wal.exists():  # SQLite would replay another database's log onto a new file
+            evidence.append(f"a left-over {wal.name} file")
+        if evidence:
+            raise LedgerError(
+                f"{path} is {state_words(state)}, but this home shows earlier work: {'; '.join(evidence)}. "
+                "A new ledger here could send those campaigns again; nothing was done.",
+                hint=restore_hint(config.invocation),
+            )
+    return state
+
+
 def open_for_read(config: "Config") -> Ledger | None:
     """The ledger for a reading command (None when there is none); warns when it is not the home's own."""
-    home, path = config.home, config.ledger_path
+    home, path = config.home, ledgers.location(config)
     record, record_problem = read_record(home)
-    state = SqliteLedger.probe(path)
+    state = ledgers.probe(config)
     if state != "present":  # never create one (a 0-byte file would become a new ledger)
         evidence = earlier_work(home, record, record_problem)
         if evidence:
             _warn(f"{path} is {state_words(state)}, but this home shows earlier work: {'; '.join(evidence)}.")
         return None
-    ledger = SqliteLedger.open(path, create=False, zone=calendar.configured_zone(config.credits))
+    ledger = ledgers.open_existing(config)
+    if ledger is None:  # removed since the probe
+        return None
     try:
         if problems := identity_problems(ledger, home, record, record_problem):
             _warn(f"{path} is not the ledger this home has been using: {'; '.join(problems)}. What follows comes "

@@ -40,9 +40,10 @@ def holder_path(lock: Path) -> Path:
 class CampaignLock:
     """Held while a run may change a campaign; ``with CampaignLock.acquire(home, name):``."""
 
-    def __init__(self, path: Path, lock: Any, campaign: str) -> None:
+    def __init__(self, path: Path, lock: Any, campaign: str, created: bool = False) -> None:
         self.path = path
         self.campaign = campaign
+        self.created = created  # this run made the lock file: it is no sign of an earlier run
         self._lock: Any = lock
 
     @classmethod
@@ -54,6 +55,7 @@ class CampaignLock:
         private_dir(path.parent, root=home)
         # thread_local=False: the hold belongs to the run, whichever thread releases it.
         lock = FileLock(path, mode=0o600, thread_local=False)
+        existed = path.exists()
         try:
             lock.acquire(blocking=False)
         except Timeout:
@@ -66,7 +68,7 @@ class CampaignLock:
             _write_holder(holder_path(path))
         except OSError:
             pass  # only the message of an overlapping run loses the pid; the lock itself is held
-        return cls(path, lock, campaign)
+        return cls(path, lock, campaign, created=not existed)
 
     def release(self) -> None:
         if self._lock is not None:

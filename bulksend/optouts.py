@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bulksend.config import Config
+from bulksend.csvfile import _looks_utf16
 from bulksend.errors import InputError
 from bulksend.ledger import OptOut
 from bulksend.ledger_guard import open_for_read, open_for_write
@@ -98,6 +100,17 @@ def _read_text(path: Path) -> str:
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror}).") from None
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16")
+    if utf16 := _looks_utf16(data[:65536]):  # Excel's "Unicode text" has no BOM
+        return data.decode(utf16, errors="replace")
+    if b"\x00" in data:  # an image, a spreadsheet, a zip: not a list of numbers (and never "0 added")
+        line = data.count(b"\n", 0, data.index(b"\x00")) + 1
+        raise InputError(
+            f"{path}: is not a text file (line {line} contains a NUL byte).",
+            hint="Give a CSV with a phone column, or a plain list with one number a line (from a spreadsheet: "
+            "save as CSV UTF-8).",
+        )
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:

@@ -80,7 +80,12 @@ def read_plan(
     max_segments: int = 10,
     smart_encoding: bool = False,
     category: str | None = None,
+    config: Config | None = None,
+    channel: str = "sms",
+    purpose: str | None = None,
+    allow_content: tuple[str, ...] | list[str] = (),
 ) -> MessagePlan:
+    """The message, priced; with ``config`` also checked (content) and given its opt-out footer (compliance)."""
     from bulksend.pricing import RateCard
     from bulksend.templates import Template
 
@@ -94,11 +99,33 @@ def read_plan(
     if category is not None and category not in WHATSAPP_CATEGORIES:
         raise InputError(f"category {category!r}: choose one of {', '.join(sorted(WHATSAPP_CATEGORIES))}.")
     text, origin = read_message(message, template)
+    lexicon = decided = None
+    if config is not None:
+        from bulksend import compliance
+        from bulksend.config import CONFIG_FILE
+        from bulksend.content import check_categories, lexicon_from_config
+
+        purpose = compliance.check_purpose(purpose)
+        allowed = check_categories(allow_content)
+        lexicon = lexicon_from_config(config.content, allowed, f"{config.home / CONFIG_FILE} [content]")
+        Template.parse(text, origin=origin)  # syntax errors point into the text as written
+        text, decided = compliance.apply(text, channel=channel, purpose=purpose, section=config.compliance)
     parsed = Template.parse(text, origin=origin)
     card = RateCard.load(rates) if rates is not None else RateCard.default()
     return MessagePlan(
-        template=parsed, rates=card, max_segments=max_segments, smart_encoding=smart_encoding, category=category
+        template=parsed, rates=card, max_segments=max_segments, smart_encoding=smart_encoding, category=category,
+        lexicon=lexicon, compliance=decided,
     )
+
+
+def template_findings(plan: MessagePlan) -> list:
+    """Content findings in the message's own text (the template, its defaults and any footer)."""
+    if plan.lexicon is None:
+        return []
+    from bulksend.content import TemplateCheck
+
+    fields = list({name.strip().casefold(): name for name in plan.template.fields}.values())
+    return TemplateCheck(plan.lexicon, plan.template.bind(fields)).template_findings
 
 
 def run_validation(

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bulksend import credentials
+from bulksend import credentials, hints
 from bulksend.config import Config
 from bulksend.errors import ConfigError
 from bulksend.providers.base import Profile, Provider, provider_class, provider_types
@@ -64,7 +64,7 @@ def _refuse_secrets(name: str, type_name: str | None, settings: Mapping[str, Any
         f"provider profile {name!r} in config.toml contains {keys}: secrets never go in the config file.",
         hint=(
             f"Remove it from [providers.{name}], then set {' or '.join(env_vars)} in the environment "
-            f"or run: bulksend provider login {name}"
+            f"or run: {hints.current().login(name)}"
         ),
     )
 

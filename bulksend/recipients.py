@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from bulksend.csvfile import CsvFile, open_csv
 from bulksend.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from bulksend.content import Finding, Lexicon, TemplateCheck
     from bulksend.pricing import RateCard
     from bulksend.templates import BoundTemplate, Template
 
@@ -44,8 +45,9 @@ class Status(IntEnum):
     NO_CONSENT = 5
     BAD_CONSENT_VALUE = 6
     MISSING_FIELD = 7
-    TOO_LONG = 8
-    DUPLICATE = 9
+    CONTENT_BLOCKED = 8
+    TOO_LONG = 9
+    DUPLICATE = 10
 
     @property
     def code(self) -> str:
@@ -55,7 +57,7 @@ class Status(IntEnum):
 REASONS = tuple(s for s in Status if s > Status.ACCEPTED)
 
 # Per-row message outcome codes kept from pass one.
-_MSG_OK, _MSG_MISSING, _MSG_TOO_LONG = 0, 1, 2
+_MSG_OK, _MSG_MISSING, _MSG_TOO_LONG, _MSG_CONTENT = 0, 1, 2, 3
 ENCODINGS = ("GSM-7", "UCS-2")
 
 
@@ -83,6 +85,8 @@ class MessagePlan:
     max_segments: int = 10
     smart_encoding: bool = False
     category: str | None = None
+    lexicon: "Lexicon | None" = None  # content checks (bulksend/content.py); None: none
+    compliance: Any = None  # what bulksend.compliance decided about the text (purpose, footer, shorteners)
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,8 @@ class RecipientTable:
     alt_units: np.ndarray | None = None  # segments with the other smart-encoding setting (SMS only)
     alt_credits: np.ndarray | None = None
     default_region: str | None = None  # --region, else the config's default: for numbers without a prefix
+    content: "TemplateCheck | None" = None  # the content check of this template (with a MessagePlan's lexicon)
+    content_found: dict = field(default_factory=dict)  # (category, word) → [rows blocked, first row index]
 
     # --- summaries -------------------------------------------------------------------------------
     @property
@@ -158,6 +164,23 @@ class RecipientTable:
         counts = np.bincount(idx[idx >= 0].astype(np.int64), minlength=len(self.regions))
         pairs = [(self.regions[i], int(c)) for i, c in enumerate(counts) if c]
         return dict(sorted(pairs, key=lambda p: (-p[1], p[0])))
+
+    def content_report(self) -> dict | None:
+        """The ``content`` JSON object: rows blocked, categories allowed, and each finding with an example row."""
+        if self.content is None:
+            return None
+        blocked_rows = np.flatnonzero(self.status == Status.CONTENT_BLOCKED)
+        findings = [
+            {"category": f.category, "word": f.word, "source": "message", "rows": int(blocked_rows.size),
+             "example_row": int(blocked_rows[0]) + 1 if blocked_rows.size else None}
+            for f in self.content.template_findings
+        ]
+        for (category, word), (rows, first) in sorted(self.content_found.items(), key=lambda kv: (-kv[1][0], kv[0])):
+            findings.append(
+                {"category": category, "word": word, "source": "merge_field", "rows": rows, "example_row": first + 1}
+            )
+        return {"blocked": int(blocked_rows.size), "allowed": sorted(self.content.lexicon.allowed),
+                "findings": findings}
 
     def e164_text(self, index: int) -> str:
         return f"+{int(self.e164[index])}" if self.e164[index] else ""
@@ -257,8 +280,13 @@ def build_table(
     csv = open_csv(path, options.encoding, options.delimiter)
     columns = choose_columns(csv, options)
     bound = None
+    content = None
     if plan is not None:
         bound = plan.template.bind(csv.headers)
+        if plan.lexicon is not None:
+            from bulksend.content import TemplateCheck
+
+            content = TemplateCheck(plan.lexicon, bound)
         columns = Columns(
             phone=columns.phone,
             consent=columns.consent,
@@ -287,8 +315,13 @@ def build_table(
                 max_segments=plan.max_segments if plan is not None else 0,
                 smart_encoding=plan.smart_encoding if plan is not None else False,
                 consent_words=consent_words,
+                content=content,
             )
 
+    finding_ids: dict = {}  # Finding → its number; rows with a finding as (row, number)
+    finding_rows: list[int] = []
+    finding_of: list[int] = []
+    offset = 0
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("status", "e164", "region", "consent", "msg", "units", "enc", "alt")}
     for result in _run_jobs(jobs(), parallel=_worth_parallel(path)):
         # Each chunk numbers its regions locally; map them onto the table's list (-1 stays -1).
@@ -308,6 +341,10 @@ def build_table(
             parts["units"].append(result.units)
             parts["enc"].append(result.enc)
             parts["alt"].append(result.alt)
+        for local, finding in result.findings:
+            finding_rows.append(offset + local)
+            finding_of.append(finding_ids.setdefault(finding, len(finding_ids)))
+        offset += len(result.status)
         if progress is not None:
             progress(len(result.status))
 
@@ -326,6 +363,7 @@ def build_table(
         plan=plan,
         bound=bound,
         default_region=region_default,
+        content=content,
     )
     msg = None
     if plan is not None:
@@ -334,6 +372,14 @@ def build_table(
         table.encoding = joined("enc", np.int8)
         table.alt_units = joined("alt", np.int32)
     _decide(table, suppressed, msg)
+    if finding_rows:
+        rows = np.array(finding_rows, dtype=np.int64)
+        of = np.array(finding_of, dtype=np.int64)
+        blocked = table.status[rows] == Status.CONTENT_BLOCKED  # not rows an earlier reason took
+        for finding, number in finding_ids.items():
+            mine = rows[blocked & (of == number)]
+            if mine.size:
+                table.content_found[(finding.category, finding.word)] = [int(mine.size), int(mine[0])]
     if plan is not None:
         _price(table, plan)
     return table
@@ -367,6 +413,7 @@ class _ChunkJob:
     max_segments: int
     smart_encoding: bool
     consent_words: ConsentWords | None = None  # None: the built-in values, judged against the clock now
+    content: "TemplateCheck | None" = None
 
 
 @dataclass
@@ -380,6 +427,7 @@ class _ChunkResult:
     units: np.ndarray | None = None
     enc: np.ndarray | None = None
     alt: np.ndarray | None = None
+    findings: list[tuple[int, "Finding"]] = field(default_factory=list)  # (row in chunk, first finding)
 
 
 _CHECKERS: dict[bool, object] = {}
@@ -425,7 +473,7 @@ def _check_chunk(job: _ChunkJob) -> _ChunkResult:
         consent = np.full(n, Consent.GIVEN, dtype=np.int8)
     out = _ChunkResult(status=status, e164=e164, region=region, regions=regions, consent=consent)
     if job.bound is not None:
-        out.msg, out.units, out.enc, out.alt = _render_chunk(job, status)
+        out.msg, out.units, out.enc, out.alt = _render_chunk(job, status, out.findings)
     return out
 
 
@@ -498,7 +546,7 @@ def _run_jobs(jobs: Iterator[_ChunkJob], *, parallel: bool) -> Iterator[_ChunkRe
                 future.cancel()
 
 
-def _render_chunk(job: _ChunkJob, status: np.ndarray):
+def _render_chunk(job: _ChunkJob, status: np.ndarray, findings: list):
     from bulksend.segments import count_segments, smart_encode
 
     n = len(status)
@@ -512,6 +560,9 @@ def _render_chunk(job: _ChunkJob, status: np.ndarray):
     sms = job.channel == "sms"
     limit = job.max_segments
     smart = job.smart_encoding
+    content = job.content
+    # A finding in the template itself is in every message (the template's words are checked once).
+    everywhere = content.template_findings[0] if content is not None and content.template_findings else None
     for i, values in enumerate(rows):
         if status[i] != 0:
             continue  # the number already decided this row; no need to price it
@@ -519,6 +570,13 @@ def _render_chunk(job: _ChunkJob, status: np.ndarray):
         if missing is not None:
             msg[i] = _MSG_MISSING
             continue
+        if content is not None:
+            finding = everywhere or content.row(values)
+            if finding is not None:
+                msg[i] = _MSG_CONTENT
+                if everywhere is None:
+                    findings.append((i, finding))
+                continue
         if not sms:
             units[i] = 1
             if len(text) > WHATSAPP_MAX_CHARS:
@@ -571,6 +629,7 @@ def _decide(table: RecipientTable, suppressed: frozenset[str], msg: np.ndarray |
 
     if msg is not None:
         status[live & (msg == _MSG_MISSING)] = Status.MISSING_FIELD
+        status[live & (msg == _MSG_CONTENT)] = Status.CONTENT_BLOCKED
         status[live & (msg == _MSG_TOO_LONG)] = Status.TOO_LONG
         live = status == Status.ACCEPTED
 
@@ -718,6 +777,13 @@ class _Explainer:
             values = [cell(c) for c in columns.template]
             _, missing = table.bound.render(values)
             return f"merge field {{{missing}}} is empty and has no default"
+        if reason == Status.CONTENT_BLOCKED and table.content is not None:
+            if table.content.template_findings:
+                found = table.content.template_findings[0]
+                return f"the message has {found.word!r} ({found.category})"
+            found = table.content.row([cell(c) for c in columns.template])
+            if found is not None:
+                return f"a merge field brings {found.word!r} ({found.category})"
         if reason == Status.TOO_LONG and table.plan is not None:
             if table.options.channel == "whatsapp":
                 return f"longer than {WHATSAPP_MAX_CHARS} characters"
@@ -930,6 +996,8 @@ class ValidationReport:
             doc["rejects_file"] = self.rejects_written
         if self.clean_written is not None:
             doc["clean_file"] = self.clean_written
+        if table.content is not None:
+            doc["content"] = table.content_report()
         return doc
 
 

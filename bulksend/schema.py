@@ -232,6 +232,7 @@ CONFIG_SECTIONS: dict[str, dict[str, Key]] = {
     "credits": {
         "min_topup_sms": Key("integer", "the smallest SMS top-up", 1, 10**12),
         "min_topup_whatsapp": Key("integer", "the smallest WhatsApp top-up", 1, 10**12),
+        "timezone": Key("text", "the time zone a new ledger's calendar uses (IANA name)"),
     },
     "consent": {
         "positive": Key("texts", "extra consent values that mean yes"),
@@ -241,6 +242,18 @@ CONFIG_SECTIONS: dict[str, dict[str, Key]] = {
         "public_url": Key("text", "the base URL providers reach `webhooks serve` at", pattern=r"https?://[^\s?#]+",
                           pattern_text='an http(s) URL without query, like "https://hooks.example.com"'),
         "stop_words": Key("texts", "extra opt-out keywords for replies"),
+    },
+    "ledger": {
+        "url": Key("text", "the ledger server (postgresql://host/db; no password)"),
+    },
+    "content": {
+        "deny": Key("texts", "your own words and phrases that block a message"),
+        "allow": Key("texts", "built-in words and phrases not to block"),
+    },
+    "compliance": {
+        # The opt-out instruction of marketing SMS (bulksend/compliance.py, docs/compliance.md).
+        "footer": Key("text", 'the opt-out footer appended to marketing SMS ("" turns it off)'),
+        "optout_pattern": Key("text", "a regular expression that finds your own opt-out instruction"),
     },
 }
 

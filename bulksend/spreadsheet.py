@@ -78,6 +78,20 @@ def _close(handle: IO[str], path: Path) -> None:
 
 
 @contextmanager
+def _written(handle: IO[str], path: Path) -> Iterator[IO[str]]:
+    """Yield ``handle`` for writing; close it afterwards, an OS error on closing being the file's error."""
+    try:
+        yield _Sink(handle, path)  # type: ignore[misc]
+    except BaseException:
+        try:
+            handle.close()
+        except OSError:
+            pass
+        raise
+    _close(handle, path)
+
+
+@contextmanager
 def atomic_text(path: Path) -> Iterator[IO[str]]:
     """Open a UTF-8 text file for writing that appears at ``path`` only once it is complete.
 
@@ -100,15 +114,8 @@ def atomic_text(path: Path) -> Iterator[IO[str]]:
                 handle = open(path, "w", encoding="utf-8", newline="")
             except OSError as exc:
                 raise _cannot_write(path, exc) from None
-            try:
-                yield _Sink(handle, path)  # type: ignore[misc]
-            except BaseException:
-                try:
-                    handle.close()
-                except OSError:
-                    pass
-                raise
-            _close(handle, path)
+            with _written(handle, path) as sink:
+                yield sink
             return
         target = Path(os.path.realpath(path))
     directory = target.parent if str(target.parent) else Path(".")
@@ -119,16 +126,8 @@ def atomic_text(path: Path) -> Iterator[IO[str]]:
     except OSError as exc:
         raise _cannot_write(path, exc) from None
     try:
-        handle = os.fdopen(fd, "w", encoding="utf-8", newline="")
-        try:
-            yield _Sink(handle, path)  # type: ignore[misc]
-        except BaseException:
-            try:
-                handle.close()
-            except OSError:
-                pass
-            raise
-        _close(handle, path)
+        with _written(os.fdopen(fd, "w", encoding="utf-8", newline=""), path) as sink:
+            yield sink
         try:
             os.replace(tmp, target)
         except OSError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from bulksend import hints
 from bulksend.errors import LedgerError
 
 RECOVERY_DOC = 'docs/ledger.md, "Backup and recovery"'
@@ -30,8 +31,8 @@ def ledger_error(exc: sqlite3.Error, path: Path | str) -> LedgerError | None:
     if primary in (_CORRUPT, _NOTADB):
         return LedgerError(
             f"{path}: the ledger is damaged ({exc}).",
-            hint=f"Stop every run, then restore the newest backup with: bulksend ledger restore FILE "
-            f"(see {RECOVERY_DOC}). bulksend ledger check shows what is damaged.",
+            hint=f"Stop every run, then restore the newest backup with: {hints.current().ledger_restore()} "
+            f"(see {RECOVERY_DOC}). To see what is damaged: {hints.current().ledger_check()}",
         )
     if primary == _FULL:
         return LedgerError(
@@ -58,7 +59,7 @@ def ledger_error(exc: sqlite3.Error, path: Path | str) -> LedgerError | None:
     if primary in (_IOERR, _NOLFS, _NOMEM):
         return LedgerError(
             f"{path}: cannot read or write the ledger: {exc}.",
-            hint="Check the disk (free space, errors in the system log), then run: bulksend ledger check",
+            hint=f"Check the disk (free space, errors in the system log), then run: {hints.current().ledger_check()}",
         )
     return None
 

@@ -164,6 +164,18 @@ class BoundTemplate:
     def __repr__(self) -> str:
         return f"BoundTemplate({self.template.source!r}, columns={self.columns!r})"
 
+    def parts(self) -> tuple[str | tuple[int, str | None], ...]:
+        """The template in order: literal text, and each field as (index into :attr:`columns`, default)."""
+        out: list[str | tuple[int, str | None]] = []
+        slots = iter(self._slots)
+        for piece in self.template._pieces:
+            if isinstance(piece, _Field):
+                column, default, _ = next(slots)
+                out.append((column, default))
+            else:
+                out.append(piece)
+        return tuple(out)
+
     def render(self, values: Sequence[str]) -> tuple[str | None, str | None]:
         """The message for one row; ``values`` are the row's strings for :attr:`columns`, in order.
 

@@ -48,14 +48,14 @@ def test_totals_by_encoding_and_reason(cli, people):
 )
 def test_gsm_segment_boundaries_through_the_cli(cli, tmp_path, length, segments):
     path = write(tmp_path / "r.csv", "phone,consent\n+447400123456,yes\n")
-    doc = estimate_json(cli, path, "--message", "a" * length)
+    doc = estimate_json(cli, path, "--message", "a" * length, "--purpose", "transactional")  # no footer
     assert (doc["segments"], doc["encodings"]) == (segments, {"GSM-7": 1, "UCS-2": 0})
 
 
 @pytest.mark.parametrize(("length", "segments"), [(70, 1), (71, 2), (134, 2), (135, 3)])
 def test_ucs2_segment_boundaries_through_the_cli(cli, tmp_path, length, segments):
     path = write(tmp_path / "r.csv", "phone,consent\n+447400123456,yes\n")
-    doc = estimate_json(cli, path, "--message", "ж" * length)
+    doc = estimate_json(cli, path, "--message", "ж" * length, "--purpose", "transactional")  # no footer
     assert (doc["segments"], doc["encodings"]) == (segments, {"GSM-7": 0, "UCS-2": 1})
 
 

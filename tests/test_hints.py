@@ -37,10 +37,16 @@ KIND_OF_HINT = {
     "show": "campaigns show",
     "campaigns": "campaigns list",
     "topup": "credits topup",
+    "login": "provider login",
+    "providers": "provider list",
+    "ledger_check": "ledger check",
+    "ledger_restore": "ledger restore",
+    "ledger_adopt": "ledger adopt",
 }
 KINDS_RUN = {
     "validate", "estimate", "send", "send --help", "campaigns resume", "campaigns reconcile", "campaigns show",
-    "campaigns list", "credits topup",
+    "campaigns list", "credits topup", "provider login", "provider list", "ledger check", "ledger restore",
+    "ledger adopt",
 }  # the kinds the scenarios below assert they printed and ran
 
 
@@ -62,9 +68,8 @@ def hints(result) -> list[str]:
     """Every command a run suggested, on stdout or stderr, as printed."""
     found = []
     for line in (result.stdout + result.stderr).splitlines():
-        match = re.search(r"(bulksend (?:--home '[^']*' )?[a-z].*?)(?:\s{3}\(.*\))?\s*$", line)
-        if match:
-            found.append(match.group(1))
+        for match in re.finditer(r"bulksend (?:--home '[^']*' )?[a-z][^;()]*?(?=\s{3}\(|[;()]|, then |\s*$)", line):
+            found.append(match.group(0).strip())
     return found
 
 
@@ -74,7 +79,7 @@ def kind(command: str) -> str:
         words = words[2:]
     if words[-1] == "--help":
         return f"{words[0]} --help"
-    return " ".join(words[:2]) if words[0] in ("campaigns", "credits") else words[0]
+    return " ".join(words[:2]) if words[0] in ("campaigns", "credits", "provider", "ledger") else words[0]
 
 
 def paste(bulksend, command: str, input: str | None = None):
@@ -286,3 +291,184 @@ def test_unknown_outcomes_lead_to_a_reconcile_that_settles_them(bulksend, tmp_pa
         settled = paste(bulksend, reconcile)
     assert settled.exit_code == 0, settled.stdout
     assert "unknown" not in {state for state, _ in ledger(tmp_path, "nat list").values()}
+
+
+# --- credentials: provider login and provider list ---------------------------------------------------------
+
+
+@pytest.fixture
+def memory_keyring(monkeypatch: pytest.MonkeyPatch):
+    """No secret in the environment and a keyring that lives in a dict (never the machine's)."""
+    import keyring
+    import keyring.core
+
+    from test_credentials import MemoryKeyring
+
+    for name in ("TWILIO_AUTH_TOKEN", "BULKSEND_TW_SECRET", "TWILIO_API_KEY", "TWILIO_API_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    backend = MemoryKeyring()
+    monkeypatch.setattr(keyring.core, "_keyring_backend", keyring.core._keyring_backend)  # restored afterwards
+    keyring.set_keyring(backend)
+    return backend
+
+
+TW_PROFILE = '[providers.tw]\ntype = "twilio"\naccount_sid = "AC' + "0" * 32 + '"\nsender = "+15005550006"\n'
+
+
+def test_a_missing_secret_suggests_the_login_of_that_home(bulksend, tmp_path, memory_keyring):
+    write_list(tmp_path, bad=False)
+    topup(bulksend)
+    (tmp_path / HOME / "config.toml").write_text(TW_PROFILE)
+    refused = bulksend(*H, "send", LIST, "--region", "GB", "-m", "Hi", "--provider", "tw", "--dry-run")
+    assert refused.exit_code == 6
+    [login] = hints(refused)
+    assert login == "bulksend --home 'my home' provider login tw"
+    assert paste(bulksend, login, input="tok-123\n").exit_code == 0
+    assert memory_keyring.passwords == {("bulksend", "tw"): "tok-123"}
+    shown = bulksend(*H, "config", "show")
+    assert "secret: keyring" in shown.stdout
+
+
+def test_a_secret_in_the_config_file_suggests_a_login_that_runs_once_it_is_removed(bulksend, tmp_path, memory_keyring):
+    topup(bulksend)
+    (tmp_path / HOME / "config.toml").write_text(TW_PROFILE + 'auth_token = "in-the-file"\n')
+    refused = bulksend(*H, "provider", "list")
+    assert refused.exit_code == 6
+    [login] = hints(refused)
+    assert login == "bulksend --home 'my home' provider login tw"
+    (tmp_path / HOME / "config.toml").write_text(TW_PROFILE)  # what the hint's first half says to do
+    assert paste(bulksend, login, input="tok-456\n").exit_code == 0
+    assert memory_keyring.passwords == {("bulksend", "tw"): "tok-456"}
+
+
+def test_refused_credentials_point_to_the_list_and_the_login_of_that_home(bulksend, tmp_path, memory_keyring, httpserver):
+    httpserver.expect_request("/2010-04-01/Accounts/AC" + "0" * 32 + "/Balance.json").respond_with_json(
+        {"code": 20003, "message": "Authenticate", "status": 401}, status=401
+    )
+    (tmp_path / HOME).mkdir()
+    (tmp_path / HOME / "config.toml").write_text(TW_PROFILE + f'base_url = "{httpserver.url_for("/")[:-1]}"\n')
+    memory_keyring.set_password("bulksend", "tw", "wrong-token")
+    refused = bulksend(*H, "provider", "check", "tw")
+    assert refused.exit_code == 6, refused.stderr
+    listing, login = hints(refused)
+    assert (listing, login) == ("bulksend --home 'my home' provider list", "bulksend --home 'my home' provider login tw")
+    listed = paste(bulksend, listing)
+    assert listed.exit_code == 0 and "tw" in listed.stdout and "keyring" in listed.stdout
+    assert paste(bulksend, login, input="right-token\n").exit_code == 0
+    assert memory_keyring.passwords[("bulksend", "tw")] == "right-token"
+
+
+# --- the ledger: backup, check, restore, adopt --------------------------------------------------------------
+
+
+def test_a_backup_names_the_check_and_the_restore_of_that_file(bulksend, tmp_path):
+    topup(bulksend)
+    backed = bulksend(*H, "ledger", "backup", "my backups")
+    assert backed.exit_code == 0, backed.stderr
+    check, restore = hints(backed)
+    assert check == "bulksend --home 'my home' ledger check"
+    assert kind(restore) == "ledger restore" and restore.endswith(" --yes")
+    assert paste(bulksend, check).exit_code == 0
+    topup(bulksend, 2000)  # after the backup: the restore takes it back, and says the ledger is behind
+    restored = paste(bulksend, restore)
+    assert restored.exit_code == 0, restored.stderr
+    [adopt] = [h for h in hints(restored) if kind(h) == "ledger adopt"]
+    assert adopt == "bulksend --home 'my home' ledger adopt --yes"
+    assert bulksend(*H, "credits", "topup", 1000, "--channel", "sms").exit_code == 1  # behind: refused
+    assert paste(bulksend, adopt).exit_code == 0
+    assert json.loads(bulksend(*H, "balance", "--json").stdout)["sms"]["available"] == 1000
+
+
+def test_an_emptied_ledger_names_the_restore_the_check_and_the_adopt_of_that_home(bulksend, tmp_path):
+    topup(bulksend)
+    backup = tmp_path / "ledger copy.db"
+    assert bulksend(*H, "ledger", "backup", backup).exit_code == 0
+    (tmp_path / HOME / "ledger.db").write_bytes(b"")
+    refused = bulksend(*H, "credits", "topup", 1000, "--channel", "sms")
+    assert refused.exit_code == 1
+    restore, check, adopt = hints(refused)
+    assert restore == "bulksend --home 'my home' ledger restore FILE --yes"  # FILE: the user's newest backup
+    assert check == "bulksend --home 'my home' ledger check"
+    assert adopt == "bulksend --home 'my home' ledger adopt --yes"
+    restored = paste(bulksend, restore.replace("FILE", shlex.quote(str(backup))))
+    assert restored.exit_code == 0, restored.stderr
+    checked = paste(bulksend, check)
+    assert checked.exit_code == 0 and checked.stdout.startswith("ok:")
+    assert json.loads(bulksend(*H, "balance", "--json").stdout)["sms"]["available"] == 1000
+    assert paste(bulksend, adopt).exit_code == 0
+
+
+def test_restore_and_adopt_without_yes_print_the_command_that_does_it(bulksend, tmp_path):
+    topup(bulksend)
+    assert bulksend(*H, "ledger", "backup", "copy.db").exit_code == 0
+    refused = bulksend(*H, "ledger", "restore", "copy.db")
+    assert refused.exit_code == 2
+    [restore] = hints(refused)
+    assert restore == "bulksend --home 'my home' ledger restore copy.db --yes"
+    assert paste(bulksend, restore).exit_code == 0
+    refused = bulksend(*H, "ledger", "adopt")
+    assert refused.exit_code == 2
+    adopt, restore_first = hints(refused)
+    assert adopt == "bulksend --home 'my home' ledger adopt --yes"
+    assert restore_first == "bulksend --home 'my home' ledger restore FILE --yes"
+    assert paste(bulksend, adopt).exit_code == 0
+
+
+# --- not on a terminal: the command with --yes, and the rehearsal -------------------------------------------
+
+
+def test_off_a_terminal_a_send_without_yes_prints_the_send_with_yes_and_the_rehearsal(bulksend, tmp_path, monkeypatch):
+    monkeypatch.setattr("bulksend.output.is_terminal", lambda: False)
+    write_list(tmp_path, bad=False)
+    topup(bulksend)
+    refused = bulksend(*H, "send", LIST, "--region", "GB", "-m", "Hi {first_name}", "--limit", 1)
+    assert refused.exit_code == 2
+    with_yes, rehearse = hints(refused)
+    assert with_yes == "bulksend --home 'my home' send 'nat list.csv' --region GB --message 'Hi {first_name}' --limit 1 --yes"
+    assert rehearse == (
+        "bulksend --home 'my home' send 'nat list.csv' --region GB --message 'Hi {first_name}' --limit 1 --dry-run"
+    )
+    rehearsed = paste(bulksend, rehearse)
+    assert rehearsed.exit_code == 0 and ledger(tmp_path, "nat list") == {}
+    assert paste(bulksend, with_yes).exit_code == 0
+    assert sorted(ledger(tmp_path, "nat list").values()) == [("queued", 0), ("sent", 1)]
+    refused = bulksend(*H, "campaigns", "resume", "nat list", "--limit", 1)
+    assert refused.exit_code == 2
+    [resume] = hints(refused)
+    assert resume == "bulksend --home 'my home' campaigns resume 'nat list' --limit 1 --yes"
+    assert paste(bulksend, resume).exit_code == 0
+    assert sorted(ledger(tmp_path, "nat list").values()) == [("sent", 1), ("sent", 1)]
+
+
+# --- a list read from stdin cannot be read again ------------------------------------------------------------
+
+
+def test_a_list_from_stdin_is_saved_to_a_file_before_the_hints_read_it_again(bulksend, tmp_path):
+    write_list(tmp_path)
+    text = (tmp_path / LIST).read_text()
+    result = bulksend(*H, "validate", "-", "--region", "GB", input=text)
+    assert result.exit_code == 0, result.stderr
+    assert "bulksend --home 'my home' validate - " not in result.stdout
+    assert "Next: save the list as list.csv (it was read from a pipe and cannot be read again), then" in result.stdout
+    rejects, estimate = hints(result)
+    assert rejects == "bulksend --home 'my home' validate list.csv --region GB --rejects rejects.csv"
+    (tmp_path / "list.csv").write_text(text)  # what the hint says to do first
+    assert paste(bulksend, rejects).exit_code == 0
+    assert (tmp_path / "rejects.csv").read_text().count("invalid_number") == 1
+    priced = bulksend(*H, "estimate", "-", "--region", "GB", "-m", "Hi", input=text)
+    [send] = hints(priced)
+    assert send == "bulksend --home 'my home' send list.csv --region GB --message Hi"
+
+
+def test_a_free_form_whatsapp_dry_run_suggests_the_send_with_the_service_window(bulksend, tmp_path):
+    write_list(tmp_path, bad=False)
+    assert bulksend(*H, "credits", "topup", 5000, "--channel", "whatsapp").exit_code == 0
+    options = ["--region", "GB", "-m", "Hi", "--channel", "whatsapp", "--service-window"]
+    dry = bulksend(*H, "send", LIST, *options, "--dry-run")
+    assert dry.exit_code == 0, dry.stderr
+    [to_send] = hints(dry)
+    assert to_send == (
+        "bulksend --home 'my home' send 'nat list.csv' --region GB --channel whatsapp --message Hi --service-window --yes"
+    )
+    assert paste(bulksend, to_send).exit_code == 0
+    assert ledger(tmp_path, "nat list") == {"+447400000001": ("sent", 1), "+447400000002": ("sent", 1)}

@@ -188,6 +188,10 @@ def _flag_and_output_cases() -> dict[str, Case]:
         "topup-overflow": Case(["credits", "topup", "100000000000000000000000", "--channel", "sms"], 2, "a top-up is at most 1,000,000,000,000 credits", good),
         "topup-int64-max": Case(["credits", "topup", str(2**63 - 1), "--channel", "sms"], 2, "a top-up is at most", good),
         "balance-below-floor": Case(["balance", "--fail-below", "10000000"], 3, "below", good),
+        "optout-import-binary": Case(
+            ["optout", "import", "{d}/photo.png"], 2, "photo.png: is not a text file (line 3 contains a NUL byte)",
+            {"photo.png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))},
+        ),
     }
 
 

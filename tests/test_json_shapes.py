@@ -98,6 +98,9 @@ def test_every_command_prints_the_keys_the_page_documents(cli, home, tmp_path, m
         ("send CSV|CAMPAIGN", ("send", *listing, "-m", "Hi", "--limit", 1, "--yes"), None),
         ("campaigns resume ID", ("campaigns", "resume", "list", "--limit", 1, "--yes"), None),
         ("campaigns show ID", ("campaigns", "show", "list"), None),
+        ("campaigns refresh ID", ("campaigns", "refresh", "list"), None),
+        ("campaigns export ID", ("campaigns", "export", "list"), None),
+        ("campaigns report ID --html FILE", ("campaigns", "report", "list", "--html", tmp_path / "r.html"), None),
         ("campaigns list", ("campaigns", "list"), None),
         ("campaigns reconcile ID", ("campaigns", "reconcile", "list"), None),
         ("campaigns cancel ID", ("campaigns", "cancel", "list"), None),
@@ -120,6 +123,8 @@ def test_every_command_prints_the_keys_the_page_documents(cli, home, tmp_path, m
         ("ledger adopt", ("ledger", "adopt", "--yes"), None),
         ("webhooks urls", ("webhooks", "urls", "--public-url", "https://hooks.example.test"), None),
         ("webhooks replies", ("webhooks", "replies"), None),
+        ("ledger migrate", ("ledger", "migrate"), None),
+        ("ledger copy --to URL", ("ledger", "copy", "--to", f"sqlite:///{tmp_path / 'copied.db'}"), None),
     ]
     shapes = documented()
     assert {title for title, _, _ in runs} == set(shapes)

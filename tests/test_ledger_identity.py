@@ -394,7 +394,7 @@ def test_a_corrupt_page_is_a_clear_exit_1(command, sent, cli, home, tmp_path):
 @pytest.fixture
 def connect_with(monkeypatch):
     """Open every ledger connection with a PRAGMA or URI change, as a full disk or a read-only file would."""
-    from bulksend import ledger as module
+    from bulksend.stores import sqlite as module  # the SQLite store opens every connection
 
     real = module._connect
 
@@ -439,7 +439,7 @@ def test_a_read_only_ledger_reads_and_refuses_writes(sent, cli, home, connect_wi
 
 
 def test_a_ledger_locked_too_long_is_busy(funded, home, monkeypatch):
-    monkeypatch.setattr("bulksend.ledger.BUSY_TIMEOUT_SECONDS", 0.05)
+    monkeypatch.setattr("bulksend.stores.sqlite.BUSY_TIMEOUT_SECONDS", 0.05)
     other = sqlite3.connect(home / "ledger.db", isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")
     try:
@@ -462,4 +462,25 @@ def test_a_left_over_wal_without_its_ledger_is_not_replayed_onto_a_new_one(cli, 
     result = cli("credits", "topup", "1000", "--channel", "sms")
     assert result.exit_code == 1
     assert "ledger.db is missing, but this home shows earlier work: a left-over ledger.db-wal file" in result.stderr
+    assert not (home / "ledger.db").exists()
+
+
+@pytest.mark.parametrize("first", [["--dry-run"], ["--yes"]])
+def test_a_new_homes_first_command_may_be_a_send(first, cli, home, tmp_path):
+    # The send takes its campaign lock before it opens the ledger: the lock file it has just made is no
+    # sign of earlier work (it once made a new home refuse every writing command, exit 1, for good).
+    (tmp_path / "new.csv").write_text("phone,consent\n+447400123456,yes\n")
+    refused = cli("send", tmp_path / "new.csv", "-m", "Hi", *first)
+    assert refused.exit_code == 3, refused.stderr  # no credits yet: the real reason, not "a ledger existed here"
+    assert "earlier work" not in refused.stderr
+    assert cli("credits", "topup", "1000", "--channel", "sms").exit_code == 0
+    assert cli("send", tmp_path / "new.csv", "-m", "Hi", "--yes").exit_code == 0
+    assert cli("ledger", "check").exit_code == 0
+
+
+def test_a_lock_file_left_by_an_earlier_run_still_counts_without_a_ledger(cli, home, tmp_path):
+    (tmp_path / "new.csv").write_text("phone,consent\n+447400123456,yes\n")
+    CampaignLock.acquire(home, "new").release()  # an earlier run of this very campaign
+    refused = cli("send", tmp_path / "new.csv", "-m", "Hi", "--yes")
+    assert refused.exit_code == 1 and "1 campaign lock file (locks/new.lock)" in refused.stderr
     assert not (home / "ledger.db").exists()

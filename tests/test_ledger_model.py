@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 
-import time_machine
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from bulksend.errors import InputError, InsufficientCredits
-from bulksend.ledger import NewTransmission, SqliteLedger, add_year
+from bulksend.ledger import FixedClock, NewTransmission, add_year
+from ledger_backends import SKIP_REASON, Backend, postgres_url
 
-START = datetime(2026, 11, 24, 12, 0)
+START = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 ROWS = 60
 
 
@@ -92,12 +90,15 @@ class Model:
 
 
 class LedgerMachine(RuleBasedStateMachine):
+    """The machine runs on the backend its subclass names (a fresh, empty ledger per example)."""
+
+    backend_name = "sqlite"
+
     def __init__(self) -> None:
         super().__init__()
-        self.travel = time_machine.travel(START, tick=False)
-        self.traveller = self.travel.start()
-        self.dir = Path(tempfile.mkdtemp(prefix="bulksend-model-"))
-        self.ledger = SqliteLedger.open(self.dir / "ledger.db")
+        self.traveller = FixedClock(START)
+        self.backend = Backend(self.backend_name, self.traveller)
+        self.ledger = self.backend.open()
         self.model = Model()
         self.campaigns: dict[int, str] = {}
         for name, channel in (("a", "sms"), ("b", "sms"), ("w", "whatsapp")):
@@ -107,16 +108,16 @@ class LedgerMachine(RuleBasedStateMachine):
                 campaign.id,
                 [NewTransmission(f"+4479111{i:05d}", "hi", 1, i % 7 + 1, i + 1) for i in range(ROWS)],
             )
-        for row in self.ledger._conn.execute("SELECT id, campaign_id, cost FROM transmissions"):
-            self.model.rows[row[0]] = {
-                "campaign": row[1], "channel": self.campaigns[row[1]], "cost": row[2], "state": "queued",
-                "parts": [], "refunded": False,
-            }
+        for campaign_id, channel in self.campaigns.items():
+            for row in self.ledger.transmissions(campaign_id):
+                self.model.rows[row.id] = {
+                    "campaign": campaign_id, "channel": channel, "cost": row.cost, "state": "queued",
+                    "parts": [], "refunded": False,
+                }
 
     def teardown(self) -> None:
         self.ledger.close()
-        self.travel.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.backend.drop()
 
     channels = st.sampled_from(["sms", "whatsapp"])
     campaign_ids = st.sampled_from([1, 2, 3])
@@ -148,7 +149,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(campaign=campaign_ids, n=st.integers(1, 6))
     def send_a_batch(self, campaign, n):
         """Claim (within the hold) and record the outcomes in one transaction, as the engine does."""
-        now = datetime.now(timezone.utc)
+        now = self.traveller.now()
         claimed = self.ledger.claim(campaign, n)
         self.model.settle()
         room = self.model.holds.get(campaign, 0)
@@ -192,7 +193,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(days=st.sampled_from([1, 7, 30, 100, 180, 365]))
     def time_passes(self, days):
         self.model.today += timedelta(days=days)
-        self.traveller.move_to(datetime.combine(self.model.today, START.time()))
+        self.traveller.move_to(datetime.combine(self.model.today, START.timetz()))
 
     @invariant()
     def balances_expiries_and_audit_agree(self):
@@ -211,10 +212,23 @@ class LedgerMachine(RuleBasedStateMachine):
             assert lot.remaining >= 0
 
 
+class PostgresLedgerMachine(LedgerMachine):
+    backend_name = "postgresql"
+
+
 LedgerMachine.TestCase.settings = settings(
     max_examples=60,
     stateful_step_count=35,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+PostgresLedgerMachine.TestCase.settings = settings(
+    max_examples=30,
+    stateful_step_count=35,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 TestLedgerAgainstModel = LedgerMachine.TestCase
+TestPostgresLedgerAgainstModel = pytest.mark.skipif(postgres_url() is None, reason=SKIP_REASON)(
+    PostgresLedgerMachine.TestCase
+)

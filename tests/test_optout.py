@@ -100,6 +100,23 @@ def test_import_an_unreadable_file_exits_2(cli, tmp_path):
     assert "cannot be read" in result.stderr
 
 
+def test_import_of_a_binary_file_exits_2_and_adds_nothing(cli, home, tmp_path):
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\n+447911123456\n")
+    result = cli("optout", "import", str(path))
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: {path}: is not a text file (line 1 contains a NUL byte).")
+    assert "added" not in result.stdout
+    assert json.loads(cli("optout", "list", "--json").stdout)["optouts"] == []
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le"])  # with a BOM, and Excel's "Unicode text" without
+def test_import_reads_utf16(tmp_path, encoding):
+    path = tmp_path / "export.txt"
+    path.write_bytes("Phone\tName\n+447911123456\tJosé\n".encode(encoding))
+    assert read_numbers(path) == ["+447911123456"]
+
+
 def test_import_reads_cp1252(tmp_path):
     path = tmp_path / "legacy.csv"
     path.write_bytes("Name,Phone\nJosé Müller,+447911123456\n".encode("cp1252"))

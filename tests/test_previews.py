@@ -9,7 +9,7 @@ import pytest
 
 from bulksend.csvfile import CsvFile
 
-MESSAGE = "Hi {first_name}, spring sale today"
+MESSAGE = "Hi {first_name}, spring sale today, text STOP to opt out"
 LIST = (
     "phone,consent,first_name\n"
     "07400000001,yes,Ann\n"  # row 1: the first accepted row
@@ -19,21 +19,21 @@ LIST = (
     + "07400000004,yes,Zoë\n"  # row 5: UCS-2 again: only the first is shown
 )
 EXAMPLES = [
-    {"row": 1, "e164": "+447400000001", "text": "Hi Ann, spring sale today", "encoding": "GSM-7", "segments": 1,
+    {"row": 1, "e164": "+447400000001", "text": "Hi Ann, spring sale today, text STOP to opt out", "encoding": "GSM-7", "segments": 1,
      "credits": 1, "why": ["first"]},
-    {"row": 4, "e164": "+447400000003", "text": "Hi " + "Maximilian" * 16 + ", spring sale today",
+    {"row": 4, "e164": "+447400000003", "text": "Hi " + "Maximilian" * 16 + ", spring sale today, text STOP to opt out",
      "encoding": "GSM-7", "segments": 2, "credits": 2, "why": ["longest"]},
-    {"row": 3, "e164": "+447400000002", "text": "Hi Łucja, spring sale today", "encoding": "UCS-2", "segments": 1,
+    {"row": 3, "e164": "+447400000002", "text": "Hi Łucja, spring sale today, text STOP to opt out", "encoding": "UCS-2", "segments": 1,
      "credits": 1, "why": ["ucs2"]},
 ]
 SHOWN = [
     "Messages as they will be read:",
     "  row 1 (first) · +447400000001 · GSM-7 · 1 segment · 1 credit",
-    "    Hi Ann, spring sale today",
+    "    Hi Ann, spring sale today, text STOP to opt out",
     "  row 4 (longest) · +447400000003 · GSM-7 · 2 segments · 2 credits",
-    "    Hi " + "Maximilian" * 16 + ", spring sale today",
+    "    Hi " + "Maximilian" * 16 + ", spring sale today, text STOP to opt out",
     "  row 3 (UCS-2) · +447400000002 · UCS-2 · 1 segment · 1 credit",
-    "    Hi Łucja, spring sale today",
+    "    Hi Łucja, spring sale today, text STOP to opt out",
 ]
 
 
@@ -74,7 +74,7 @@ def test_a_row_that_is_first_and_longest_is_shown_once(cli, tmp_path):
 def test_whatsapp_previews_the_first_message_only(cli, recipients):
     doc = json.loads(cli("estimate", recipients, "--region", "GB", "-m", MESSAGE, "--channel", "whatsapp",
                          "--json").stdout)
-    assert doc["examples"] == [{"row": 1, "e164": "+447400000001", "text": "Hi Ann, spring sale today",
+    assert doc["examples"] == [{"row": 1, "e164": "+447400000001", "text": "Hi Ann, spring sale today, text STOP to opt out",
                                 "encoding": "whatsapp", "segments": 1, "credits": 1, "why": ["first"]}]
 
 
@@ -113,7 +113,7 @@ def test_smart_encoding_previews_the_text_as_sent(cli, home, tmp_path):
     path = tmp_path / "quotes.csv"
     path.write_text("phone,consent\n07400000001,yes\n")
     assert cli("credits", "topup", 1000, "--channel", "sms").exit_code == 0
-    args = ("send", path, "--region", "GB", "-m", "It’s “on”", "--smart-encoding", "--yes", "--json")
+    args = ("send", path, "--region", "GB", "-m", "It’s “on”", "--smart-encoding", "--purpose", "transactional", "--yes", "--json")
     doc = json.loads(cli(*args).stdout)
     assert [(e["text"], e["encoding"]) for e in doc["examples"]] == [('It\'s "on"', "GSM-7")]
     assert json.loads((home / "outbox" / "quotes.jsonl").read_text())["text"] == 'It\'s "on"'

@@ -121,7 +121,7 @@ def respond_after(seconds: float, response: Response) -> Callable[[Request], Res
     return handler
 
 
-@pytest.fixture  # one server per test: a handler still sleeping from the last test cannot log into this one
+@pytest.fixture(scope="module")
 def fake_api_module() -> Iterator[HTTPServer]:
     with fake_api_server() as server:
         yield server

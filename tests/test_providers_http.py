@@ -72,7 +72,7 @@ def gateway(name: str, settings: dict[str, Any], home: Path, secret: str = CANAR
     return HttpGatewayProvider(Profile(name, "http", settings), secret, home)
 
 
-@pytest.fixture  # one server per test: a handler still sleeping from the last test cannot log into this one
+@pytest.fixture(scope="module")
 def fake_api_module() -> Iterator[HTTPServer]:
     with fake_api_server() as server:
         yield server

@@ -41,7 +41,7 @@ BALANCE = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Balance.json"
 SENDER = "+15005550006"
 
 
-@pytest.fixture  # one server per test: a handler still sleeping from the last test cannot log into this one
+@pytest.fixture(scope="module")
 def fake_api_module() -> Iterator[HTTPServer]:
     with fake_api_server() as server:
         yield server

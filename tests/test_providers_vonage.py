@@ -196,7 +196,7 @@ VONAGE_RESPONSES = [
 ]
 
 
-@pytest.fixture  # one server per test: a handler still sleeping from the last test cannot log into this one
+@pytest.fixture(scope="module")
 def fake_api_module() -> Iterator[HTTPServer]:
     with fake_api_server() as server:
         yield server

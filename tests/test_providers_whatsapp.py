@@ -310,7 +310,7 @@ def whatsapp_delivery(channel: str = "whatsapp", *, transmission_id: int = 1, to
 # -- the module's fake API ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture  # one server per test: a handler still sleeping from the last test cannot log into this one
+@pytest.fixture(scope="module")
 def fake_api_module() -> Iterator[HTTPServer]:
     with fake_api_server() as server:
         yield server

@@ -121,6 +121,17 @@ def test_the_token_never_appears_anywhere(tmp_path):
             ["credits", "history", "--json"],
             ["credits", "audit"],
             ["balance", "--json"],
+            ["config", "show"],
+            ["config", "show", "--json"],
+            ["--debug", "config", "show"],
+            ["ledger", "backup", str(exports)],
+            ["ledger", "backup", str(exports / "ledger-copy.db"), "--json"],
+            ["ledger", "check"],
+            ["ledger", "check", "--json"],
+            ["ledger", "restore", str(exports / "ledger-copy.db"), "--yes", "--json"],
+            ["--debug", "ledger", "restore", str(exports / "missing.db"), "--yes"],
+            ["ledger", "adopt", "--yes", "--json"],
+            ["provider", "logout", "twilio"],
         ]
         seen = []
         for args in commands:
@@ -137,6 +148,12 @@ def test_the_token_never_appears_anywhere(tmp_path):
     assert codes["provider check twilio"] == 6 and codes["provider login twilio --stdin"] == 6
     assert codes[f"send {campaign} --yes --json"] == 4  # failures and unknowns, as the fake answers
     assert any("Traceback" in err for args, _, _, err in seen if args[0] == "--debug"), "--debug really ran"
+    for command in ("config show", "config show --json", "ledger check", "ledger check --json",
+                    f"ledger restore {exports / 'ledger-copy.db'} --yes --json", "ledger adopt --yes --json"):
+        assert codes[command] == 0, command
+    assert codes[f"--debug ledger restore {exports / 'missing.db'} --yes"] == 2
+    shown = next(out for args, _, out, _ in seen if args == ["config", "show", "--json"])
+    assert "TWILIO_AUTH_TOKEN" in shown  # it says where the secret comes from: the test looks where it would be
     # The echoed texts really reached the output, scrubbed: the test looks where a leak would show.
     check_err = next(err for args, _, _, err in seen if args == ["provider", "check", "twilio"])
     assert "Authenticate: credentials" in check_err and ACCOUNT_SID in check_err

@@ -69,7 +69,7 @@ def test_send_a_campaign_file_end_to_end(funded, home, tmp_path):
     lines = outbox_lines(home, "spring")
     # Workers send concurrently, so the outbox's line order is not the file's: compare contents.
     assert sorted((line["to"], line["text"]) for line in lines) == sorted(
-        (n, f"Hi R{i}, sale today") for i, n in enumerate(numbers)
+        (n, f"Hi R{i}, sale today\nReply STOP to opt out") for i, n in enumerate(numbers)  # the default footer
     )
     assert balance(funded) == {"available": 995, "held": 0, "total": 995, "expiring": balance(funded)["expiring"]}
     assert funded("credits", "audit").exit_code == 0
@@ -100,7 +100,7 @@ def test_flags_override_the_campaign_file(funded, home, tmp_path):
     campaign, _ = write_campaign(tmp_path, "spring", 2)
     result = funded("send", campaign, "--name", "spring-b", "--message", "Other text", "--yes")
     assert result.exit_code == 0
-    assert {line["text"] for line in outbox_lines(home, "spring-b")} == {"Other text"}
+    assert {line["text"] for line in outbox_lines(home, "spring-b")} == {"Other text\nReply STOP to opt out"}
 
 
 def test_a_campaign_file_with_an_unknown_key_is_refused(funded, tmp_path):
@@ -139,7 +139,7 @@ def test_campaign_file_paths_are_relative_to_the_file(funded, home, tmp_path, mo
     monkeypatch.chdir(tmp_path)  # somewhere else entirely
     result = funded("send", "campaigns/spring.toml", "--yes")
     assert result.exit_code == 0, result.stderr
-    assert {line["text"] for line in outbox_lines(home, "spring")} == {"From the template file"}
+    assert {line["text"] for line in outbox_lines(home, "spring")} == {"From the template file\nReply STOP to opt out"}
 
 
 def test_provider_templates_get_their_parameters_from_the_rows(funded, home, tmp_path):
@@ -195,7 +195,7 @@ def test_dry_run_writes_what_would_be_sent_and_changes_nothing(funded, home, tmp
     assert [line["to"] for line in lines] == numbers
     assert lines[0] == {
         "campaign": "spring", "to": numbers[0], "channel": "sms", "encoding": "GSM-7", "units": 1, "credits": 1,
-        "row": 1, "text": "Hi R0",
+        "row": 1, "text": "Hi R0\nReply STOP to opt out",
     }
     assert json.loads(funded("campaigns", "list", "--json").stdout) == {"campaigns": []}
     assert balance(funded)["available"] == 1000 and balance(funded)["held"] == 0

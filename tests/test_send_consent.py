@@ -24,7 +24,7 @@ phone,country,consent,name
 
 def test_send_messages_only_the_consented_once_each(cli, home, tmp_path: Path):
     (tmp_path / "list.csv").write_text(ROWS, encoding="utf-8")
-    (tmp_path / "c.toml").write_text('name = "consent"\nrecipients = "list.csv"\nmessage = "Hi {name}"\n')
+    (tmp_path / "c.toml").write_text('name = "consent"\nrecipients = "list.csv"\nmessage = "Hi {name}"\npurpose = "transactional"\n')
     assert cli("credits", "topup", 1000, "--channel", "sms").exit_code == 0
     assert cli("optout", "add", "+447400100008", "--reason", "asked by phone").exit_code == 0
 
@@ -51,7 +51,7 @@ def test_smart_encoding_sends_exactly_what_was_priced(cli, home, tmp_path: Path)
     (tmp_path / "list.csv").write_text("phone,consent,name\n+447400100001,yes,Ann\n+447400100002,yes,Zoë\n")
     message = "It’s “{name}” — " + "a" * 60  # 2 UCS-2 segments; GSM-7 after smart encoding, unless ë stays
     (tmp_path / "c.toml").write_text(
-        f'name = "smart"\nrecipients = "list.csv"\nmessage = "{message}"\nsmart_encoding = true\n'
+        f'name = "smart"\nrecipients = "list.csv"\nmessage = "{message}"\nsmart_encoding = true\npurpose = "transactional"\n'
     )
     assert cli("credits", "topup", 1000, "--channel", "sms").exit_code == 0
     doc = json.loads(cli("send", tmp_path / "c.toml", "--yes", "--json").stdout)

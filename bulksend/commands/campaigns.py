@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -13,7 +14,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from bulksend.campaign import CampaignStatus
 
 app = typer.Typer(
-    help="Campaigns in the ledger: list, show, resume, cancel, reconcile.",
+    help="Campaigns in the ledger: list, show, resume, cancel, reconcile, refresh, export, report.",
     no_args_is_help=True,
 )
 
@@ -72,11 +73,15 @@ def show(ctx: typer.Context, campaign: CampaignId, json_output: JsonOutput = Fal
     Example: bulksend campaigns show spring-sale
     """
     from bulksend import output
-    from bulksend.campaign import show_campaign
+    from bulksend.reports import breakdown
 
-    status = show_campaign(ctx.obj.config(), campaign)
+    shown = breakdown(ctx.obj.config(), campaign)
+    status = shown.status
     if json_output:
-        output.emit_json(status.as_json())
+        doc = status.as_json()
+        doc["delivery"] = shown.delivery.as_json()
+        doc["failures_explained"] = [group.as_json() for group in shown.failures]
+        output.emit_json(doc)
         return
     c = status.campaign
     _line(f"Campaign {c.name!r} (#{c.id}): {c.state}")
@@ -87,9 +92,21 @@ def show(ctx: typer.Context, campaign: CampaignId, json_output: JsonOutput = Fal
         _line(f"  sender: {status.settings['sender']}")
     if c.attestation:
         _line(f"  consent attested: {c.attestation}")
+    if status.settings.get("purpose"):
+        footer = status.settings.get("footer")
+        _line(f"  purpose: {status.settings['purpose']}" + (f"; opt-out footer {footer!r}" if footer else ""))
+    if status.settings.get("allow_content"):
+        _line(f"  content allowed despite findings: {', '.join(status.settings['allow_content'])}")
     _line(f"  {status.total:,} messages: {_counts(status)}")
-    if status.failures:
-        _line("  failures by code: " + ", ".join(f"{code or 'no code'} ×{n:,}" for code, n in status.failures.items()))
+    d = shown.delivery
+    if d.accepted:
+        _line(f"  delivery: {d.delivered:,} delivered, {d.undelivered:,} undelivered, {d.awaiting:,} awaiting a "
+              f"receipt (of {d.accepted:,} accepted)")
+    if shown.failures:
+        _line("  failures by code:")
+        for group in shown.failures:
+            meaning = f": {group.meaning}" if group.meaning else ""
+            _line(f"    {group.code or 'no code'} ×{group.count:,} ({group.state}){meaning}")
     held = f"; {status.held:,} held" if status.held else ""
     _line(f"  credits: {status.credits_debited:,} debited, {status.credits_refunded:,} refunded{held}")
     nxt = status.next_command()
@@ -119,7 +136,7 @@ def resume(
     """
     from bulksend.campaign import RunOptions, prepare_resume
 
-    sending._require_confirmation_or_yes(yes)
+    sending._require_confirmation_or_yes(yes, ctx.obj.invocation.resume(campaign, ctx.params))
     run = RunOptions(None, rate, concurrency, batch_size, max_attempts, retry_unknown)
     with sending._interrupts_exit_130():
         with prepare_resume(ctx.obj.config(), campaign, run, limit=limit) as prepared:
@@ -208,3 +225,112 @@ def reconcile(
             _line(f"Next: {nxt}")
     if report.exit_code:
         raise typer.Exit(int(report.exit_code))
+
+
+# -- after the send: receipts by polling, the export, the report (docs/reports.md) ----------------------
+
+
+@app.command("refresh")
+def refresh(ctx: typer.Context, campaign: CampaignId, json_output: JsonOutput = False) -> None:
+    """Ask the provider what became of every accepted message that has no delivery receipt yet.
+
+    Works with providers that can look a message up (twilio), at the profile's rate. Final answers are
+    recorded as they come (delivered / undelivered): Ctrl-C keeps them, and running it again asks only
+    about what is left. Other providers send receipts to `bulksend webhooks serve` instead.
+
+    Example: bulksend campaigns refresh spring-sale
+    """
+    import time
+
+    from bulksend import output
+    from bulksend.campaign import stop_on_signals
+    from bulksend.refresh import refresh as run_refresh
+
+    last = [time.monotonic()]
+
+    def progress(report) -> None:
+        if time.monotonic() - last[0] >= 10:
+            last[0] = time.monotonic()
+            output.note(f"asked about {report.asked:,}: {report.delivered:,} delivered, "
+                        f"{report.undelivered:,} undelivered, {report.pending:,} not final yet")
+
+    with stop_on_signals() as stop:
+        report = run_refresh(ctx.obj.config(), campaign, stop=stop, progress=progress)
+    if json_output:
+        output.emit_json(report.as_json())
+    elif report.provider_type == "outbox":
+        _line(f"Campaign {report.campaign!r} was written to the outbox: no provider delivers it, so no receipt "
+              "will ever come. Nothing to refresh.")
+    elif not report.can_fetch_status:
+        _line(f"Campaign {report.campaign!r} was sent with {report.provider!r} ({report.provider_type}), which "
+              "cannot be asked for delivery status: its receipts arrive by webhook.")
+        _line("Run `bulksend webhooks serve` where the provider can reach it (docs/reports.md).")
+    else:
+        _line(f"Campaign {report.campaign!r}: asked about {report.asked:,}: {report.delivered:,} delivered, "
+              f"{report.undelivered:,} undelivered, {report.pending:,} not final yet, "
+              f"{report.cannot_tell:,} the provider could not tell.")
+        if report.interrupted:
+            _line(f"Interrupted: {report.awaiting:,} still await a receipt; run it again to continue.")
+        elif report.awaiting:
+            _line(f"{report.awaiting:,} still await a receipt; run it again later.")
+    if report.interrupted:
+        raise typer.Exit(130)
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    campaign: CampaignId,
+    output_file: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", metavar="FILE", help="Write to FILE (default: stdout).", show_default=False),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="A JSON document {campaign, columns, rows} instead of CSV.")
+    ] = False,
+) -> None:
+    """One row per recipient: state, provider id, error code and its meaning, credits, times.
+
+    CSV (spreadsheet-safe) by default, or JSON with --json; to stdout, or to --output FILE.
+
+    Example: bulksend campaigns export spring-sale --output spring-sale.csv
+    """
+    import sys
+
+    from bulksend import output
+    from bulksend.reports import export_campaign
+
+    if output_file is None and not json_output:
+        try:  # the CSV's CR LF line ends go out as written (no newline translation, e.g. on Windows)
+            sys.stdout.reconfigure(newline="")
+        except (AttributeError, ValueError):
+            pass
+    result = export_campaign(ctx.obj.config(), campaign, output=output_file, as_json=json_output, stdout=sys.stdout)
+    if result.output is not None:
+        output.note(f"Wrote {result.rows:,} rows of {result.campaign!r} to {result.output}.")
+
+
+@app.command("report")
+def report(
+    ctx: typer.Context,
+    campaign: CampaignId,
+    html_file: Annotated[
+        Path,
+        typer.Option("--html", metavar="FILE", help="The HTML file to write.", show_default=False),
+    ],
+    json_output: JsonOutput = False,
+) -> None:
+    """Write a one-file HTML report with charts: delivery funnel, failures and their meaning, countries,
+    sends and deliveries over time, credits. It opens offline and shares as one file.
+
+    Example: bulksend campaigns report spring-sale --html spring-sale.html
+    """
+    from bulksend import output
+    from bulksend.reports import report_campaign
+
+    result = report_campaign(ctx.obj.config(), campaign, html=html_file)
+    if json_output:
+        output.emit_json({"campaign": result.campaign, "html": str(result.html), "bytes": result.bytes,
+                          "charts": result.charts})
+        return
+    _line(f"Wrote the report of {result.campaign!r} to {result.html} ({result.charts} charts).")

@@ -44,7 +44,7 @@ def show(ctx: typer.Context, json_output: JsonOutput = False) -> None:
     for p in report.profiles:
         secret = p.secret
         if secret == "not set":
-            secret += f" (set {' or '.join(p.secret_vars)}, or run: bulksend provider login {p.name})"
+            secret += f" (set {' or '.join(p.secret_vars)}, or run: {ctx.obj.invocation.login(p.name)})"
         extra = [f"{key} from {var}" for key, var in p.from_env.items()]
         if p.builtin:
             extra.append("built in")

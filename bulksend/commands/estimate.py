@@ -23,6 +23,8 @@ def estimate(
         typer.Option("--category", help="WhatsApp pricing category: marketing, utility, authentication or service."),
     ] = None,
     rates: opt.Rates = None,
+    purpose: opt.Purpose = None,
+    allow_content: opt.AllowContent = None,
     details: Annotated[
         Path | None, typer.Option("--details", help="Write one row per recipient with its segments and credits.")
     ] = None,
@@ -54,8 +56,10 @@ def estimate(
         encoding=encoding,
         delimiter=delimiter,
     )
+    config = ctx.obj.config()
     plan = read_plan(message=message, template=template, rates=rates, max_segments=max_segments or 10,
-                     smart_encoding=smart_encoding, category=category)
-    result = run_estimate(ctx.obj.config(), csv_path, options, plan, details=details, examples=not json_output,
+                     smart_encoding=smart_encoding, category=category, config=config, channel=options.channel,
+                     purpose=purpose, allow_content=allow_content or ())
+    result = run_estimate(config, csv_path, options, plan, details=details, examples=not json_output,
                           inputs=(template, rates))
     show_estimate(result, json_output=json_output, argv_path=csv_path, hints=ctx.obj.invocation, values=ctx.params)

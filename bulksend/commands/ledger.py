@@ -1,4 +1,5 @@
-"""``bulksend ledger``: back up, check, restore and adopt the ledger (see docs/ledger.md, "Backup and recovery")."""
+"""``bulksend ledger``: back up, check, restore and adopt the ledger (see docs/ledger.md, "Backup and recovery");
+migrate its schema and copy it to a server (``ledger_admin.py``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import typer
 from bulksend.commands.options import JsonOutput
 
 app = typer.Typer(
-    help="The ledger itself: backup, check, restore, adopt.",
+    help="The ledger itself: backup, check, restore, adopt; migrate its schema, copy it to a server.",
     no_args_is_help=True,
 )
 
@@ -42,7 +43,8 @@ def backup(
         output.emit_json({"backup": str(written)})
     else:
         _line(f"Backed up the ledger to {written}")
-        output.note(f"Check it with: bulksend ledger check; restore it with: bulksend ledger restore {written}")
+        inv = ctx.obj.invocation
+        output.note(f"Check it with: {inv.ledger_check()}; restore it with: {inv.ledger_restore(written)}")
 
 
 @app.command("check")
@@ -89,7 +91,7 @@ def restore(
     from bulksend.errors import InputError
 
     if not yes:
-        raise InputError("ledger restore replaces the ledger: add --yes to do it.")
+        raise InputError(f"ledger restore replaces the ledger: to do it, run: {ctx.obj.invocation.ledger_restore(source)}")
     report = ledger_care.restore(ctx.obj.config(), source)
     if json_output:
         output.emit_json({"restored": str(report.source), "previous": str(report.aside) if report.aside else None,
@@ -102,7 +104,8 @@ def restore(
             _line(problem)
     if not report.check.ok:
         output.warn("the restored ledger is behind or not this home's: writing commands refuse it until you accept "
-                    "it with: bulksend ledger adopt --yes (work recorded after the backup may then be done again).")
+                    f"it with: {ctx.obj.invocation.ledger_adopt()} (work recorded after the backup may then be done "
+                    "again).")
 
 
 @app.command("adopt")
@@ -120,8 +123,8 @@ def adopt(ctx: typer.Context, yes: Yes = False, json_output: JsonOutput = False)
     if not yes:
         raise InputError(
             "ledger adopt makes this home trust the ledger as it is; what only the lost ledger recorded may be "
-            "sent again. Add --yes to do it.",
-            hint="Restoring the newest backup first (bulksend ledger restore FILE) loses the least.",
+            f"sent again. To do it, run: {ctx.obj.invocation.ledger_adopt()}",
+            hint=f"Restoring the newest backup first ({ctx.obj.invocation.ledger_restore()}) loses the least.",
         )
     report = ledger_care.adopt(ctx.obj.config())
     mark = report.high_water
@@ -141,3 +144,13 @@ def adopt(ctx: typer.Context, yes: Yes = False, json_output: JsonOutput = False)
         _line(f"It replaces the record of {report.previous.describe()}.")
     if report.journals_moved_to:
         _line(f"Attempt journals moved to {report.journals_moved_to}.")
+
+
+def _mount_admin() -> None:
+    from bulksend.commands import ledger_admin
+
+    app.command("migrate")(ledger_admin.migrate)
+    app.command("copy")(ledger_admin.copy)
+
+
+_mount_admin()

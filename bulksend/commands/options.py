@@ -46,6 +46,19 @@ MaxSegments = Annotated[
 SmartEncoding = Annotated[
     bool, typer.Option("--smart-encoding", help="Replace look-alike characters (curly quotes…) with GSM ones.")
 ]
+Purpose = Annotated[
+    str | None,
+    typer.Option("--purpose", help="marketing (default: an SMS must say how to opt out) or transactional."),
+]
+AllowContent = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-content",
+        metavar="CATEGORY",
+        help="Send despite content findings of this category (profanity, hate, violence, sexual, illegal, deny); "
+        "repeatable.",
+    ),
+]
 Rates = Annotated[
     Path | None, typer.Option("--rates", help="Rate card CSV: country,channel,credits (* = any country).")
 ]

@@ -81,11 +81,60 @@ def _warnings(report) -> None:
         output.warn(table.csv.encoding_note)
     if table.options.assume_consent and table.columns.consent is None:
         output.note(f"No consent column: consent assumed for every row ({table.options.assume_consent!r}).")
+    compliance_warnings(table.plan)
+
+
+def compliance_warnings(plan) -> None:
+    """On stderr: a finding in the message itself, a missing opt-out instruction, link shorteners."""
+    if plan is None:
+        return
+    from bulksend import compliance
+    from bulksend.pipeline import template_findings
+
+    for found in template_findings(plan):
+        output.warn(
+            f"the message itself has {found.word!r} ({found.category}): every row is content_blocked, and send "
+            f"refuses it unless --allow-content {found.category}."
+        )
+    decided = plan.compliance
+    if decided is None:
+        return
+    if decided.missing_optout:
+        output.warn(
+            "this marketing SMS does not say how to opt out and [compliance] footer is off: send will refuse it. "
+            'Add "Reply STOP to opt out", set a footer, or use --purpose transactional.'
+        )
+    shortened = compliance.shortener_warning(decided)
+    if shortened:
+        output.warn(shortened)
+
+
+def content_lines(table) -> list[str]:
+    """The content findings, one line each: category, word, rows, an example row."""
+    report = table.content_report()
+    if not report or not report["findings"]:
+        return []
+    lines = [f"Content findings ({report['blocked']:,} rows content_blocked):"]
+    for f in report["findings"]:
+        where = "in the message itself" if f["source"] == "message" else "from a merge field"
+        example = f", e.g. row {f['example_row']}" if f["example_row"] else ""
+        lines.append(f"  {f['category']}: {f['word']!r} {where} · {_plural(f['rows'], 'row')}{example}")
+    if report["allowed"]:
+        lines.append(f"  allowed categories: {', '.join(report['allowed'])}")
+    return lines
+
+
+def footer_line(plan) -> str | None:
+    decided = plan.compliance if plan is not None else None
+    if decided is None or not decided.footer:
+        return None
+    return (f"Opt-out footer added to every message (marketing SMS): {decided.footer!r}; "
+            "it is counted in the segments and credits above.")
 
 
 def show_validation(report, *, json_output: bool, argv_path: Path, hints=None, values=None) -> None:
     """``hints`` (an Invocation) and ``values`` (the command's options) build the next commands."""
-    from bulksend.hints import Invocation
+    from bulksend.hints import Invocation, reread
 
     hints = hints or Invocation()
     values = values or {}
@@ -103,6 +152,11 @@ def show_validation(report, *, json_output: bool, argv_path: Path, hints=None, v
     if table.rejected:
         out.print()
         _show_rejects(out, report)
+    lines = content_lines(table)
+    if lines:
+        out.print()
+        for text in lines:
+            out.print(text, markup=False, highlight=False)
     if table.valid:
         out.print()
         out.print(_country_table(report))
@@ -114,15 +168,16 @@ def show_validation(report, *, json_output: bool, argv_path: Path, hints=None, v
     if written:
         out.print("\nWrote " + ", ".join(written) + ".", markup=False)
     out.print()
+    listed, first = reread(argv_path)
     if table.rejected and report.rejects_written is None:
-        out.print(f"Next: list every reject with  {hints.validate_rejects(argv_path, values)}", markup=False)
-    out.print(f"Next: price a message with  {hints.estimate(argv_path, values)}", markup=False)
+        out.print(f"Next: {first}list every reject with  {hints.validate_rejects(listed, values)}", markup=False)
+    out.print(f"Next: {first}price a message with  {hints.estimate(listed, values)}", markup=False)
 
 
 def show_estimate(estimate, *, json_output: bool, argv_path: Path, hints=None, values=None) -> None:
     from rich.table import Table
 
-    from bulksend.hints import Invocation
+    from bulksend.hints import Invocation, reread
 
     hints = hints or Invocation()
     values = values or {}
@@ -155,6 +210,15 @@ def show_estimate(estimate, *, json_output: bool, argv_path: Path, hints=None, v
     if report.previews:
         out.print()
         for text in preview_lines(report.previews):
+            out.print(text, markup=False, highlight=False)
+    footer = footer_line(table.plan)
+    if footer:
+        out.print()
+        out.print(footer, markup=False, highlight=False)
+    lines = content_lines(table)
+    if lines:
+        out.print()
+        for text in lines:
             out.print(text, markup=False, highlight=False)
     if estimate.most_expensive:
         costly = Table(title="Most expensive rows", title_justify="left", show_edge=False, pad_edge=False)
@@ -191,4 +255,5 @@ def show_estimate(estimate, *, json_output: bool, argv_path: Path, hints=None, v
             markup=False,
         )
     else:
-        out.print(f"Next: send it with  {hints.send(argv_path, values)}", markup=False)
+        listed, first = reread(argv_path)
+        out.print(f"Next: {first}send it with  {hints.send(listed, values)}", markup=False)

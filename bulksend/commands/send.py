@@ -68,6 +68,8 @@ def send(
     max_segments: opt.MaxSegments = None,
     smart_encoding: opt.SmartEncoding = False,
     rates: opt.Rates = None,
+    purpose: opt.Purpose = None,
+    allow_content: opt.AllowContent = None,
     phone_column: opt.PhoneColumn = None,
     consent_column: opt.ConsentColumn = None,
     assume_consent: opt.AssumeConsent = None,
@@ -96,14 +98,19 @@ def send(
     """
     from bulksend.campaign import RunOptions, build_spec, prepare_send
 
-    _require_confirmation_or_yes(yes or dry_run)
+    _require_confirmation_or_yes(
+        yes or dry_run,
+        ctx.obj.invocation.send(path, ctx.params, yes=True),
+        rehearse=ctx.obj.invocation.send(path, ctx.params, dry_run=True),
+    )
     run = RunOptions(sender, rate, concurrency, batch_size, max_attempts, retry_unknown)
     flags = {
         "message": message, "template": template, "name": name, "channel": channel, "provider": provider,
         "max_segments": max_segments, "smart_encoding": smart_encoding, "rates": rates,
         "phone_column": phone_column, "consent_column": consent_column, "assume_consent": assume_consent,
         "region": region, "countries": countries, "allow_landline": allow_landline, "encoding": encoding,
-        "delimiter": delimiter, "service_window": service_window,
+        "delimiter": delimiter, "service_window": service_window, "purpose": purpose,
+        "allow_content": allow_content or None,
     }
     config = ctx.obj.config()
     spec = build_spec(path, flags, run)
@@ -184,14 +191,15 @@ class _interrupts_exit_130:
         return False
 
 
-def _require_confirmation_or_yes(confirmed: bool) -> None:
+def _require_confirmation_or_yes(confirmed: bool, with_yes: str, *, rehearse: str | None = None) -> None:
+    """Refuse to ask nobody: off a terminal, ``--yes`` is required; ``with_yes`` is the command that has it."""
     from bulksend import output
     from bulksend.errors import InputError
 
     if not confirmed and not output.is_terminal():
         raise InputError(
-            "not on a terminal, so nobody can confirm this send: add --yes to send without asking.",
-            hint="Rehearse first with --dry-run, which sends nothing.",
+            f"not on a terminal, so nobody can confirm this send. To send without asking: {with_yes}",
+            hint=f"Rehearse first, sending nothing: {rehearse}" if rehearse else None,
         )
 
 
@@ -199,6 +207,10 @@ def _show_plan(prepared: "Prepared", *, quiet: bool) -> None:
     """The estimate and the balance, on stderr, before the question."""
     from bulksend import output
 
+    if prepared.status == "new" and prepared.estimate is not None:  # warnings, even when quiet
+        from bulksend.commands.render import compliance_warnings
+
+        compliance_warnings(prepared.estimate.table.plan)
     if quiet:
         return
     name = prepared.name
@@ -221,10 +233,13 @@ def _show_plan(prepared: "Prepared", *, quiet: bool) -> None:
             reasons = ", ".join(f"{code} {n:,}" for code, n in table.reasons().items())
             line += f"; {table.rejected:,} rows rejected ({reasons})"
         output.note(line)
-        from bulksend.commands.render import preview_lines
+        from bulksend.commands.render import content_lines, footer_line, preview_lines
 
         for text in preview_lines(table_previews(est)):
             output.note(text)
+        for text in [footer_line(table.plan), *content_lines(table)]:
+            if text:
+                output.note(text)
     else:
         unknown = prepared.counts.get("unknown", 0) + prepared.counts.get("sending", 0)
         done = prepared.counts.get("sent", 0) + prepared.counts.get("delivered", 0) + prepared.counts.get(

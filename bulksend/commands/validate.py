@@ -22,6 +22,10 @@ def validate(
     channel: opt.Channel = "sms",
     encoding: opt.Encoding = None,
     delimiter: opt.Delimiter = None,
+    message: opt.Message = None,
+    template: opt.TemplateFile = None,
+    purpose: opt.Purpose = None,
+    allow_content: opt.AllowContent = None,
     rejects: Annotated[
         Path | None, typer.Option("--rejects", help="Write rejected rows (row, value, reason, detail) to this CSV.")
     ] = None,
@@ -32,10 +36,13 @@ def validate(
 ) -> None:
     """Check every number and consent value of a recipient CSV; report who can be messaged.
 
+    With --message or --template, every row's message is rendered and checked too (merge fields, content,
+    length).
+
     Example: bulksend validate recipients.csv --region GB --rejects rejects.csv
     """
     from bulksend.commands.render import show_validation
-    from bulksend.pipeline import read_options, run_validation
+    from bulksend.pipeline import read_options, read_plan, run_validation
 
     options = read_options(
         phone_column=phone_column,
@@ -48,7 +55,12 @@ def validate(
         encoding=encoding,
         delimiter=delimiter,
     )
+    config = ctx.obj.config()
+    plan = None
+    if message is not None or template is not None:
+        plan = read_plan(message=message, template=template, rates=None, config=config, channel=options.channel,
+                         purpose=purpose, allow_content=allow_content or ())
     report = run_validation(
-        ctx.obj.config(), csv_path, options, rejects=rejects, clean=clean, examples=not json_output
+        config, csv_path, options, rejects=rejects, clean=clean, examples=not json_output, plan=plan
     )
     show_validation(report, json_output=json_output, argv_path=csv_path, hints=ctx.obj.invocation, values=ctx.params)

@@ -57,6 +57,27 @@ class LookupResult(StrEnum):
     CANNOT_TELL = "cannot_tell"  # the provider cannot be asked, or did not answer: leave it unknown
 
 
+class StatusKind(StrEnum):
+    """Where an accepted message is, as the provider's records say (``campaigns refresh``)."""
+
+    DELIVERED = "delivered"  # final: it reached the handset (or the channel says read)
+    UNDELIVERED = "undelivered"  # final: it will not arrive (code and text say why)
+    PENDING = "pending"  # not final yet: queued, sending, sent to the carrier… ask again later
+    CANNOT = "cannot"  # the provider cannot be asked, or did not answer usefully: nothing to record
+
+
+@dataclass(frozen=True, slots=True)
+class MessageStatus:
+    """The answer of ``Provider.fetch_status`` for one message."""
+
+    kind: StatusKind
+    status: str | None = None  # the provider's own word (Twilio: queued, sent, delivered, undelivered…)
+    code: str | None = None
+    text: str | None = None
+    at: datetime | None = None  # when the provider last changed it, if it says
+    retry_after: float | None = None  # the provider asked us to slow down (HTTP 429)
+
+
 @dataclass(frozen=True)
 class Profile:
     """A provider profile from config.toml ([providers.NAME]); never holds a secret."""
@@ -97,6 +118,7 @@ class Provider(ABC):
     needs_secret: ClassVar[bool] = True
     secret_env: ClassVar[str | None] = None
     can_lookup: ClassVar[bool] = False
+    can_fetch_status: ClassVar[bool] = False
 
     @classmethod
     def secret_env_vars(cls, profile: Profile) -> tuple[str, ...]:
@@ -127,6 +149,14 @@ class Provider(ABC):
     def lookup(self, delivery: Delivery, sent_after: datetime) -> tuple[LookupResult, str | None]:
         """Ask the provider whether it holds this message (for reconciliation): (result, provider id)."""
         return LookupResult.CANNOT_TELL, None
+
+    def fetch_status(self, provider_id: str) -> MessageStatus:
+        """The delivery status of one accepted message, by the provider's id for it (polling receipts).
+
+        Providers that cannot be asked (``can_fetch_status`` false) answer CANNOT: their receipts come
+        by webhook. Must not raise for one message; may raise ConfigError when the credentials are refused.
+        """
+        return MessageStatus(StatusKind.CANNOT)
 
     @abstractmethod
     def check(self) -> str:

@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, quote, quote_plus
 import requests
 from requests.auth import AuthBase
 
+from bulksend import hints
 from bulksend.errors import ConfigError, ProviderError
 from bulksend.providers import generic_hooks, http_common
 from bulksend.providers.base import Delivery, Outcome, OutcomeKind, Profile, Provider, WebhookRequest, register
@@ -574,8 +575,8 @@ class HttpGatewayProvider(Provider):
                 f"the gateway refused the credentials of profile {self._name!r} "
                 f"(HTTP {status}: {self._text(response, body)}).",
                 hint=(
-                    f"Check auth under [providers.{self._name}] and the secret (bulksend provider list shows where "
-                    f"it comes from; bulksend provider login {self._name})."
+                    f"Check auth under [providers.{self._name}] and the secret (where it comes from: "
+                    f"{hints.current().providers()}; to store it: {hints.current().login(self._name)})."
                 ),
             )
         if not 200 <= status < 300:

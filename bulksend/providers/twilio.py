@@ -14,15 +14,18 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 
+from bulksend import hints
 from bulksend.errors import ConfigError, ProviderError
 from bulksend.providers import http_common
 from bulksend.providers.base import (
     Delivery,
     LookupResult,
+    MessageStatus,
     Outcome,
     OutcomeKind,
     Profile,
     Provider,
+    StatusKind,
     WebhookRequest,
     WebhookSecrets,
     register,
@@ -139,6 +142,7 @@ class TwilioProvider(Provider):
     needs_secret: ClassVar[bool] = True
     secret_env: ClassVar[str | None] = AUTH_TOKEN_ENV
     can_lookup: ClassVar[bool] = True
+    can_fetch_status: ClassVar[bool] = True
 
     @classmethod
     def settings_from_env(cls, profile: Profile, environ: Mapping[str, str]) -> dict[str, str]:
@@ -368,6 +372,50 @@ class TwilioProvider(Provider):
             return None
         return True
 
+    # -- delivery status (polling) ---------------------------------------------------------------------------
+
+    def fetch_status(self, provider_id: str) -> MessageStatus:
+        """Fetch one Message (GET …/Messages/{Sid}.json) and read its status, error_code and date_updated.
+
+        delivered and read are delivered; undelivered, failed and canceled are undelivered (with Twilio's
+        code); every other status (accepted, scheduled, queued, sending, sent…) is not final yet.
+        """
+        url = f"{self._messages_url[: -len('.json')]}/{quote(provider_id, safe='')}.json"
+        try:
+            response = self._session.get(url, timeout=self._timeouts, allow_redirects=False)
+        except requests.RequestException as exc:
+            return MessageStatus(StatusKind.CANNOT, text=http_common.describe(exc, self._scrub))
+        body = http_common.json_body(response)
+        message = body if isinstance(body, dict) else {}
+        if response.status_code in (401, 403):
+            raise ConfigError(
+                f"Twilio refused the credentials of profile {self.profile.name!r} (HTTP {response.status_code}).",
+                hint=f"Check account_sid and the secret (bulksend provider check {self.profile.name}).",
+            )
+        if response.status_code != 200 or not isinstance(message.get("status"), str):
+            code = message.get("code")
+            return MessageStatus(
+                StatusKind.CANNOT,
+                code=str(code) if code is not None else f"http_{response.status_code}",
+                text=self._error_text(response, message, code if isinstance(code, int) else None),
+                retry_after=http_common.parse_retry_after(response.headers.get("Retry-After"))
+                if response.status_code == 429 else None,
+            )
+        status = message["status"].strip().lower()
+        at = _listed_time(message.get("date_updated"))
+        if status in ("delivered", "read"):
+            return MessageStatus(StatusKind.DELIVERED, status, at=at)
+        if status in ("undelivered", "failed", "canceled"):
+            code = message.get("error_code")
+            text = message.get("error_message")
+            code_text = str(code) if code not in (None, "") else None
+            if not (isinstance(text, str) and text.strip()):
+                text = TWILIO_ERRORS[int(code)][1] if isinstance(code, int) and code in TWILIO_ERRORS else status
+            return MessageStatus(
+                StatusKind.UNDELIVERED, status, code=code_text, text=self._scrub(http_common.short(text)), at=at
+            )
+        return MessageStatus(StatusKind.PENDING, status, at=at)
+
     # -- checking --------------------------------------------------------------------------------------------
 
     def check(self) -> str:
@@ -390,7 +438,8 @@ class TwilioProvider(Provider):
                 f"Twilio refused the credentials of profile {self.profile.name!r} ({where}: {text}).",
                 hint=(
                     f"Check account_sid (and api_key_sid) in config.toml and the secret "
-                    f"(bulksend provider list shows where it comes from; bulksend provider login {self.profile.name})."
+                    f"(where it comes from: {hints.current().providers()}; "
+                    f"to store it: {hints.current().login(self.profile.name)})."
                 ),
             )
         if response.status_code == 404:

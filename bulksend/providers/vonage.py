@@ -10,6 +10,7 @@ from urllib.parse import quote, quote_plus
 
 import requests
 
+from bulksend import hints
 from bulksend.errors import ConfigError, ProviderError
 from bulksend.providers import http_common
 from bulksend.providers.base import (
@@ -253,7 +254,8 @@ class VonageProvider(Provider):
                 f"Vonage refused the credentials of profile {self.profile.name!r} ({where}: {text}).",
                 hint=(
                     "Check api_key in config.toml and the API secret "
-                    f"(bulksend provider list shows where it comes from; bulksend provider login {self.profile.name})."
+                    f"(where it comes from: {hints.current().providers()}; "
+                    f"to store it: {hints.current().login(self.profile.name)})."
                 ),
             )
         raise ProviderError(f"Vonage balance check failed ({where}: {text}).")

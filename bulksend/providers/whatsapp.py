@@ -46,6 +46,7 @@ from urllib.parse import quote
 
 import requests
 
+from bulksend import hints
 from bulksend.errors import ConfigError, ProviderError
 from bulksend.providers import http_common
 from bulksend.providers.base import (
@@ -420,7 +421,8 @@ class WhatsAppProvider(Provider):
                 f"Meta refused the access token of profile {name!r} ({where}: {text}).",
                 hint=(
                     "Use a system user's permanent token with the whatsapp_business_messaging permission "
-                    f"(bulksend provider list shows where the token comes from; bulksend provider login {name})."
+                    f"(where the token comes from: {hints.current().providers()}; "
+                    f"to store it: {hints.current().login(name)})."
                 ),
             )
         if response.status_code == 404 or code == 33 or (code == 100 and subcode == UNKNOWN_OBJECT_SUBCODE):

@@ -1,0 +1,46 @@
+-- PostgreSQL's own queries. Writes run in READ COMMITTED; the rules take row locks before they read what
+-- they decide on: the channel's pool row for credits, the transmission row for a transition, the hold row
+-- for a claim. Each statement after a lock sees everything committed before the lock was granted.
+
+-- name: lock_pool
+SELECT channel FROM credit_pools WHERE channel = :channel FOR UPDATE;
+
+-- name: transmission_for_update
+SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost, row_number, country, provider_id,
+       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params,
+       report_status, reported_at
+FROM transmissions WHERE id = :id FOR UPDATE;
+
+-- name: hold_for_update
+SELECT channel, amount FROM holds WHERE campaign_id = :campaign_id FOR UPDATE;
+
+-- name: claim_candidates
+-- SKIP LOCKED: rows another sender is claiming right now are left to it, never waited for.
+SELECT id, cost FROM transmissions
+WHERE campaign_id = :campaign_id AND state = :state AND (not_before IS NULL OR not_before <= :now)
+ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED;
+
+-- name: history
+SELECT id, kind, channel, amount, on_date, recorded_at, lot_id, campaign_id, transmission_id, from_hold, ref, note
+FROM movements
+WHERE (CAST(:channel AS text) IS NULL OR channel = :channel)
+  AND (CAST(:since AS date) IS NULL OR on_date >= CAST(:since AS date))
+ORDER BY on_date DESC, id DESC;
+
+-- name: schema_version
+SELECT COALESCE(MAX(version), 0) FROM bulksend_schema;
+
+-- name: receipt_row_by_id
+-- The row a receipt names, locked: two receipts for one message (two receivers) apply one after the other.
+SELECT t.id, t.campaign_id, t.e164, t.state, t.attempts, t.not_before, t.message, t.units, t.cost, t.row_number,
+       t.country, t.provider_id, t.error_code, t.error_text, t.debited, t.refunded, t.created_at, t.updated_at,
+       t.sent_at, t.params, t.report_status, t.reported_at
+FROM transmissions t JOIN campaigns c ON c.id = t.campaign_id WHERE t.id = :id AND c.provider = :profile
+FOR UPDATE OF t;
+
+-- name: receipt_row_by_provider_id
+SELECT t.id, t.campaign_id, t.e164, t.state, t.attempts, t.not_before, t.message, t.units, t.cost, t.row_number,
+       t.country, t.provider_id, t.error_code, t.error_text, t.debited, t.refunded, t.created_at, t.updated_at,
+       t.sent_at, t.params, t.report_status, t.reported_at
+FROM transmissions t JOIN campaigns c ON c.id = t.campaign_id
+WHERE t.provider_id = :provider_id AND c.provider = :profile ORDER BY t.id LIMIT 1 FOR UPDATE OF t;

@@ -1,0 +1,36 @@
+-- SQLite's own queries. Every write runs under BEGIN IMMEDIATE, which locks the whole file: a plain SELECT
+-- inside it is already as good as SELECT … FOR UPDATE.
+
+-- name: transmission_for_update
+SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost, row_number, country, provider_id,
+       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params,
+       report_status, reported_at
+FROM transmissions WHERE id = :id;
+
+-- name: hold_for_update
+SELECT channel, amount FROM holds WHERE campaign_id = :campaign_id;
+
+-- name: claim_candidates
+SELECT id, cost FROM transmissions
+WHERE campaign_id = :campaign_id AND state = :state AND (not_before IS NULL OR not_before <= :now)
+ORDER BY id LIMIT :limit;
+
+-- name: history
+SELECT id, kind, channel, amount, on_date, recorded_at, lot_id, campaign_id, transmission_id, from_hold, ref, note
+FROM movements
+WHERE (:channel IS NULL OR channel = :channel) AND (:since IS NULL OR on_date >= :since)
+ORDER BY on_date DESC, id DESC;
+
+-- name: receipt_row_by_id
+-- The row a receipt names by our echoed id, only in a campaign sent through the receipt's own profile.
+SELECT t.id, t.campaign_id, t.e164, t.state, t.attempts, t.not_before, t.message, t.units, t.cost, t.row_number,
+       t.country, t.provider_id, t.error_code, t.error_text, t.debited, t.refunded, t.created_at, t.updated_at,
+       t.sent_at, t.params, t.report_status, t.reported_at
+FROM transmissions t JOIN campaigns c ON c.id = t.campaign_id WHERE t.id = :id AND c.provider = :profile;
+
+-- name: receipt_row_by_provider_id
+SELECT t.id, t.campaign_id, t.e164, t.state, t.attempts, t.not_before, t.message, t.units, t.cost, t.row_number,
+       t.country, t.provider_id, t.error_code, t.error_text, t.debited, t.refunded, t.created_at, t.updated_at,
+       t.sent_at, t.params, t.report_status, t.reported_at
+FROM transmissions t JOIN campaigns c ON c.id = t.campaign_id
+WHERE t.provider_id = :provider_id AND c.provider = :profile ORDER BY t.id LIMIT 1;
