@@ -16,6 +16,8 @@ import pytest
 import requests
 from werkzeug import Request, Response
 
+from bulksend.config import LEDGER_URL_ENV
+from ledger_backends import BACKENDS, Backend
 from sendhelpers import mobile
 from webhook_helpers import PUBLIC, meta_signature, receiver, rows, snapshot, twilio_signature, urls, vonage_sig
 
@@ -234,9 +236,22 @@ def setup(home: Path, monkeypatch, driver) -> None:
         monkeypatch.setenv(name, value)
 
 
+@pytest.fixture(params=BACKENDS)
+def ledger_backend(request, monkeypatch):
+    """The ledger `send` and `webhooks serve` share: the home's SQLite file, or a fresh PostgreSQL schema
+    (BULKSEND_LEDGER_URL; skipped without BULKSEND_TEST_POSTGRES)."""
+    if request.param == "sqlite":
+        yield None
+        return
+    backend = Backend("postgresql")
+    monkeypatch.setenv(LEDGER_URL_ENV, backend.url)
+    yield backend
+    backend.drop()
+
+
 @pytest.mark.parametrize("provider", sorted(DRIVERS))
-def test_receipts_settle_every_row_and_refund_provider_faults_once(provider, cli, home, tmp_path, httpserver,
-                                                                   monkeypatch):
+def test_receipts_settle_every_row_and_refund_provider_faults_once(provider, ledger_backend, cli, home, tmp_path,
+                                                                   httpserver, monkeypatch):
     driver = DRIVERS[provider](httpserver.url_for("").rstrip("/"))
     setup(home, monkeypatch, driver)
     numbers = [mobile(i) for i in range(N)]

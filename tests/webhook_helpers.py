@@ -78,15 +78,15 @@ def vonage_sig(secret: str, fields: dict[str, str]) -> str:
 
 
 def rows(home: Path, campaign: str) -> dict[str, dict]:
-    conn = sqlite3.connect(home / "ledger.db")
-    conn.row_factory = sqlite3.Row
-    try:
-        found = conn.execute(
-            "SELECT t.* FROM transmissions t JOIN campaigns c ON c.id = t.campaign_id WHERE c.name = ?", (campaign,)
-        ).fetchall()
-    finally:
-        conn.close()
-    return {r["e164"]: dict(r) for r in found}
+    """number → the campaign's transmission as a dict, read through the ledger (SQLite or PostgreSQL, as the
+    home's config and BULKSEND_LEDGER_URL say)."""
+    from dataclasses import asdict
+
+    from bulksend.ledger import open_existing
+
+    with open_existing(Config.load(home)) as ledger:
+        found = ledger.get_campaign(campaign)
+        return {t.e164: asdict(t) for t in ledger.transmissions(found.id)}
 
 
 def snapshot(home: Path) -> tuple:

@@ -205,6 +205,22 @@ class Provider(ABC):
         """The inbound messages (``bulksend.receipts.InboundMessage``) a verified request carries; [] when none."""
         return []
 
+    @classmethod
+    def status_receipt(cls, profile: Profile, transmission_id: int, provider_id: str | None,
+                       status: MessageStatus):
+        """A final answer of ``fetch_status`` (``campaigns refresh``) as a ``Receipt``, classified as the
+        adapter classifies its webhooks; by default whose fault a failure is stays unknown (never refunded)."""
+        from bulksend.ledger import utc_timestamp
+        from bulksend.receipts import Fault, Receipt, ReceiptState
+
+        delivered = status.kind is StatusKind.DELIVERED
+        return Receipt(
+            profile.name, ReceiptState.DELIVERED if delivered else ReceiptState.UNDELIVERED, provider_id,
+            transmission_id, status.status, None if delivered else status.code,
+            None if delivered else status.text, None if delivered else Fault.UNKNOWN,
+            reported_at=utc_timestamp(status.at) if status.at else None,
+        )
+
 
 _REGISTRY: dict[str, type[Provider]] = {}
 # Adapters live in their own modules and register on import; listed here so lookup by name is lazy.

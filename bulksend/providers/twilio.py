@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
@@ -503,11 +504,7 @@ class TwilioProvider(Provider):
         text = None
         opt_out = False
         if state is ReceiptState.UNDELIVERED:
-            known = TWILIO_DELIVERY_ERRORS.get(int(code)) if code and code.isdigit() else None
-            fault, text = known if known else (Fault.UNKNOWN, f"Twilio error {code}" if code else status)
-            if status == "canceled":
-                fault, text = Fault.SENDER, "canceled before it was sent"
-            opt_out = code in ("21610",)
+            fault, text, opt_out = classify_failure(status, code)
         tid = request.query_value("t")
         return [
             Receipt(
@@ -543,6 +540,26 @@ class TwilioProvider(Provider):
                 keyword="OptOutType=STOP" if opt_out_type == "STOP" else None,
             )
         ]
+
+    @classmethod
+    def status_receipt(cls, profile: Profile, transmission_id: int, provider_id: str | None,
+                       status: MessageStatus):
+        """A looked-up final status, classified as a status callback would be (a provider fault is refunded)."""
+        receipt = super().status_receipt(profile, transmission_id, provider_id, status)
+        if receipt.state is ReceiptState.UNDELIVERED:
+            fault, meaning, opt_out = classify_failure(status.status, status.code)
+            return replace(receipt, fault=fault, text=status.text or meaning, opt_out=opt_out)
+        return receipt
+
+
+def classify_failure(status: str | None, code: str | None) -> tuple[Fault, str | None, bool]:
+    """Whose fault an undelivered message is (``TWILIO_DELIVERY_ERRORS``), what its code means, and whether it
+    says the recipient opted out: one classification for status callbacks and ``campaigns refresh``."""
+    known = TWILIO_DELIVERY_ERRORS.get(int(code)) if code and code.isdigit() else None
+    fault, text = known if known else (Fault.UNKNOWN, f"Twilio error {code}" if code else status)
+    if status == "canceled":
+        fault, text = Fault.SENDER, "canceled before it was sent"
+    return fault, text, code in ("21610",)
 
 
 def callback_with_id(url: str, transmission_id: int) -> str:
