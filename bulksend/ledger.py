@@ -1155,7 +1155,7 @@ class Ledger:
         return fates
 
     def pending_receipt_count(self) -> int:
-        return self.store.scalar("count_pending_receipts")
+        return self.store.scalar("pending_receipts_count")
 
     def record_inbound(self, message: "InboundMessage") -> bool:
         """Keep one inbound message (False: a provider's retry of one already kept); an opt-out adds the sender

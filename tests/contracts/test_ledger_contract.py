@@ -943,3 +943,24 @@ class TestReceiptContract:
             ("+447911100002", "thanks!", 0), ("+447911100001", "Stop please", 1),
         ]
         assert len(ledger.inbound_messages(limit=1)) == 1
+
+    def test_a_copied_ledger_keeps_its_receipts_and_replies(self, ledger, backend, clock):
+        from bulksend.ledger import copy_ledger
+        from bulksend.receipts import InboundMessage
+
+        tid = self.sent_row(ledger)
+        ledger.record_receipt(self.receipt("delivered", transmission_id=tid, status="delivered",
+                                           reported_at="2026-11-24T12:00:05.000Z"))
+        ledger.record_receipt(self.receipt("delivered", provider_id="SM-not-yet"))
+        ledger.record_inbound(InboundMessage("outbox", "+447911100001", "STOP", provider_id="IN1", opt_out=True,
+                                             keyword="STOP"))
+        target = Backend(backend.name, clock)
+        try:
+            with target.open() as copy:
+                report = copy_ledger(ledger, copy)
+                assert report.rows["pending_receipts"] == report.rows["inbound_messages"] == 1
+                assert copy.pending_receipt_count() == 1
+                assert [r["sender"] for r in copy.inbound_messages()] == ["+447911100001"]
+                assert copy.transmission(tid).reported_at == "2026-11-24T12:00:05.000Z"
+        finally:
+            target.drop()

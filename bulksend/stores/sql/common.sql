@@ -263,7 +263,7 @@ UPDATE pending_receipts SET tries = tries + 1 WHERE id = :id;
 -- name: delete_pending_receipt
 DELETE FROM pending_receipts WHERE id = :id;
 
--- name: count_pending_receipts
+-- name: pending_receipts_count
 SELECT COUNT(*) FROM pending_receipts;
 
 -- name: insert_inbound
