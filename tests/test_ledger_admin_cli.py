@@ -51,7 +51,10 @@ def test_reading_commands_create_nothing_on_an_empty_server(cli, server):
 def test_migrate_runs_once(cli, server):
     first = cli("--ledger", server.url, "ledger", "migrate")
     assert first.exit_code == 0, first.stderr
-    assert first.stdout.startswith("Migrated the ledger at postgresql://") and "(1 migrations)" in first.stdout
+    from bulksend.stores.postgres import migrations
+
+    assert first.stdout.startswith("Migrated the ledger at postgresql://")
+    assert f"({len(migrations())} migrations)" in first.stdout  # every numbered file, once
     again = cli("--ledger", server.url, "ledger", "migrate", "--json")
     assert json.loads(again.stdout)["migrations_run"] == 0
 
