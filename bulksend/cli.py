@@ -197,6 +197,10 @@ def _register() -> None:
 
     app.add_typer(ledger.app, name="ledger")
 
+    from bulksend.commands import webhooks
+
+    app.add_typer(webhooks.app, name="webhooks")
+
 
 _register()
 

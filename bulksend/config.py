@@ -51,6 +51,7 @@ class Config:
     #: ``--ledger URL`` on the command line (wins over the environment and the file).
     ledger_url_option: str | None = None
     consent: dict[str, Any] = field(default_factory=dict)  # [consent] positive, negative: extra consent values
+    webhooks: dict[str, Any] = field(default_factory=dict)  # [webhooks] public_url, stop_words (docs/webhooks.md)
     content: dict[str, Any] = field(default_factory=dict)  # [content] deny, allow: the user's own words
     compliance: dict[str, Any] = field(default_factory=dict)  # [compliance] footer, optout_pattern, quiet_hours, frequency_cap
     warnings: tuple[str, ...] = ()  # unknown keys, said once by the CLI (docs/configuration.md)
@@ -120,6 +121,7 @@ class Config:
             credits=dict(data.get("credits", {})),
             providers={str(k): dict(v) for k, v in data.get("providers", {}).items()},
             consent=_table(data, "consent", path),
+            webhooks=_table(data, "webhooks", path),
             content=_table(data, "content", path),
             compliance=_table(data, "compliance", path),
             warnings=tuple(warnings),

@@ -147,3 +147,28 @@ def delete_secret(name: str) -> bool:
     except KeyringError as exc:
         raise ConfigError(f"cannot remove the secret for {name!r}: {_keyring_failure(exc)}.") from None
     return True
+
+
+# -- webhook secrets (docs/webhooks.md) ---------------------------------------------------------------------
+# Meta's app secret, Vonage's signature secret, or Twilio's auth token for a profile that sends with an API key:
+# what checks a provider's signature on the webhooks of one profile. Like every secret: never in the config file.
+
+
+def webhook_env_var(profile_name: str) -> str:
+    """``BULKSEND_<PROFILE>_WEBHOOK_SECRET``."""
+    return profile_env_var(profile_name).removesuffix("_SECRET") + "_WEBHOOK_SECRET"
+
+
+def webhook_keyring_name(profile_name: str) -> str:
+    """The keyring user name a profile's webhook secret is kept under (service "bulksend")."""
+    return f"{profile_name}:webhook"
+
+
+def resolve_webhook_secret(profile: Profile) -> tuple[str | None, str]:
+    """(the webhook secret or None, where it came from: "env NAME", "keyring" or "missing")."""
+    name = webhook_env_var(profile.name)
+    found = _from_env([name])
+    if found:
+        return found[1], f"env {name}"
+    secret, _problem = _keyring_get(webhook_keyring_name(profile.name))
+    return (secret, "keyring") if secret else (None, "missing")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
@@ -33,6 +33,7 @@ from bulksend.stores.sqlite import BUSY_TIMEOUT_SECONDS, MIGRATIONS, SCHEMA_VERS
 
 if TYPE_CHECKING:  # pragma: no cover
     from bulksend.config import Config
+    from bulksend.receipts import InboundMessage, Receipt, ReceiptFate
 
 class TransmissionState(StrEnum):
     """Where one message is: a StrEnum, so ``row.state == "sent"`` keeps working."""
@@ -229,6 +230,8 @@ class Transmission:
     sent_at: str | None
     params: str | None = None
     timezone: str | None = None  # the row's timezone column (bulksend/schedule.py), when it had one
+    report_status: str | None = None  # the provider's last status word from a receipt (docs/webhooks.md)
+    reported_at: str | None = None  # when the final report happened (the provider's time, else when recorded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1101,6 +1104,115 @@ class Ledger:
             found.update(r[0] for r in self.store.all("suppressed_among", numbers=wanted[start:start + 10_000]))
         return frozenset(found)
 
+    # -- receipts and replies (docs/webhooks.md): the rules are in ``receipt_plan``, once --------------
+
+    def record_receipt(self, receipt: "Receipt") -> "ReceiptFate":
+        """Apply one verified delivery receipt to its transmission, or keep it until the row can take it."""
+        from bulksend.receipts import ReceiptFate
+
+        with self._write():
+            fate = self._apply_receipt(receipt)
+            if fate is ReceiptFate.PENDING:
+                self.store.execute(
+                    "insert_pending_receipt", profile=receipt.profile, state=str(receipt.state),
+                    provider_id=receipt.provider_id, transmission_id=receipt.transmission_id, status=receipt.status,
+                    code=receipt.code, text=receipt.text, fault=None if receipt.fault is None else str(receipt.fault),
+                    opt_out=int(receipt.opt_out), reported_at=receipt.reported_at, exact_id=int(receipt.exact_id),
+                    now=self._stamp,
+                )
+            return fate
+
+    def _receipt_row(self, receipt: "Receipt") -> Transmission | None:
+        """The transmission a receipt is about (locked): by our echoed id, else by the provider's id; only a row
+        of a campaign sent through the receipt's own profile (a receipt on another profile's URL names nothing)."""
+        if receipt.transmission_id is not None:
+            return _transmission(self.store.one("receipt_row_by_id", id=receipt.transmission_id,
+                                                profile=receipt.profile))
+        if receipt.provider_id:
+            return _transmission(self.store.one("receipt_row_by_provider_id", provider_id=receipt.provider_id,
+                                                profile=receipt.profile))
+        return None
+
+    def _apply_receipt(self, receipt: "Receipt") -> "ReceiptFate":
+        """Carry out ``receipt_plan`` through the ledger's own rules: ``mark_sent`` debits a settled row once,
+        ``mark_report`` moves it, ``refund`` gives its credits back once; inside the caller's write."""
+        from bulksend.receipts import ReceiptFate
+
+        row = self._receipt_row(receipt)
+        plan = receipt_plan(receipt, row)
+        if isinstance(plan, ReceiptFate):
+            return plan
+        assert row is not None
+        try:
+            # A savepoint when the row is debited now: a debit that cannot be made leaves the receipt pending.
+            with self._write() if "settle" in plan else nullcontext():
+                if "settle" in plan:
+                    self.mark_sent(row.id, receipt.provider_id or row.provider_id)
+                if "report" in plan:
+                    self.mark_report(row.id, str(receipt.state), receipt.code, receipt.text)
+                reported_at = (receipt.reported_at or self._stamp) if "report" in plan else row.reported_at
+                self.store.execute(
+                    "save_report_fields", id=row.id, status=receipt.status, reported_at=reported_at,
+                    provider_id=receipt.provider_id,
+                )
+                if "refund" in plan and self.transmission(row.id).debited:
+                    self.refund(row.id)
+                if "optout" in plan:
+                    why = f"opted out at the provider ({receipt.profile}, code {receipt.code or receipt.status})"
+                    self.add_optouts([row.e164], why, "provider")
+        except InsufficientCredits:
+            return ReceiptFate.PENDING
+        if "refund" in plan:
+            return ReceiptFate.REFUNDED
+        return ReceiptFate.SETTLED if "settle" in plan else ReceiptFate.APPLIED
+
+    def apply_pending_receipts(self, limit: int = 1000, max_tries: int = 10_000) -> dict[str, int]:
+        """Try the kept receipts again (oldest first); returns how many met each fate."""
+        from bulksend.receipts import Fault, Receipt, ReceiptFate, ReceiptState
+
+        fates: dict[str, int] = {}
+        with self._write():
+            rows = self.store.all("pending_receipts_due", max_tries=max_tries, limit=limit)
+            for (pid, profile, state, provider_id, tid, status, code, text, fault, opt_out, reported_at,
+                 exact_id) in rows:
+                receipt = Receipt(
+                    profile, ReceiptState(state), provider_id, tid, status, code, text,
+                    None if fault is None else Fault(fault), bool(opt_out), reported_at, bool(exact_id),
+                )
+                fate = self._apply_receipt(receipt)
+                if fate is ReceiptFate.PENDING:
+                    self.store.execute("pending_receipt_tried", id=pid)
+                else:
+                    self.store.execute("delete_pending_receipt", id=pid)
+                fates[str(fate)] = fates.get(str(fate), 0) + 1
+        return fates
+
+    def pending_receipt_count(self) -> int:
+        return self.store.scalar("pending_receipts_count")
+
+    def record_inbound(self, message: "InboundMessage") -> bool:
+        """Keep one inbound message (False: a provider's retry of one already kept); an opt-out adds the sender
+        to the opt-out list (source ``provider``) in the same write."""
+        with self._write():
+            kept = self.store.execute(
+                "insert_inbound", profile=message.profile, channel=message.channel, sender=message.sender,
+                text=message.text, provider_id=message.provider_id, keyword=message.keyword,
+                opt_out=int(message.opt_out), sent_at=message.received_at, now=self._stamp,
+            )
+            if kept and message.opt_out and message.sender.startswith("+"):
+                why = f"replied {message.keyword!r} ({message.profile})" if message.keyword else (
+                    f"opted out at the provider ({message.profile})"
+                )
+                self.add_optouts([message.sender], why, "provider")
+            return bool(kept)
+
+    def inbound_messages(self, limit: int | None = None) -> list[dict]:
+        """The latest inbound messages first."""
+        names = ("id", "profile", "channel", "sender", "text", "provider_id", "keyword", "opt_out", "sent_at",
+                 "received_at")
+        rows = self.store.all("inbound_recent", limit=_NO_LIMIT if limit is None else limit)
+        return [dict(zip(names, r)) for r in rows]
+
     # -- audit -------------------------------------------------------------------------------------
 
     def audit(self) -> AuditReport:
@@ -1198,6 +1310,32 @@ class Ledger:
                     f"- debited from the hold {spent} = {expected}"
                 )
         return diffs
+
+
+def receipt_plan(receipt: "Receipt", row: Transmission | None) -> "list[str] | ReceiptFate":
+    """What a receipt does to its row, as steps (``settle``: unknown → sent, debited once; ``report``: the final
+    state; ``refund``; ``optout``; an empty list: only noted), or the fate when it changes nothing now.
+
+    The one statement of the receipt rules; ``Ledger._apply_receipt`` carries the steps out in one transaction.
+    """
+    from bulksend.receipts import ReceiptFate, ReceiptState
+
+    if row is None or row.state in (T.QUEUED, T.SENDING):
+        return ReceiptFate.PENDING  # our commit may not have happened yet: keep it for later
+    if receipt.exact_id and receipt.provider_id and row.provider_id and receipt.provider_id != row.provider_id:
+        return ReceiptFate.IGNORED  # our id echoed for another message: never move a row on it
+    if row.state == T.FAILED:
+        return ReceiptFate.IGNORED  # refused at the door: a receipt cannot make it sent
+    if row.state in (T.DELIVERED, T.UNDELIVERED):
+        return ReceiptFate.DUPLICATE  # the first final report stands (and refunds at most once)
+    steps = ["settle"] if row.state == T.UNKNOWN else []
+    if receipt.state is not ReceiptState.ACCEPTED:
+        steps.append("report")
+        if receipt.refundable:
+            steps.append("refund")
+    if receipt.opt_out:
+        steps.append("optout")
+    return steps
 
 
 # ------------------------------------------------------------------------------ opening and copying

@@ -123,7 +123,9 @@ def open_provider(config: Config, name: str, overrides: Mapping[str, Any] | None
     cls = provider_class(profile.type)
     profile, _sources = credentials.from_environment(profile, cls)
     secret = credentials.resolve_secret(profile, cls) if cls.needs_secret else None
-    return cls(profile, secret, config.home)
+    from bulksend.inbound import with_callback  # receipts come back to `webhooks serve` (docs/webhooks.md)
+
+    return cls(with_callback(config, profile), secret, config.home)
 
 
 @dataclass(frozen=True)

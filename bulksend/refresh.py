@@ -1,8 +1,9 @@
 """``campaigns refresh``: polling delivery receipts from providers that can look a message up (Twilio).
 
 Every ``sent`` row (accepted, no final status yet) is asked about by its provider id, at the profile's
-rate, a page of rows at a time. A final answer is committed at once, row by row, with the ledger's
-``mark_report``: a stopped refresh (Ctrl-C, SIGTERM, a lost connection) keeps what it learned, and the
+rate, a page of rows at a time. A final answer is committed at once, row by row, as a receipt
+(``Provider.status_receipt``, classified as the adapter classifies its webhooks, then the ledger's
+``record_receipt``: a provider's fault is refunded once, as for a webhook receipt): a stopped refresh (Ctrl-C, SIGTERM, a lost connection) keeps what it learned, and the
 next one asks only about the rows still ``sent``. An answer that is not final yet (queued, sent to the
 carrier…) changes nothing. Providers that cannot be asked report their receipts by webhook instead.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bulksend.config import Config
@@ -36,6 +37,7 @@ class RefreshReport:
     asked: int = 0
     delivered: int = 0
     undelivered: int = 0
+    refunded: int = 0  # undelivered through the provider's or the network's fault: credits given back
     pending: int = 0
     cannot_tell: int = 0
     interrupted: bool = False
@@ -55,6 +57,7 @@ class RefreshReport:
             "asked": self.asked,
             "delivered": self.delivered,
             "undelivered": self.undelivered,
+            "refunded": self.refunded,
             "pending": self.pending,
             "cannot_tell": self.cannot_tell,
             "awaiting": self.awaiting,
@@ -132,11 +135,14 @@ def _poll(ledger: SqliteLedger, provider, campaign_id: int, report: RefreshRepor
                 report.interrupted = True
                 return
             if status.kind in (StatusKind.DELIVERED, StatusKind.UNDELIVERED):
-                if _record(ledger, row, status):
+                fate = _record(ledger, provider, row, status)
+                if fate is not None:
                     if status.kind is StatusKind.DELIVERED:
                         report.delivered += 1
                     else:
                         report.undelivered += 1
+                    if fate == "refunded":
+                        report.refunded += 1
             elif status.kind is StatusKind.PENDING:
                 report.pending += 1
                 word = status.status or "pending"
@@ -160,17 +166,18 @@ def _ask(provider, row: Transmission, stop: threading.Event):
     return status
 
 
-def _record(ledger: SqliteLedger, row: Transmission, status) -> bool:
-    """Commit one final answer, unless the row moved meanwhile (a webhook receipt, a concurrent refresh)."""
+def _record(ledger: SqliteLedger, provider, row: Transmission, status) -> str | None:
+    """Commit one final answer as a receipt, unless the row moved meanwhile (a webhook receipt, a concurrent
+    refresh); returns the receipt's fate (``applied``, ``refunded``), None when nothing changed."""
     from bulksend.providers.base import StatusKind
+    from bulksend.receipts import ReceiptFate
 
-    state = "delivered" if status.kind is StatusKind.DELIVERED else "undelivered"
+    if status.kind is not StatusKind.DELIVERED:
+        status = replace(status, code=printable(status.code, MAX_CODE) or None, text=printable(status.text) or None)
+    receipt = provider.status_receipt(provider.profile, row.id, row.provider_id, status)
     with ledger.transaction():
         now = ledger.transmission(row.id)
         if now is None or now.state != "sent":
-            return False
-        if state == "delivered":
-            ledger.mark_report(row.id, state)
-        else:
-            ledger.mark_report(row.id, state, printable(status.code, MAX_CODE) or None, printable(status.text) or None)
-    return True
+            return None
+        fate = ledger.record_receipt(receipt)
+    return str(fate) if fate in (ReceiptFate.APPLIED, ReceiptFate.REFUNDED) else None

@@ -57,9 +57,12 @@ def pages(ledger: Ledger, campaign_id: int, states: Sequence[str] | None = None,
 
 
 def delivered_at(row: Transmission) -> str | None:
-    """When the delivery receipt was recorded: ``mark_report`` stamps ``updated_at``, and nothing changes a
-    delivered row afterwards. Not the provider's own time of delivery (the ledger does not keep it yet)."""
-    return row.updated_at if row.state == "delivered" else None
+    """When the message was delivered: the receipt's ``reported_at`` (the provider's own time when it gives
+    one, else when the receipt was recorded); for a row reported before the ledger kept it, ``updated_at``
+    (``mark_report`` stamps it, and nothing changes a delivered row afterwards)."""
+    if row.state != "delivered":
+        return None
+    return row.reported_at or row.updated_at
 
 
 def export_record(row: Transmission, campaign: Campaign, provider_type: str | None) -> dict[str, Any]:

@@ -181,7 +181,11 @@ PROFILE_TYPE_KEYS: dict[str, dict[str, Key]] = {
         "status_callback": Key("text", "the status callback URL"),
         "content_sid": Key("text", "a Content template SID (HX…)"),
     },
-    "vonage": {"api_key": Key("text", "the API key")},
+    "vonage": {
+        "api_key": Key("text", "the API key"),
+        "signature_method": Key("text", "how Vonage signs webhooks", pattern=r"md5hash|md5|sha1|sha256|sha512",
+                                pattern_text="one of md5hash, md5, sha1, sha256, sha512"),
+    },
     "whatsapp": {
         "phone_number_id": Key("text", "the business phone number's id"),
         "api_version": Key("text", "the Graph API version"),
@@ -203,6 +207,17 @@ PROFILE_TYPE_KEYS: dict[str, dict[str, Key]] = {
         "default_error_class": Key("text", "the class of an unlisted error"),
         "check_url": Key("text", "a harmless URL for provider check"),
         "check_path": Key("text", "where provider check reads success"),
+        # Delivery receipts and replies the gateway posts to `webhooks serve` (docs/webhooks.md).
+        "receipt_reference_path": Key("text", "where a receipt carries our id"),
+        "receipt_id_path": Key("text", "where a receipt carries the message id"),
+        "receipt_status_path": Key("text", "where a receipt carries its status"),
+        "receipt_code_path": Key("text", "where a receipt carries its error code"),
+        "receipt_delivered": Key("list", "statuses meaning delivered"),
+        "receipt_undelivered": Key("list", "statuses meaning undelivered"),
+        "receipt_provider_fault_codes": Key("list", "error codes refunded as the gateway's fault"),
+        "receipt_recipient_fault_codes": Key("list", "error codes that are the recipient's side"),
+        "inbound_from_path": Key("text", "where a reply carries its sender"),
+        "inbound_text_path": Key("text", "where a reply carries its text"),
     },
 }
 
@@ -227,6 +242,11 @@ CONFIG_SECTIONS: dict[str, dict[str, Key]] = {
     "consent": {
         "positive": Key("texts", "extra consent values that mean yes"),
         "negative": Key("texts", "extra consent values that mean no"),
+    },
+    "webhooks": {
+        "public_url": Key("text", "the base URL providers reach `webhooks serve` at", pattern=r"https?://[^\s?#]+",
+                          pattern_text='an http(s) URL without query, like "https://hooks.example.com"'),
+        "stop_words": Key("texts", "extra opt-out keywords for replies"),
     },
     "ledger": {
         "url": Key("text", "the ledger server (postgresql://host/db; no password)"),

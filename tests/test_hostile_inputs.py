@@ -363,11 +363,11 @@ def test_echoed_cell_values_are_cut_short(tmp_path, cli):
 
 
 def test_unknown_config_keys_warn_and_the_command_runs(cli, home):
-    (home / "config.toml").write_text(PROFILE + "colour = 3\n[webhooks2]\nx = 1\n")
+    (home / "config.toml").write_text(PROFILE + "colour = 3\n[dashboards]\nx = 1\n")
     result = cli("balance", "--json")
     assert result.exit_code == 0
     assert "unknown key providers.t.colour is ignored" in result.stderr
-    assert "unknown key webhooks2 is ignored" in result.stderr
+    assert "unknown key dashboards is ignored" in result.stderr
     assert result.stdout.startswith("{")
 
 

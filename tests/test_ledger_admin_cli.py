@@ -231,7 +231,9 @@ def test_a_postgres_ledger_from_before_schedules_is_upgraded_and_keeps_its_rows(
         ledger.add_transmissions(c.id, [NewTransmission("+447400123456", "hi", 1, 1)])
     server.raw(  # back to 0001 only
         "DROP INDEX transmissions_by_e164", "ALTER TABLE transmissions DROP COLUMN timezone",
-        "DROP TABLE rate_buckets", "DELETE FROM bulksend_schema WHERE version >= 2",
+        "DROP TABLE rate_buckets", "DROP TABLE pending_receipts", "DROP TABLE inbound_messages",
+        "ALTER TABLE transmissions DROP COLUMN report_status", "ALTER TABLE transmissions DROP COLUMN reported_at",
+        "DELETE FROM bulksend_schema WHERE version >= 2",
     )
     result = cli("--ledger", server.url, "ledger", "migrate")
     from bulksend.stores.postgres import migrations

@@ -341,6 +341,8 @@ def test_a_migration_is_preceded_by_a_backup(home, capsys):
     conn = sqlite3.connect(path)  # back to schema 2: no meta table
     conn.executescript(
         "DROP INDEX transmissions_by_e164; ALTER TABLE transmissions DROP COLUMN timezone; "  # schema 4's
+        "DROP TABLE IF EXISTS rate_buckets; DROP TABLE pending_receipts; DROP TABLE inbound_messages; "
+        "ALTER TABLE transmissions DROP COLUMN report_status; ALTER TABLE transmissions DROP COLUMN reported_at; "
         "DROP TABLE meta; PRAGMA user_version = 2;"
     )
     conn.close()

@@ -411,6 +411,7 @@ def test_a_template_message_with_header_and_body_parameters(api, whatsapp):
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
         "to": "+447700900123",
+        "biz_opaque_callback_data": "1",  # our transmission id, echoed in every status webhook
         "type": "template",
         "template": {
             "name": "spring_sale",
@@ -454,6 +455,7 @@ def test_a_text_message_inside_the_window(api, whatsapp):
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
         "to": "+447700900123",
+        "biz_opaque_callback_data": "1",  # our transmission id, echoed in every status webhook
         "type": "text",
         "text": {"body": TEXT, "preview_url": False},
     }

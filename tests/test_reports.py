@@ -158,6 +158,30 @@ def test_refresh_records_final_statuses_and_a_rerun_asks_only_what_is_left(cli, 
     assert cli("credits", "audit").exit_code == 0
 
 
+def test_refresh_refunds_a_provider_fault_once_and_never_a_recipients(cli, twilio, home, tmp_path):
+    numbers = sent_through_twilio(cli, twilio, tmp_path, n=4)
+    twilio.status[numbers[0]] = {"status": "failed", "error_code": 30008, "error_message": "Unknown error"}
+    twilio.status[numbers[1]] = {"status": "undelivered", "error_code": 30003}
+    twilio.status[numbers[2]] = {"status": "delivered", "date_updated": "Tue, 24 Nov 2026 12:00:05 +0000"}
+
+    doc = refresh_json(cli)
+    assert (doc["undelivered"], doc["refunded"], doc["delivered"]) == (2, 1, 1)
+    with open_ledger(Config(home=home)) as ledger:
+        rows = {r.e164: r for r in ledger.transmissions(ledger.get_campaign("spring").id)}
+        refunds = [(m.transmission_id, m.amount) for m in ledger.history("sms") if m.kind == "refund"]
+    provider_fault, recipient_fault, delivered = (rows[n] for n in numbers[:3])
+    assert (provider_fault.state, provider_fault.debited, provider_fault.refunded) == ("undelivered", 1, 1)
+    assert (recipient_fault.state, recipient_fault.debited, recipient_fault.refunded) == ("undelivered", 1, 0)
+    assert refunds == [(provider_fault.id, 1)]
+    assert refresh_json(cli)["asked"] == 0  # nothing left to ask, nothing refunded twice
+    assert cli("credits", "audit").exit_code == 0
+
+    # The export's delivered_at is the provider's own time of delivery (the receipt's reported_at).
+    header, exported = read_export(cli("campaigns", "export", "spring").stdout)
+    assert delivered.reported_at == "2026-11-24T12:00:05.000Z"
+    assert exported[numbers[2]]["delivered_at"] == "2026-11-24T12:00:05.000Z"
+
+
 def test_a_stopped_refresh_keeps_what_it_learned_and_the_next_one_continues(cli, twilio, home, tmp_path):
     from bulksend.refresh import refresh
 

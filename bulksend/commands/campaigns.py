@@ -267,7 +267,7 @@ def refresh(ctx: typer.Context, campaign: CampaignId, json_output: JsonOutput = 
         _line("Run `bulksend webhooks serve` where the provider can reach it (docs/reports.md).")
     else:
         _line(f"Campaign {report.campaign!r}: asked about {report.asked:,}: {report.delivered:,} delivered, "
-              f"{report.undelivered:,} undelivered, {report.pending:,} not final yet, "
+              f"{report.undelivered:,} undelivered ({report.refunded:,} refunded), {report.pending:,} not final yet, "
               f"{report.cannot_tell:,} the provider could not tell.")
         if report.interrupted:
             _line(f"Interrupted: {report.awaiting:,} still await a receipt; run it again to continue.")

@@ -30,20 +30,33 @@ def login(
     stdin: Annotated[
         bool, typer.Option("--stdin", help="Read the secret from the first line of stdin instead of a prompt.")
     ] = False,
+    webhook_secret: Annotated[
+        bool,
+        typer.Option(
+            "--webhook-secret",
+            help="Store the profile's webhook secret instead (Meta's app secret, Vonage's signature secret).",
+        ),
+    ] = False,
     json_output: JsonOutput = False,
 ) -> None:
     """Store a profile's secret (auth token, API secret) in the system keyring.
 
     The secret is read from a hidden prompt, or with --stdin from one line of standard input (for scripts).
-    An environment variable, when set, still takes precedence over the keyring.
+    An environment variable, when set, still takes precedence over the keyring. With --webhook-secret, the
+    secret that checks the provider's webhook signatures (BULKSEND_<PROFILE>_WEBHOOK_SECRET overrides it).
 
     Example: bulksend provider login twilio
 
     Example: printf '%s\\n' "$TOKEN" | bulksend provider login twilio --stdin
+
+    Example: bulksend provider login whatsapp --webhook-secret
     """
     from bulksend import credentials, output, profiles
     from bulksend.errors import InputError
 
+    if webhook_secret:
+        _login_webhook_secret(ctx, name, stdin, json_output)
+        return
     profile, cls = profiles.secret_target(ctx.obj.config(), name)
     if stdin:
         secret = sys.stdin.readline()
@@ -62,6 +75,32 @@ def login(
         output.emit_json({"profile": profile.name, "stored": True, "overridden_by": overridden_by})
         return
     output.note(f"Stored the secret for {profile.name!r} in the system keyring.")
+    if overridden_by:
+        output.warn(f"{overridden_by} is set in this environment and takes precedence over the keyring.")
+
+
+def _login_webhook_secret(ctx: typer.Context, name: str, stdin: bool, json_output: bool) -> None:
+    from bulksend import credentials, output, profiles
+    from bulksend.errors import InputError
+
+    profile = profiles.load_profile(ctx.obj.config(), name)
+    if stdin:
+        secret = sys.stdin.readline()
+    else:
+        secret = typer.prompt(
+            f"Webhook secret for provider profile {profile.name!r}", hide_input=True, default="", show_default=False
+        )
+    secret = secret.strip()
+    if not secret:
+        raise InputError("no secret given; nothing was stored.")
+    env_var = credentials.webhook_env_var(profile.name)
+    credentials.store_secret(credentials.webhook_keyring_name(profile.name), secret, env_vars=[env_var])
+    _, source = credentials.resolve_webhook_secret(profile)
+    overridden_by = source[4:] if source.startswith("env ") else None
+    if json_output:
+        output.emit_json({"profile": profile.name, "stored": True, "webhook_secret": True, "overridden_by": overridden_by})
+        return
+    output.note(f"Stored the webhook secret for {profile.name!r} in the system keyring.")
     if overridden_by:
         output.warn(f"{overridden_by} is set in this environment and takes precedence over the keyring.")
 

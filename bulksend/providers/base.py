@@ -171,6 +171,56 @@ class Provider(ABC):
     def __repr__(self) -> str:  # never show the secret, whatever a subclass stores
         return f"<{type(self).__name__} profile={self.profile.name!r}>"
 
+    # -- webhooks (docs/webhooks.md): class methods, so the receiver needs no API session ---------------------
+
+    #: What ``webhooks urls`` says verifies this provider's requests.
+    webhook_verified_by: ClassVar[str] = "secret token in the URL path"
+    #: The body the provider expects as an acknowledgement (content type, bytes).
+    webhook_ack: ClassVar[tuple[str, bytes]] = ("text/plain; charset=utf-8", b"ok\n")
+
+    @classmethod
+    def webhook_signed(cls, profile: Profile, secrets: "WebhookSecrets") -> bool:
+        """Whether the provider signs this profile's requests (else a secret token in the URL path guards it)."""
+        return False
+
+    @classmethod
+    def verify_webhook(cls, profile: Profile, request: "WebhookRequest", secrets: "WebhookSecrets") -> bool:
+        """Whether ``request`` certainly comes from the provider. By default: the path token matches."""
+        import hmac
+
+        return bool(secrets.token) and hmac.compare_digest(request.path_token.encode(), secrets.token.encode())
+
+    @classmethod
+    def webhook_handshake(cls, profile: Profile, request: "WebhookRequest", secrets: "WebhookSecrets") -> bytes | None:
+        """The answer to a subscription handshake (Meta's GET ``hub.challenge``), or None when it is not one."""
+        return None
+
+    @classmethod
+    def parse_report(cls, profile: Profile, request: "WebhookRequest") -> list:
+        """The delivery receipts (``bulksend.receipts.Receipt``) a verified request carries; [] when none."""
+        return []
+
+    @classmethod
+    def parse_inbound(cls, profile: Profile, request: "WebhookRequest") -> list:
+        """The inbound messages (``bulksend.receipts.InboundMessage``) a verified request carries; [] when none."""
+        return []
+
+    @classmethod
+    def status_receipt(cls, profile: Profile, transmission_id: int, provider_id: str | None,
+                       status: MessageStatus):
+        """A final answer of ``fetch_status`` (``campaigns refresh``) as a ``Receipt``, classified as the
+        adapter classifies its webhooks; by default whose fault a failure is stays unknown (never refunded)."""
+        from bulksend.ledger import utc_timestamp
+        from bulksend.receipts import Fault, Receipt, ReceiptState
+
+        delivered = status.kind is StatusKind.DELIVERED
+        return Receipt(
+            profile.name, ReceiptState.DELIVERED if delivered else ReceiptState.UNDELIVERED, provider_id,
+            transmission_id, status.status, None if delivered else status.code,
+            None if delivered else status.text, None if delivered else Fault.UNKNOWN,
+            reported_at=utc_timestamp(status.at) if status.at else None,
+        )
+
 
 _REGISTRY: dict[str, type[Provider]] = {}
 # Adapters live in their own modules and register on import; listed here so lookup by name is lazy.
@@ -216,3 +266,59 @@ def provider_types() -> list[str]:
 
 def create_provider(profile: Profile, secret: str | None, home: Path) -> Provider:
     return provider_class(profile.type)(profile, secret, home)
+
+
+@dataclass(frozen=True)
+class WebhookSecrets:
+    """What verifies one profile's webhooks; never printed. ``token``: the URL path token (and Meta's verify
+    token); ``secret``: the profile's API secret (Twilio's auth token); ``webhook_secret``: Meta's app secret,
+    Vonage's signature secret, or Twilio's auth token when the profile sends with an API key."""
+
+    token: str = ""
+    secret: str | None = None
+    webhook_secret: str | None = None
+
+    def __repr__(self) -> str:
+        return "<WebhookSecrets ***>"
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """One HTTP request to a profile's endpoint, as the provider made it.
+
+    ``url`` is the public URL the provider called (``[webhooks] public_url`` + path + query), which is what
+    Twilio signs; ``body`` the raw bytes (what Meta signs); ``form`` the decoded form fields, in order.
+    """
+
+    method: str
+    url: str
+    path_token: str
+    query: tuple[tuple[str, str], ...]
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes
+    form: tuple[tuple[str, str], ...] = ()
+    json: Any = None
+
+    def header(self, name: str) -> str:
+        return self.headers.get(name.lower(), "")
+
+    def query_value(self, name: str) -> str | None:
+        return next((v for k, v in self.query if k == name), None)
+
+    def form_value(self, name: str) -> str | None:
+        return next((v for k, v in self.form if k == name), None)
+
+    def fields(self) -> dict[str, str]:
+        """Query, form and top-level JSON fields merged (the last wins): how Vonage's GET/POST/JSON look alike."""
+        merged = {k: v for k, v in self.query}
+        merged.update({k: v for k, v in self.form})
+        if isinstance(self.json, dict):
+            merged.update({str(k): v if isinstance(v, str) else json_text(v) for k, v in self.json.items()})
+        return merged
+
+
+def json_text(value: Any) -> str:
+    """A JSON scalar as the text a form would have carried."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)

@@ -15,8 +15,8 @@ from requests.auth import AuthBase
 
 from bulksend import hints
 from bulksend.errors import ConfigError, ProviderError
-from bulksend.providers import http_common
-from bulksend.providers.base import Delivery, Outcome, OutcomeKind, Profile, Provider, register
+from bulksend.providers import generic_hooks, http_common
+from bulksend.providers.base import Delivery, Outcome, OutcomeKind, Profile, Provider, WebhookRequest, register
 
 METHODS = ("POST", "PUT", "PATCH", "GET")
 AUTH_TYPES = ("basic", "bearer", "header", "body", "query")
@@ -604,3 +604,13 @@ class HttpGatewayProvider(Provider):
 
     def close(self) -> None:
         self._session.close()
+
+    # -- webhooks (docs/webhooks.md): fields read where the profile says (bulksend/providers/generic_hooks.py) --
+
+    @classmethod
+    def parse_report(cls, profile: Profile, request: WebhookRequest) -> list:
+        return generic_hooks.parse_report(profile, request)
+
+    @classmethod
+    def parse_inbound(cls, profile: Profile, request: WebhookRequest) -> list:
+        return generic_hooks.parse_inbound(profile, request)

@@ -12,7 +12,17 @@ from typing import ClassVar
 
 from bulksend.errors import ConfigError
 from bulksend.private import open_private
-from bulksend.providers.base import Delivery, LookupResult, Outcome, OutcomeKind, Provider, register
+from bulksend.providers import generic_hooks
+from bulksend.providers.base import (
+    Delivery,
+    LookupResult,
+    Outcome,
+    OutcomeKind,
+    Profile,
+    Provider,
+    WebhookRequest,
+    register,
+)
 
 DEFAULT_DIR = "outbox"
 
@@ -145,3 +155,13 @@ class OutboxProvider(Provider):
             for fd in self._fds.values():
                 os.close(fd)
             self._fds.clear()
+
+    # -- webhooks (docs/webhooks.md): fields read where the profile says (bulksend/providers/generic_hooks.py) --
+
+    @classmethod
+    def parse_report(cls, profile: Profile, request: WebhookRequest) -> list:
+        return generic_hooks.parse_report(profile, request)
+
+    @classmethod
+    def parse_inbound(cls, profile: Profile, request: WebhookRequest) -> list:
+        return generic_hooks.parse_inbound(profile, request)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 
@@ -23,8 +27,11 @@ from bulksend.providers.base import (
     Profile,
     Provider,
     StatusKind,
+    WebhookRequest,
+    WebhookSecrets,
     register,
 )
+from bulksend.receipts import Fault, InboundMessage, Receipt, ReceiptState
 
 DEFAULT_BASE_URL = "https://api.twilio.com"
 # The environment variables twilio-cli and Twilio's SDKs read (https://www.twilio.com/docs/twilio-cli/general-usage).
@@ -226,7 +233,7 @@ class TwilioProvider(Provider):
         else:
             fields["Body"] = delivery.text
         if self.status_callback:
-            fields["StatusCallback"] = str(self.status_callback)
+            fields["StatusCallback"] = callback_with_id(str(self.status_callback), delivery.transmission_id)
         return fields
 
     def send(self, delivery: Delivery) -> Outcome:
@@ -448,3 +455,170 @@ class TwilioProvider(Provider):
 
     def close(self) -> None:
         self._session.close()
+
+    # -- webhooks (docs/webhooks.md) -------------------------------------------------------------------------
+
+    webhook_verified_by: ClassVar[str] = "X-Twilio-Signature (HMAC-SHA1 with the account's auth token)"
+    webhook_ack: ClassVar[tuple[str, bytes]] = (
+        "text/xml; charset=utf-8", b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+    )
+
+    @classmethod
+    def webhook_signed(cls, profile: Profile, secrets: WebhookSecrets) -> bool:
+        return True
+
+    @classmethod
+    def signature(cls, auth_token: str, url: str, form: tuple[tuple[str, str], ...]) -> str:
+        """Twilio's X-Twilio-Signature: base64 HMAC-SHA1, keyed with the auth token, of the URL followed by every
+        POST parameter name and value, sorted by name (https://www.twilio.com/docs/usage/webhooks/webhooks-security)."""
+        text = url + "".join(name + value for name, value in sorted(form))
+        digest = hmac.new(auth_token.encode("utf-8"), text.encode("utf-8"), hashlib.sha1).digest()
+        return base64.b64encode(digest).decode("ascii")
+
+    @classmethod
+    def verify_webhook(cls, profile: Profile, request: WebhookRequest, secrets: WebhookSecrets) -> bool:
+        # Requests are signed with the account's auth token, even when messages are sent with an API key: such a
+        # profile needs its webhook secret (the auth token) set; the API key's secret cannot check them.
+        token = secrets.webhook_secret or (None if profile.get("api_key_sid") else secrets.secret)
+        given = request.header("X-Twilio-Signature")
+        if not token or not given or request.method != "POST":
+            return False
+        form = request.form if request.json is None else ()
+        for url in _port_variants(request.url):
+            if hmac.compare_digest(cls.signature(token, url, form).encode(), given.encode()):
+                account = request.form_value("AccountSid")
+                expected = profile.get("account_sid")
+                return not (account and expected and account != str(expected).strip())
+        return False
+
+    @classmethod
+    def parse_report(cls, profile: Profile, request: WebhookRequest) -> list:
+        status = (request.form_value("MessageStatus") or "").strip().lower()
+        if not status or status in ("received", "receiving"):
+            return []
+        state = TWILIO_RECEIPT_STATES.get(status)
+        if state is None:
+            return []
+        code = (request.form_value("ErrorCode") or "").strip() or None
+        fault = None
+        text = None
+        opt_out = False
+        if state is ReceiptState.UNDELIVERED:
+            fault, text, opt_out = classify_failure(status, code)
+        tid = request.query_value("t")
+        return [
+            Receipt(
+                profile=profile.name,
+                state=state,
+                provider_id=(request.form_value("MessageSid") or request.form_value("SmsSid") or "").strip() or None,
+                transmission_id=int(tid) if tid and tid.isdigit() else None,
+                status=status,
+                code=code,
+                text=text,
+                fault=fault,
+                opt_out=opt_out,
+            )
+        ]
+
+    @classmethod
+    def parse_inbound(cls, profile: Profile, request: WebhookRequest) -> list:
+        status = (request.form_value("SmsStatus") or request.form_value("MessageStatus") or "").strip().lower()
+        opt_out_type = (request.form_value("OptOutType") or "").strip().upper()
+        if status not in ("received", "receiving") and not opt_out_type:
+            return []
+        sender = (request.form_value("From") or "").strip()
+        channel = "whatsapp" if sender.startswith("whatsapp:") else "sms"
+        number = sender.removeprefix("whatsapp:")
+        return [
+            InboundMessage(
+                profile=profile.name,
+                sender=number,
+                text=request.form_value("Body") or "",
+                provider_id=(request.form_value("MessageSid") or "").strip() or None,
+                channel=channel,
+                opt_out=opt_out_type == "STOP",
+                keyword="OptOutType=STOP" if opt_out_type == "STOP" else None,
+            )
+        ]
+
+    @classmethod
+    def status_receipt(cls, profile: Profile, transmission_id: int, provider_id: str | None,
+                       status: MessageStatus):
+        """A looked-up final status, classified as a status callback would be (a provider fault is refunded)."""
+        receipt = super().status_receipt(profile, transmission_id, provider_id, status)
+        if receipt.state is ReceiptState.UNDELIVERED:
+            fault, meaning, opt_out = classify_failure(status.status, status.code)
+            return replace(receipt, fault=fault, text=status.text or meaning, opt_out=opt_out)
+        return receipt
+
+
+def classify_failure(status: str | None, code: str | None) -> tuple[Fault, str | None, bool]:
+    """Whose fault an undelivered message is (``TWILIO_DELIVERY_ERRORS``), what its code means, and whether it
+    says the recipient opted out: one classification for status callbacks and ``campaigns refresh``."""
+    known = TWILIO_DELIVERY_ERRORS.get(int(code)) if code and code.isdigit() else None
+    fault, text = known if known else (Fault.UNKNOWN, f"Twilio error {code}" if code else status)
+    if status == "canceled":
+        fault, text = Fault.SENDER, "canceled before it was sent"
+    return fault, text, code in ("21610",)
+
+
+def callback_with_id(url: str, transmission_id: int) -> str:
+    """The status callback URL with our transmission id as ``t`` (Twilio signs the URL, query included)."""
+    return f"{url}{'&' if '?' in url else '?'}t={transmission_id}"
+
+
+def _port_variants(url: str) -> list[str]:
+    """The URL as given, and with the default port added or removed (as Twilio's own validators try)."""
+    parts = urlsplit(url)
+    default = {"https": 443, "http": 80}.get(parts.scheme)
+    variants = [url]
+    if default is None or not parts.hostname:
+        return variants
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    if parts.port is None:
+        variants.append(urlunsplit(parts._replace(netloc=f"{host}:{default}")))
+    elif parts.port == default:
+        variants.append(urlunsplit(parts._replace(netloc=host)))
+    return variants
+
+
+TWILIO_RECEIPT_STATES: dict[str, ReceiptState] = {
+    "accepted": ReceiptState.ACCEPTED,
+    "scheduled": ReceiptState.ACCEPTED,
+    "queued": ReceiptState.ACCEPTED,
+    "sending": ReceiptState.ACCEPTED,
+    "sent": ReceiptState.ACCEPTED,
+    "delivered": ReceiptState.DELIVERED,
+    "read": ReceiptState.DELIVERED,  # WhatsApp: read implies delivered
+    "undelivered": ReceiptState.UNDELIVERED,
+    "failed": ReceiptState.UNDELIVERED,
+    "canceled": ReceiptState.UNDELIVERED,
+}
+
+# Delivery error codes in status callbacks, and whose fault each is. Source of each row:
+# https://www.twilio.com/docs/api/errors/<code>; docs/webhooks.md gives the reasoning. Only PROVIDER is refunded.
+TWILIO_DELIVERY_ERRORS: dict[int, tuple[Fault, str]] = {
+    30001: (Fault.PROVIDER, "queue overflow: Twilio dropped it from the sender's queue"),
+    30008: (Fault.PROVIDER, "unknown error delivering the message"),
+    30009: (Fault.PROVIDER, "missing segment: a part of the message was lost"),
+    30017: (Fault.PROVIDER, "carrier network congestion"),
+    30002: (Fault.SENDER, "the account is suspended"),
+    30007: (Fault.SENDER, "filtered by the carrier as spam or for its content"),
+    30010: (Fault.SENDER, "the price exceeds the message's MaxPrice"),
+    30018: (Fault.SENDER, "the destination carrier requires sender ID registration"),
+    30019: (Fault.SENDER, "the content is larger than the carrier accepts"),
+    30022: (Fault.SENDER, "US A2P 10DLC: the campaign's rate limit was exceeded"),
+    30023: (Fault.SENDER, "US A2P 10DLC: the daily cap was reached"),
+    30024: (Fault.SENDER, "the numeric sender ID is not provisioned with the carrier"),
+    30027: (Fault.SENDER, "US A2P 10DLC: T-Mobile daily limit reached"),
+    30034: (Fault.SENDER, "US A2P 10DLC: the sender number is not registered"),
+    63016: (Fault.SENDER, "WhatsApp: outside the 24-hour window without a template"),
+    30003: (Fault.RECIPIENT, "unreachable destination handset (off, out of coverage)"),
+    30004: (Fault.RECIPIENT, "blocked by the recipient or the recipient's carrier"),
+    30005: (Fault.RECIPIENT, "unknown destination handset (the number does not exist)"),
+    30006: (Fault.RECIPIENT, "landline or unreachable carrier"),
+    21610: (Fault.RECIPIENT, "the recipient unsubscribed (replied STOP)"),
+    21614: (Fault.RECIPIENT, "not a mobile number"),
+    63003: (Fault.RECIPIENT, "WhatsApp: the channel could not find the recipient"),
+    63024: (Fault.RECIPIENT, "WhatsApp: not a valid recipient"),
+}

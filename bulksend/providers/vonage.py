@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import quote, quote_plus
 
@@ -10,7 +13,17 @@ import requests
 from bulksend import hints
 from bulksend.errors import ConfigError, ProviderError
 from bulksend.providers import http_common
-from bulksend.providers.base import Delivery, Outcome, OutcomeKind, Provider, register
+from bulksend.providers.base import (
+    Delivery,
+    Outcome,
+    OutcomeKind,
+    Profile,
+    Provider,
+    WebhookRequest,
+    WebhookSecrets,
+    register,
+)
+from bulksend.receipts import Fault, InboundMessage, Receipt, ReceiptState
 
 DEFAULT_BASE_URL = "https://rest.nexmo.com"
 STATUS_DOCS = "https://developer.vonage.com/en/messaging/sms/guides/troubleshooting-sms#sms-api-error-codes"
@@ -252,3 +265,147 @@ class VonageProvider(Provider):
 
     def close(self) -> None:
         self._session.close()
+
+    # -- webhooks (docs/webhooks.md) -------------------------------------------------------------------------
+
+    webhook_verified_by: ClassVar[str] = "Vonage's signature (sig) with the signature secret"
+
+    @classmethod
+    def webhook_signed(cls, profile: Profile, secrets: WebhookSecrets) -> bool:
+        return bool(secrets.webhook_secret)
+
+    @classmethod
+    def signature(cls, secret: str, fields: dict[str, str], method: str = "md5hash") -> str:
+        """Vonage's ``sig`` (https://developer.vonage.com/en/getting-started/concepts/signing-messages): every
+        field but ``sig``, sorted by name, as ``&name=value`` with ``&`` and ``=`` in values turned into ``_``;
+        then MD5 of that text followed by the secret ("MD5 hash", the default), or an HMAC keyed with it."""
+        text = "".join(
+            f"&{name}={fields[name].replace('&', '_').replace('=', '_')}" for name in sorted(fields) if name != "sig"
+        )
+        if method == "md5hash":
+            return hashlib.md5((text + secret).encode("utf-8")).hexdigest()
+        return hmac.new(secret.encode("utf-8"), text.encode("utf-8"), SIGNATURE_METHODS[method]).hexdigest()
+
+    @classmethod
+    def verify_webhook(cls, profile: Profile, request: WebhookRequest, secrets: WebhookSecrets) -> bool:
+        fields = request.fields()
+        key = fields.get("api-key")
+        if key and profile.get("api_key") and key != str(profile.get("api_key")).strip():
+            return False  # another account's request
+        if not cls.webhook_signed(profile, secrets):
+            return Provider.verify_webhook.__func__(cls, profile, request, secrets)
+        given = fields.get("sig", "").strip().lower()
+        method = str(profile.get("signature_method") or "md5hash").strip().lower()
+        if not given or method not in ("md5hash", *SIGNATURE_METHODS):
+            return False
+        expected = cls.signature(secrets.webhook_secret or "", fields, method)
+        return hmac.compare_digest(expected.encode(), given.encode())
+
+    @classmethod
+    def parse_report(cls, profile: Profile, request: WebhookRequest) -> list:
+        fields = request.fields()
+        status = (fields.get("status") or "").strip().lower()
+        if not status or "text" in fields:
+            return []
+        state = VONAGE_RECEIPT_STATES.get(status, ReceiptState.ACCEPTED)
+        code = (fields.get("err-code") or "").strip() or None
+        fault = text = None
+        if state is ReceiptState.UNDELIVERED or (code not in (None, "0") and state is not ReceiptState.DELIVERED):
+            state = ReceiptState.UNDELIVERED
+            known = VONAGE_DLR_ERRORS.get(int(code)) if code and code.isdigit() else None
+            fault, text = known if known else (Fault.UNKNOWN, f"Vonage err-code {code}" if code else status)
+        reference = (fields.get("client-ref") or "").strip()
+        return [
+            Receipt(
+                profile=profile.name,
+                state=state,
+                provider_id=(fields.get("messageId") or "").strip() or None,
+                transmission_id=int(reference) if reference.isdigit() else None,
+                status=status,
+                code=code,
+                text=text,
+                fault=fault,
+                opt_out=code == "9",
+                reported_at=_scts(fields.get("scts")) or _vonage_time(fields.get("message-timestamp")),
+                exact_id=False,  # one receipt per part, each with the part's own id
+            )
+        ]
+
+    @classmethod
+    def parse_inbound(cls, profile: Profile, request: WebhookRequest) -> list:
+        fields = request.fields()
+        if "text" not in fields or not fields.get("msisdn"):
+            return []
+        digits = fields["msisdn"].strip().lstrip("+")
+        return [
+            InboundMessage(
+                profile=profile.name,
+                sender=f"+{digits}" if digits.isdigit() else digits,
+                text=fields.get("text") or "",
+                provider_id=(fields.get("messageId") or "").strip() or None,
+                channel="sms",
+                received_at=_vonage_time(fields.get("message-timestamp")),
+            )
+        ]
+
+
+SIGNATURE_METHODS = {"md5": hashlib.md5, "sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512}
+
+VONAGE_RECEIPT_STATES: dict[str, ReceiptState] = {
+    "accepted": ReceiptState.ACCEPTED,
+    "buffered": ReceiptState.ACCEPTED,
+    "unknown": ReceiptState.ACCEPTED,  # Vonage has it; the carrier gave no final word
+    "delivered": ReceiptState.DELIVERED,
+    "expired": ReceiptState.UNDELIVERED,
+    "failed": ReceiptState.UNDELIVERED,
+    "rejected": ReceiptState.UNDELIVERED,
+}
+
+# DLR err-code values and whose fault each is. Source: Vonage, "SMS API delivery receipt error codes"
+# (https://developer.vonage.com/en/messaging/sms/guides/delivery-receipts#dlr-error-codes); docs/webhooks.md
+# gives the reasoning. Only PROVIDER is refunded.
+VONAGE_DLR_ERRORS: dict[int, tuple[Fault, str]] = {
+    1: (Fault.PROVIDER, "unknown: the carrier gave no reason"),
+    5: (Fault.PROVIDER, "portability error: the carrier could not route the ported number"),
+    8: (Fault.PROVIDER, "network error at the carrier"),
+    11: (Fault.PROVIDER, "unroutable: Vonage has no route to this carrier"),
+    16: (Fault.PROVIDER, "gateway quota exceeded"),
+    99: (Fault.PROVIDER, "general error"),
+    2: (Fault.RECIPIENT, "absent subscriber (temporary): the phone is off or out of coverage"),
+    3: (Fault.RECIPIENT, "absent subscriber (permanent): the number is no longer active"),
+    4: (Fault.RECIPIENT, "call barred by the user"),
+    7: (Fault.RECIPIENT, "handset busy or its memory full"),
+    9: (Fault.RECIPIENT, "illegal number: the recipient opted out (replied STOP)"),
+    12: (Fault.RECIPIENT, "destination unreachable"),
+    13: (Fault.RECIPIENT, "subscriber age restriction"),
+    14: (Fault.RECIPIENT, "number blocked by the carrier"),
+    15: (Fault.RECIPIENT, "prepaid account without funds"),
+    6: (Fault.SENDER, "anti-spam rejection"),
+    10: (Fault.SENDER, "illegal message (content or sender ID)"),
+    50: (Fault.SENDER, "entity filter (registration)"),
+    51: (Fault.SENDER, "header filter (sender ID)"),
+    52: (Fault.SENDER, "content filter"),
+    53: (Fault.SENDER, "consent filter"),
+    54: (Fault.SENDER, "regulation error"),
+}
+
+
+def _scts(value: str | None) -> str | None:
+    """A DLR's ``scts`` (YYMMDDHHMM, the carrier's UTC time of the event) in the ledger's timestamp format."""
+    text = (value or "").strip()
+    if len(text) != 10 or not text.isdigit():
+        return None
+    try:
+        moment = datetime.strptime(text, "%y%m%d%H%M")
+    except ValueError:
+        return None
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def _vonage_time(value: str | None) -> str | None:
+    """``message-timestamp`` (``2020-01-01 12:00:00``, UTC) in the ledger's timestamp format."""
+    try:
+        moment = datetime.strptime((value or "").strip(), "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return None
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")

@@ -34,11 +34,13 @@ an ambiguous row stays ``unknown`` until ``campaigns reconcile`` (the user decid
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import math
 import re
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -52,9 +54,13 @@ from bulksend.providers.base import (
     LookupResult,
     Outcome,
     OutcomeKind,
+    Profile,
     Provider,
+    WebhookRequest,
+    WebhookSecrets,
     register,
 )
+from bulksend.receipts import Fault, InboundMessage, Receipt, ReceiptState
 
 DEFAULT_BASE_URL = "https://graph.facebook.com"
 DEFAULT_API_VERSION = "v21.0"
@@ -288,6 +294,9 @@ class WhatsAppProvider(Provider):
             # E.164 with its "+": Meta advises the plus sign and country code; a number without the "+" may be
             # read as one in the business number's own country.
             "to": delivery.to,
+            # Echoed back in every status webhook of this message: a receipt names our row even when the send's
+            # answer was lost (docs/webhooks.md).
+            "biz_opaque_callback_data": str(delivery.transmission_id),
         }
         params = delivery.params or {}
         if "template" in params:
@@ -445,3 +454,193 @@ class WhatsAppProvider(Provider):
 
     def close(self) -> None:
         self._session.close()
+
+    # -- webhooks (docs/webhooks.md) -------------------------------------------------------------------------
+
+    webhook_verified_by: ClassVar[str] = "X-Hub-Signature-256 (HMAC-SHA256 with the app secret) and the verify token"
+
+    @classmethod
+    def webhook_signed(cls, profile: Profile, secrets: WebhookSecrets) -> bool:
+        return True
+
+    @classmethod
+    def signature(cls, app_secret: str, body: bytes) -> str:
+        """Meta's ``X-Hub-Signature-256``: ``sha256=`` and the hex HMAC-SHA256 of the raw body, keyed with the app
+        secret (https://developers.facebook.com/docs/graph-api/webhooks/getting-started)."""
+        return "sha256=" + hmac.new(app_secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+    @classmethod
+    def verify_webhook(cls, profile: Profile, request: WebhookRequest, secrets: WebhookSecrets) -> bool:
+        given = request.header("X-Hub-Signature-256").strip()
+        if request.method != "POST" or not secrets.webhook_secret or not given:
+            return False
+        return hmac.compare_digest(cls.signature(secrets.webhook_secret, request.body).encode(), given.encode())
+
+    @classmethod
+    def webhook_handshake(cls, profile: Profile, request: WebhookRequest, secrets: WebhookSecrets) -> bytes | None:
+        """Meta's subscription check: a GET with ``hub.mode=subscribe`` and our verify token gets ``hub.challenge``
+        back; anything else gets None (and a 403)."""
+        if request.method != "GET" or request.query_value("hub.mode") != "subscribe":
+            return None
+        given = request.query_value("hub.verify_token") or ""
+        if not secrets.token or not hmac.compare_digest(given.encode(), secrets.token.encode()):
+            return None
+        return (request.query_value("hub.challenge") or "").encode("utf-8")
+
+    @classmethod
+    def _changes(cls, profile: Profile, request: WebhookRequest, field: str) -> list[dict[str, Any]]:
+        """The ``value`` of every change of ``field`` for this profile's phone number (another number's are not ours)."""
+        body = request.json
+        if not isinstance(body, dict) or not isinstance(body.get("entry"), list):
+            return []
+        number_id = str(profile.get("phone_number_id") or "").strip()
+        values = []
+        for entry in body["entry"]:
+            for change in (entry.get("changes") or []) if isinstance(entry, dict) else []:
+                if not isinstance(change, dict) or change.get("field") != field:
+                    continue
+                value = change.get("value")
+                if not isinstance(value, dict):
+                    continue
+                metadata = value.get("metadata") if isinstance(value.get("metadata"), dict) else {}
+                if field == "messages" and str(metadata.get("phone_number_id") or "") != number_id:
+                    continue
+                values.append(value)
+        return values
+
+    @classmethod
+    def parse_report(cls, profile: Profile, request: WebhookRequest) -> list:
+        receipts = []
+        for value in cls._changes(profile, request, "messages"):
+            for status in value.get("statuses") or []:
+                if not isinstance(status, dict):
+                    continue
+                word = str(status.get("status") or "").strip().lower()
+                state = WHATSAPP_RECEIPT_STATES.get(word)
+                if state is None:
+                    continue
+                errors = status.get("errors") if isinstance(status.get("errors"), list) else []
+                error = errors[0] if errors and isinstance(errors[0], dict) else {}
+                code = _as_int(error.get("code"))
+                fault = text = None
+                if state is ReceiptState.UNDELIVERED:
+                    known = WHATSAPP_DELIVERY_ERRORS.get(code) if code is not None else None
+                    fallback = str(error.get("title") or error.get("message") or word)
+                    fault, text = known if known else (Fault.UNKNOWN, fallback)
+                reference = str(status.get("biz_opaque_callback_data") or "").strip()
+                receipts.append(
+                    Receipt(
+                        profile=profile.name,
+                        state=state,
+                        provider_id=str(status.get("id") or "").strip() or None,
+                        transmission_id=int(reference) if reference.isdigit() else None,
+                        status=word,
+                        code=None if code is None else str(code),
+                        text=text,
+                        fault=fault,
+                        opt_out=code == 131050,
+                        reported_at=_unix_time(status.get("timestamp")),
+                    )
+                )
+        return receipts
+
+    @classmethod
+    def parse_inbound(cls, profile: Profile, request: WebhookRequest) -> list:
+        found = []
+        for value in cls._changes(profile, request, "messages"):
+            for message in value.get("messages") or []:
+                if not isinstance(message, dict) or not message.get("from"):
+                    continue
+                found.append(
+                    InboundMessage(
+                        profile=profile.name,
+                        sender=_wa_number(message["from"]),
+                        text=_message_text(message),
+                        provider_id=str(message.get("id") or "").strip() or None,
+                        channel="whatsapp",
+                        received_at=_unix_time(message.get("timestamp")),
+                    )
+                )
+        # A user who stops marketing messages (Meta's user_preferences webhook) is an opt-out without text.
+        for value in cls._changes(profile, request, "user_preferences"):
+            for preference in value.get("user_preferences") or []:
+                if isinstance(preference, dict) and str(preference.get("value") or "").lower() == "stop":
+                    found.append(
+                        InboundMessage(
+                            profile=profile.name,
+                            sender=_wa_number(preference.get("wa_id") or ""),
+                            provider_id=None,
+                            channel="whatsapp",
+                            opt_out=True,
+                            keyword="user_preferences=stop",
+                            received_at=_unix_time(preference.get("timestamp")),
+                        )
+                    )
+        return found
+
+
+WHATSAPP_RECEIPT_STATES: dict[str, ReceiptState] = {
+    "sent": ReceiptState.ACCEPTED,
+    "delivered": ReceiptState.DELIVERED,
+    "read": ReceiptState.DELIVERED,
+    "failed": ReceiptState.UNDELIVERED,
+}
+
+# Error codes in failed status webhooks and whose fault each is. Source: Meta, "Error codes"
+# (https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes); docs/webhooks.md gives the
+# reasoning. Only PROVIDER is refunded.
+WHATSAPP_DELIVERY_ERRORS: dict[int, tuple[Fault, str]] = {
+    1: (Fault.PROVIDER, "unknown API error"),
+    2: (Fault.PROVIDER, "the API was temporarily down or overloaded"),
+    131000: (Fault.PROVIDER, "something went wrong at Meta"),
+    131016: (Fault.PROVIDER, "a Meta service was temporarily unavailable"),
+    131049: (Fault.PROVIDER, "Meta chose not to deliver it (ecosystem engagement limit)"),
+    130472: (Fault.PROVIDER, "the number is part of a Meta experiment"),
+    131026: (Fault.RECIPIENT, "undeliverable: not on WhatsApp, an old app, or terms not accepted"),
+    131050: (Fault.RECIPIENT, "the recipient stopped marketing messages from this business"),
+    131021: (Fault.SENDER, "the recipient is the sender"),
+    131047: (Fault.SENDER, "more than 24 hours since the recipient last wrote: only a template may be sent"),
+    131051: (Fault.SENDER, "unsupported message type"),
+    131052: (Fault.SENDER, "media download error"),
+    131053: (Fault.SENDER, "media upload error"),
+    131042: (Fault.SENDER, "business eligibility payment issue"),
+    131048: (Fault.SENDER, "spam rate limit: this number is restricted"),
+    131056: (Fault.SENDER, "pair rate limit: too many messages to this recipient"),
+    130429: (Fault.SENDER, "throughput limit reached"),
+    368: (Fault.SENDER, "temporarily blocked for policy violations"),
+    132000: (Fault.SENDER, "template parameter count mismatch"),
+    132001: (Fault.SENDER, "the template does not exist or is not approved"),
+    132005: (Fault.SENDER, "the filled-in template is too long"),
+    132007: (Fault.SENDER, "the template violates the format policy"),
+    132012: (Fault.SENDER, "a template parameter has the wrong format"),
+    132015: (Fault.SENDER, "the template is paused"),
+    132016: (Fault.SENDER, "the template is disabled"),
+}
+
+
+def _wa_number(value: Any) -> str:
+    """A WhatsApp id (digits, the country code first) as E.164."""
+    text = str(value or "").strip().lstrip("+")
+    return f"+{text}" if text.isdigit() else text
+
+
+def _unix_time(value: Any) -> str | None:
+    seconds = _as_int(value)
+    if seconds is None:
+        return None
+    moment = datetime.fromtimestamp(seconds, timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def _message_text(message: dict[str, Any]) -> str:
+    """What a person wrote: a text's body, a quick-reply button's text, an interactive reply's title."""
+    kind = message.get("type")
+    part = message.get(kind) if isinstance(kind, str) else None
+    if isinstance(part, dict):
+        for key in ("body", "text", "caption"):
+            if isinstance(part.get(key), str):
+                return part[key]
+        for reply in ("button_reply", "list_reply"):
+            if isinstance(part.get(reply), dict) and isinstance(part[reply].get("title"), str):
+                return part[reply]["title"]
+    return ""

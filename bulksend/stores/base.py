@@ -28,10 +28,14 @@ TABLES: dict[str, tuple[str, ...]] = {
     "holds": ("campaign_id", "channel", "amount", "updated_at"),
     "transmissions": ("id", "campaign_id", "e164", "state", "attempts", "not_before", "message", "units", "cost",
                       "row_number", "country", "provider_id", "error_code", "error_text", "debited", "refunded",
-                      "created_at", "updated_at", "sent_at", "params", "timezone"),
+                      "created_at", "updated_at", "sent_at", "params", "timezone", "report_status", "reported_at"),
     "movements": ("id", "kind", "channel", "amount", "on_date", "recorded_at", "lot_id", "campaign_id",
                   "transmission_id", "from_hold", "ref", "note"),
     "optouts": ("e164", "added_at", "reason", "source"),
+    "pending_receipts": ("id", "profile", "state", "provider_id", "transmission_id", "status", "code", "text",
+                         "fault", "opt_out", "reported_at", "exact_id", "received_at", "tries"),
+    "inbound_messages": ("id", "profile", "channel", "sender", "text", "provider_id", "keyword", "opt_out",
+                         "sent_at", "received_at"),
 }
 
 #: The meta key of the ledger's identity (a uuid4 given when the ledger is created).

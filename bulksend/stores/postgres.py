@@ -24,7 +24,7 @@ from bulksend.stores.base import LEDGER_ID, TABLES, Store, copy_queries, load_qu
 
 CONNECT_TIMEOUT_SECONDS = 10
 #: Tables whose ids come from an identity column (their sequence follows copied ids).
-IDENTITY_TABLES = ("credit_lots", "campaigns", "transmissions", "movements")
+IDENTITY_TABLES = ("credit_lots", "campaigns", "transmissions", "movements", "pending_receipts", "inbound_messages")
 
 
 def _pg_text(sql: str) -> str:

@@ -128,6 +128,42 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             updated_at TEXT NOT NULL
         ) WITHOUT ROWID""",
     ),
+    (
+        # Delivery receipts (docs/webhooks.md): the provider's last status word and the time of the final report.
+        "ALTER TABLE transmissions ADD COLUMN report_status TEXT",
+        "ALTER TABLE transmissions ADD COLUMN reported_at TEXT",
+        # Receipts for rows the ledger does not know yet, or that are still being sent: applied later.
+        """CREATE TABLE pending_receipts (
+            id              INTEGER PRIMARY KEY,
+            profile         TEXT    NOT NULL,
+            state           TEXT    NOT NULL CHECK (state IN ('accepted', 'delivered', 'undelivered')),
+            provider_id     TEXT,
+            transmission_id INTEGER,
+            status          TEXT,
+            code            TEXT,
+            text            TEXT,
+            fault           TEXT,
+            opt_out         INTEGER NOT NULL DEFAULT 0,
+            reported_at     TEXT,
+            exact_id        INTEGER NOT NULL DEFAULT 1,
+            received_at     TEXT    NOT NULL,
+            tries           INTEGER NOT NULL DEFAULT 0
+        )""",
+        # Replies: every inbound message, opt-out keywords included (keyword set), for the marketer to read.
+        """CREATE TABLE inbound_messages (
+            id          INTEGER PRIMARY KEY,
+            profile     TEXT    NOT NULL,
+            channel     TEXT,
+            sender      TEXT    NOT NULL,
+            text        TEXT    NOT NULL,
+            provider_id TEXT,
+            keyword     TEXT,
+            opt_out     INTEGER NOT NULL DEFAULT 0,
+            sent_at     TEXT,
+            received_at TEXT    NOT NULL,
+            UNIQUE (profile, provider_id)
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -919,3 +919,145 @@ class TestLedgerContract:
         with backend.open() as ledger:
             capped = [r.e164 for c in ids for r in ledger.transmissions(c, ["failed"])]
             assert sorted(capped) == numbers
+
+class TestReceiptContract:
+    """Delivery receipts and replies (docs/webhooks.md) on every backend: rows move, an unknown row is settled
+    and debited once, a provider's fault is refunded once, a recipient's never; STOP joins the opt-out list."""
+
+    @staticmethod
+    def receipt(state: str, **fields):
+        from bulksend.receipts import Receipt, ReceiptState
+
+        return Receipt("outbox", ReceiptState(state), **fields)
+
+    @staticmethod
+    def sent_row(ledger: Ledger, cost: int = 2) -> int:
+        ledger.topup("sms", 10)
+        c = campaign(ledger, rows=1, cost=cost)
+        ledger.hold(c.id, "sms", cost)
+        (tid,) = send(ledger, c.id, 1)
+        return tid
+
+    def test_a_delivered_receipt_moves_a_sent_row_once(self, ledger):
+        from bulksend.receipts import ReceiptFate
+
+        tid = self.sent_row(ledger)
+        fate = ledger.record_receipt(self.receipt("delivered", provider_id=f"SM{tid}", status="delivered",
+                                                  reported_at="2026-11-24T12:00:05.000Z"))
+        assert fate is ReceiptFate.APPLIED
+        row = ledger.transmission(tid)
+        assert (row.state, row.report_status, row.reported_at) == ("delivered", "delivered", "2026-11-24T12:00:05.000Z")
+        again = ledger.record_receipt(self.receipt("undelivered", provider_id=f"SM{tid}", code="30008"))
+        assert again is ReceiptFate.DUPLICATE
+        assert ledger.transmission(tid).state == "delivered"
+
+    def test_an_accepted_receipt_only_notes_the_status(self, ledger):
+        tid = self.sent_row(ledger)
+        ledger.record_receipt(self.receipt("accepted", transmission_id=tid, status="queued"))
+        row = ledger.transmission(tid)
+        assert (row.state, row.report_status, row.reported_at) == ("sent", "queued", None)
+
+    def test_a_recipient_fault_is_not_refunded(self, ledger):
+        from bulksend.receipts import Fault, ReceiptFate
+
+        tid = self.sent_row(ledger)
+        fate = ledger.record_receipt(self.receipt("undelivered", transmission_id=tid, code="30003",
+                                                  text="unreachable", fault=Fault.RECIPIENT))
+        assert fate is ReceiptFate.APPLIED
+        row = ledger.transmission(tid)
+        assert (row.state, row.error_code, row.debited, row.refunded) == ("undelivered", "30003", 2, 0)
+        assert ("refund", 2) not in kinds(ledger)
+        assert ledger.audit().consistent
+
+    def test_a_provider_fault_is_refunded_once(self, ledger):
+        from bulksend.receipts import Fault, ReceiptFate
+
+        tid = self.sent_row(ledger)
+        fault = self.receipt("undelivered", transmission_id=tid, code="30008", fault=Fault.PROVIDER)
+        assert ledger.record_receipt(fault) is ReceiptFate.REFUNDED
+        assert ledger.record_receipt(fault) is ReceiptFate.DUPLICATE
+        row = ledger.transmission(tid)
+        assert (row.state, row.debited, row.refunded) == ("undelivered", 2, 2)
+        refunds = [m for m in ledger.history() if m.kind == "refund"]
+        assert [(m.amount, m.transmission_id) for m in refunds] == [(2, tid)]
+        assert available(ledger) == 10
+        assert ledger.audit().consistent
+
+    def test_a_receipt_settles_an_unknown_row_with_one_debit(self, ledger):
+        from bulksend.receipts import ReceiptFate
+
+        ledger.topup("sms", 10)
+        c = campaign(ledger, rows=1, cost=3)
+        ledger.hold(c.id, "sms", 3)
+        (row,) = ledger.claim(c.id, 1)
+        ledger.mark_unknown(row.id, "timeout", "the answer was lost")
+        fate = ledger.record_receipt(self.receipt("delivered", transmission_id=row.id, provider_id="SM-late"))
+        assert fate is ReceiptFate.SETTLED
+        assert ledger.record_receipt(self.receipt("delivered", transmission_id=row.id)) is ReceiptFate.DUPLICATE
+        settled = ledger.transmission(row.id)
+        assert (settled.state, settled.provider_id, settled.debited) == ("delivered", "SM-late", 3)
+        assert [m.amount for m in ledger.history() if m.kind == "debit"] == [3]
+        assert ledger.audit().consistent
+
+    def test_a_receipt_for_a_row_not_yet_known_is_applied_later(self, ledger):
+        from bulksend.receipts import ReceiptFate
+
+        ledger.topup("sms", 10)
+        c = campaign(ledger, rows=1, cost=1)
+        ledger.hold(c.id, "sms", 1)
+        early = self.receipt("delivered", provider_id="SM-early", status="delivered")
+        assert ledger.record_receipt(early) is ReceiptFate.PENDING
+        assert ledger.pending_receipt_count() == 1
+        assert ledger.apply_pending_receipts() == {"pending": 1}  # still not known: kept
+        (row,) = ledger.claim(c.id, 1)
+        ledger.mark_sent(row.id, "SM-early")
+        assert ledger.apply_pending_receipts() == {"applied": 1}
+        assert ledger.pending_receipt_count() == 0
+        assert ledger.transmission(row.id).state == "delivered"
+
+    def test_a_receipt_on_another_profile_names_nothing(self, ledger):
+        from bulksend.receipts import Receipt, ReceiptFate, ReceiptState
+
+        tid = self.sent_row(ledger)
+        other = Receipt("twilio-main", ReceiptState.DELIVERED, transmission_id=tid)
+        assert ledger.record_receipt(other) is ReceiptFate.PENDING
+        assert ledger.transmission(tid).state == "sent"
+
+    def test_a_stop_reply_joins_the_opt_out_list_once(self, ledger):
+        from bulksend.receipts import InboundMessage
+
+        stop = InboundMessage("outbox", "+447911100001", "Stop please", provider_id="IN1", channel="sms",
+                              opt_out=True, keyword="STOP")
+        assert ledger.record_inbound(stop) is True
+        assert ledger.record_inbound(stop) is False  # the provider's retry
+        hello = InboundMessage("outbox", "+447911100002", "thanks!", provider_id="IN2", channel="sms")
+        assert ledger.record_inbound(hello) is True
+        (entry,) = ledger.optouts()
+        assert (entry.e164, entry.source, entry.reason) == ("+447911100001", "provider", "replied 'STOP' (outbox)")
+        assert ledger.suppressed_among(["+447911100001", "+447911100002"]) == {"+447911100001"}
+        replies = ledger.inbound_messages()
+        assert [(r["sender"], r["text"], r["opt_out"]) for r in replies] == [
+            ("+447911100002", "thanks!", 0), ("+447911100001", "Stop please", 1),
+        ]
+        assert len(ledger.inbound_messages(limit=1)) == 1
+
+    def test_a_copied_ledger_keeps_its_receipts_and_replies(self, ledger, backend, clock):
+        from bulksend.ledger import copy_ledger
+        from bulksend.receipts import InboundMessage
+
+        tid = self.sent_row(ledger)
+        ledger.record_receipt(self.receipt("delivered", transmission_id=tid, status="delivered",
+                                           reported_at="2026-11-24T12:00:05.000Z"))
+        ledger.record_receipt(self.receipt("delivered", provider_id="SM-not-yet"))
+        ledger.record_inbound(InboundMessage("outbox", "+447911100001", "STOP", provider_id="IN1", opt_out=True,
+                                             keyword="STOP"))
+        target = Backend(backend.name, clock)
+        try:
+            with target.open() as copy:
+                report = copy_ledger(ledger, copy)
+                assert report.rows["pending_receipts"] == report.rows["inbound_messages"] == 1
+                assert copy.pending_receipt_count() == 1
+                assert [r["sender"] for r in copy.inbound_messages()] == ["+447911100001"]
+                assert copy.transmission(tid).reported_at == "2026-11-24T12:00:05.000Z"
+        finally:
+            target.drop()

@@ -111,38 +111,45 @@ ON CONFLICT (campaign_id, e164) DO NOTHING;
 
 -- name: transmission_by_id
 SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost, row_number, country, provider_id,
-       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone
+       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone,
+       report_status, reported_at
 FROM transmissions WHERE id = :id;
 
 -- name: transmission_by_provider_id
 SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost, row_number, country, provider_id,
-       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone
+       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone,
+       report_status, reported_at
 FROM transmissions WHERE provider_id = :provider_id ORDER BY id LIMIT 1;
 
 -- name: transmissions_of_campaign
 SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost, row_number, country, provider_id,
-       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone
+       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone,
+       report_status, reported_at
 FROM transmissions WHERE campaign_id = :campaign_id ORDER BY id LIMIT :limit;
 
 -- name: transmissions_in_states
 SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost, row_number, country, provider_id,
-       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone
+       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone,
+       report_status, reported_at
 FROM transmissions WHERE campaign_id = :campaign_id AND state = ANY(:states) ORDER BY id LIMIT :limit;
 
 -- name: transmission_page
 -- Keyset paging by id (reports): a page never shifts when rows change state meanwhile.
 SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost, row_number, country, provider_id,
-       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone
+       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone,
+       report_status, reported_at
 FROM transmissions WHERE campaign_id = :campaign_id AND id > :after_id ORDER BY id LIMIT :limit;
 
 -- name: transmission_page_in_states
 SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost, row_number, country, provider_id,
-       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone
+       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone,
+       report_status, reported_at
 FROM transmissions WHERE campaign_id = :campaign_id AND id > :after_id AND state = ANY(:states) ORDER BY id LIMIT :limit;
 
 -- name: transmissions_by_ids
 SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost, row_number, country, provider_id,
-       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone
+       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone,
+       report_status, reported_at
 FROM transmissions WHERE id = ANY(:ids) ORDER BY id;
 
 -- name: save_transmission
@@ -256,3 +263,40 @@ INSERT INTO rate_buckets (profile, next_at, updated_at) VALUES (:profile, 0, :no
 
 -- name: rate_bucket_save
 UPDATE rate_buckets SET next_at = :next_at, updated_at = :now WHERE profile = :profile;
+
+-- ------------------------------------------------------------------- receipts and replies (docs/webhooks.md)
+
+-- name: save_report_fields
+-- The provider's last status word, the time of the final report, and its message id when the row had none.
+UPDATE transmissions SET report_status = COALESCE(:status, report_status), reported_at = :reported_at,
+       provider_id = COALESCE(provider_id, :provider_id)
+WHERE id = :id;
+
+-- name: insert_pending_receipt
+INSERT INTO pending_receipts (profile, state, provider_id, transmission_id, status, code, text, fault, opt_out,
+                              reported_at, exact_id, received_at)
+VALUES (:profile, :state, :provider_id, :transmission_id, :status, :code, :text, :fault, :opt_out, :reported_at,
+        :exact_id, :now);
+
+-- name: pending_receipts_due
+SELECT id, profile, state, provider_id, transmission_id, status, code, text, fault, opt_out, reported_at, exact_id
+FROM pending_receipts WHERE tries < :max_tries ORDER BY id LIMIT :limit;
+
+-- name: pending_receipt_tried
+UPDATE pending_receipts SET tries = tries + 1 WHERE id = :id;
+
+-- name: delete_pending_receipt
+DELETE FROM pending_receipts WHERE id = :id;
+
+-- name: pending_receipts_count
+SELECT COUNT(*) FROM pending_receipts;
+
+-- name: insert_inbound
+-- A provider's retry of a message already kept (same profile and message id) changes nothing.
+INSERT INTO inbound_messages (profile, channel, sender, text, provider_id, keyword, opt_out, sent_at, received_at)
+VALUES (:profile, :channel, :sender, :text, :provider_id, :keyword, :opt_out, :sent_at, :now)
+ON CONFLICT (profile, provider_id) DO NOTHING;
+
+-- name: inbound_recent
+SELECT id, profile, channel, sender, text, provider_id, keyword, opt_out, sent_at, received_at
+FROM inbound_messages ORDER BY id DESC LIMIT :limit;

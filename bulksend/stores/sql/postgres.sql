@@ -14,7 +14,8 @@ SELECT pg_advisory_xact_lock(1212, hashtext(n)) FROM (
 
 -- name: transmission_for_update
 SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost, row_number, country, provider_id,
-       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone
+       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone,
+       report_status, reported_at
 FROM transmissions WHERE id = :id FOR UPDATE;
 
 -- name: hold_for_update
@@ -40,3 +41,18 @@ SELECT COALESCE(MAX(version), 0) FROM bulksend_schema;
 -- The slot and the server's clock in one read, so senders on machines whose clocks disagree share one time.
 SELECT next_at, EXTRACT(EPOCH FROM clock_timestamp())::double precision FROM rate_buckets
 WHERE profile = :profile FOR UPDATE;
+
+-- name: receipt_row_by_id
+-- The row a receipt names, locked: two receipts for one message (two receivers) apply one after the other.
+SELECT t.id, t.campaign_id, t.e164, t.state, t.attempts, t.not_before, t.message, t.units, t.cost, t.row_number,
+       t.country, t.provider_id, t.error_code, t.error_text, t.debited, t.refunded, t.created_at, t.updated_at,
+       t.sent_at, t.params, t.timezone, t.report_status, t.reported_at
+FROM transmissions t JOIN campaigns c ON c.id = t.campaign_id WHERE t.id = :id AND c.provider = :profile
+FOR UPDATE OF t;
+
+-- name: receipt_row_by_provider_id
+SELECT t.id, t.campaign_id, t.e164, t.state, t.attempts, t.not_before, t.message, t.units, t.cost, t.row_number,
+       t.country, t.provider_id, t.error_code, t.error_text, t.debited, t.refunded, t.created_at, t.updated_at,
+       t.sent_at, t.params, t.timezone, t.report_status, t.reported_at
+FROM transmissions t JOIN campaigns c ON c.id = t.campaign_id
+WHERE t.provider_id = :provider_id AND c.provider = :profile ORDER BY t.id LIMIT 1 FOR UPDATE OF t;

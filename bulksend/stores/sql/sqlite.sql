@@ -3,7 +3,8 @@
 
 -- name: transmission_for_update
 SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost, row_number, country, provider_id,
-       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone
+       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone,
+       report_status, reported_at
 FROM transmissions WHERE id = :id;
 
 -- name: hold_for_update
@@ -23,3 +24,17 @@ ORDER BY on_date DESC, id DESC;
 -- name: rate_bucket_for_update
 -- Under BEGIN IMMEDIATE the whole file is this writer's; the clock is the machine's ('now', in milliseconds).
 SELECT next_at, (julianday('now') - 2440587.5) * 86400.0 FROM rate_buckets WHERE profile = :profile;
+
+-- name: receipt_row_by_id
+-- The row a receipt names by our echoed id, only in a campaign sent through the receipt's own profile.
+SELECT t.id, t.campaign_id, t.e164, t.state, t.attempts, t.not_before, t.message, t.units, t.cost, t.row_number,
+       t.country, t.provider_id, t.error_code, t.error_text, t.debited, t.refunded, t.created_at, t.updated_at,
+       t.sent_at, t.params, t.timezone, t.report_status, t.reported_at
+FROM transmissions t JOIN campaigns c ON c.id = t.campaign_id WHERE t.id = :id AND c.provider = :profile;
+
+-- name: receipt_row_by_provider_id
+SELECT t.id, t.campaign_id, t.e164, t.state, t.attempts, t.not_before, t.message, t.units, t.cost, t.row_number,
+       t.country, t.provider_id, t.error_code, t.error_text, t.debited, t.refunded, t.created_at, t.updated_at,
+       t.sent_at, t.params, t.timezone, t.report_status, t.reported_at
+FROM transmissions t JOIN campaigns c ON c.id = t.campaign_id
+WHERE t.provider_id = :provider_id AND c.provider = :profile ORDER BY t.id LIMIT 1;

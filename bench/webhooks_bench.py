@@ -1,0 +1,145 @@
+"""Receipts per second that `bulksend webhooks serve` records, against the same server answering a no-op endpoint.
+
+    .venv/bin/python bench/webhooks_bench.py [--receipts 6000] [--clients 32] [--processes 2]
+
+A temporary home gets an SQLite ledger with one campaign of ``--receipts`` transmissions, all ``sent``.
+``bulksend webhooks serve`` runs as its own process (waitress, the real command). Load comes from
+``--processes`` processes of ``--clients`` keep-alive connections in all:
+(a) the no-op ceiling: ``GET /healthz`` as many times, on the same server;
+(b) one ``delivered`` receipt per transmission, POSTed to the outbox profile's URL (the path token
+    verifies it), each answered only once committed (group commit).
+Prints both rates and (b)'s receipts per message at the engine's measured send rate (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ENGINE_RATE = 937  # messages/s, `bulksend send` as a whole process (docs/benchmarks.md, "Sending")
+
+
+def prepare(home: Path, n: int) -> list[int]:
+    from bulksend.config import Config
+    from bulksend.ledger import NewTransmission
+    from bulksend.ledger_guard import open_for_write
+
+    config = Config.load(home)
+    with open_for_write(config) as ledger:
+        ledger.topup("sms", max(1000, n))
+        campaign = ledger.open_campaign("bench", "sms", "outbox", "bench")
+        ledger.add_transmissions(
+            campaign.id, (NewTransmission(f"+4474{i:08d}", "hi", 1, 1) for i in range(n))
+        )
+        ledger.hold(campaign.id, "sms", n)
+        ids = []
+        while True:
+            with ledger.transaction():
+                rows = ledger.claim(campaign.id, 1000)
+                for row in rows:
+                    ledger.mark_sent(row.id, f"outbox-{row.id}")
+            if not rows:
+                break
+            ids.extend(r.id for r in rows)
+    return ids
+
+
+def _client(port: int, jobs: list[tuple[str, str, bytes | None]], out: list[int]) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    ok = 0
+    for method, path, body in jobs:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        ok += response.status == 200
+    conn.close()
+    out.append(ok)
+
+
+def _process(port: int, jobs: list, threads: int, queue) -> None:
+    results: list[int] = []
+    workers = [threading.Thread(target=_client, args=(port, jobs[i::threads], results)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    queue.put(sum(results))
+
+
+def blast(port: int, jobs: list, clients: int, processes: int) -> tuple[float, int]:
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    per = max(1, clients // processes)
+    procs = [ctx.Process(target=_process, args=(port, jobs[i::processes], per, queue)) for i in range(processes)]
+    start = time.perf_counter()
+    for p in procs:
+        p.start()
+    ok = sum(queue.get() for _ in procs)
+    for p in procs:
+        p.join()
+    return time.perf_counter() - start, ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--receipts", type=int, default=6000)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--processes", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        home.mkdir(mode=0o700)
+        (home / "config.toml").write_text('[webhooks]\npublic_url = "https://hooks.example.test"\n')
+        env = {**os.environ, "BULKSEND_HOME": str(home), "NO_COLOR": "1"}
+        os.environ["BULKSEND_HOME"] = str(home)
+        ids = prepare(home, args.receipts)
+        cmd = [sys.executable, "-m", "bulksend"]
+        url = json.loads(subprocess.run([*cmd, "webhooks", "urls", "--json"], env=env, capture_output=True,
+                                        text=True, check=True).stdout)["outbox"]["url"]
+        path = url.removeprefix("https://hooks.example.test")
+        server = subprocess.Popen([*cmd, "webhooks", "serve", "--port", "0"], env=env, stderr=subprocess.PIPE,
+                                  text=True)
+        lines: list[str] = []
+        try:
+            port = int(re.search(r":(\d+) for", server.stderr.readline()).group(1))
+            reader = threading.Thread(target=lambda: lines.extend(server.stderr), daemon=True)
+            reader.start()  # a full pipe would block the server's logging
+            noop = [("GET", "/healthz", None)] * len(ids)
+            receipts = [
+                ("POST", path, json.dumps({"reference": str(i), "id": f"outbox-{i}", "status": "delivered"}).encode())
+                for i in ids
+            ]
+            noop_time, noop_ok = blast(port, noop, args.clients, args.processes)
+            hook_time, hook_ok = blast(port, receipts, args.clients, args.processes)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=120)
+        time.sleep(0.2)
+        print("".join(lines).strip().splitlines()[-1])
+        from bulksend.config import Config
+        from bulksend.ledger_guard import open_for_read
+
+        with open_for_read(Config.load(home)) as ledger:
+            counts = ledger.counts(ledger.get_campaign("bench").id)
+        assert noop_ok == len(ids) and hook_ok == len(ids) and counts == {"delivered": len(ids)}, (noop_ok, hook_ok,
+                                                                                                 counts)
+        noop_rate, hook_rate = len(ids) / noop_time, len(ids) / hook_time
+        print(f"(a) no-op GET /healthz:        {noop_rate:8.0f} requests/s")
+        print(f"(b) receipts recorded:         {hook_rate:8.0f} receipts/s ({hook_rate / noop_rate:.2f} of (a))")
+        print(f"    at the engine's {ENGINE_RATE} messages/s: {hook_rate / ENGINE_RATE:.2f} receipts per message")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,495 @@
+"""The webhook receiver: one endpoint per provider profile, verified, committed in groups (docs/webhooks.md).
+
+``webhooks serve`` runs ``Receiver`` (a WSGI app) on waitress. A request is verified by its provider's own
+means (a signature, or a secret token in the URL path) before anything is read from it; what it carries
+(delivery receipts, replies) is handed to one ``ReceiptWriter`` thread, which commits many requests in one
+ledger transaction; the request is answered 2xx only once that transaction has committed, so that a
+provider retries whatever was not recorded. A receipt the ledger cannot apply yet is kept and retried.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import secrets as _secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlsplit
+
+from bulksend import credentials
+from bulksend.config import Config
+from bulksend.errors import ConfigError, InputError, LedgerError
+from bulksend.ledger import Ledger
+from bulksend.providers.base import Profile, Provider, WebhookRequest, WebhookSecrets, provider_class
+from bulksend.receipts import InboundMessage, Receipt, StopWords
+
+HOOKS = "/hooks/"
+HEALTH = "/healthz"
+TOKENS_FILE = Path("webhooks") / "tokens.json"
+MAX_BODY = 1024 * 1024  # a receipt is a few hundred bytes; Meta batches at most a few hundred KB
+COMMIT_WAIT = 60.0  # seconds a request waits for its commit before answering 503 (the provider retries)
+RETRY_PENDING_EVERY = 2.0  # seconds between two passes over the kept receipts
+DEFAULT_PORT = 8080
+
+
+# ------------------------------------------------------------------------------------------ endpoints
+
+
+def path_tokens(home: Path, names: Iterable[str]) -> dict[str, str]:
+    """Each profile's URL path token, created (random, 32 characters) the first time and kept in
+    ``<home>/webhooks/tokens.json`` (owner-only, like the ledger): a URL that has been pasted into a provider's
+    console must not change from one run to the next."""
+    import os
+
+    from filelock import FileLock
+
+    from bulksend.private import open_private, private_dir
+
+    path = home / TOKENS_FILE
+    private_dir(path.parent, root=home)
+    with FileLock(str(path.with_suffix(".lock"))):
+        try:
+            tokens = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"{path}: cannot be read ({exc}).", hint="Move it away: new URLs are made (paste them again)."
+            ) from None
+        if not isinstance(tokens, dict):
+            raise ConfigError(f"{path}: not a table of tokens.", hint="Move it away: new URLs are made.")
+        missing = [name for name in names if not isinstance(tokens.get(name), str)]
+        if missing:
+            for name in missing:
+                tokens[name] = _secrets.token_urlsafe(24)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            fd = open_private(tmp, os.O_WRONLY | os.O_TRUNC)
+            with open(fd, "w", encoding="utf-8") as handle:
+                json.dump(tokens, handle, indent=1, sort_keys=True)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+    return {name: tokens[name] for name in names}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One profile's endpoint: where it is, what verifies it, and whether it can verify anything at all."""
+
+    profile: Profile
+    cls: type[Provider]
+    secrets: WebhookSecrets = field(repr=False)
+    signed: bool
+    path: str  # e.g. /hooks/twilio, or /hooks/vonage/<token> for a provider that cannot sign
+    verified_by: str
+    problem: str | None = None  # why every request will be refused (a missing secret), said by `webhooks urls`
+
+    @property
+    def name(self) -> str:
+        return self.profile.name
+
+
+def endpoints(config: Config) -> list[Endpoint]:
+    """Every profile's endpoint (the built-in outbox too), with the secrets that verify it."""
+    from bulksend import profiles
+
+    listed = profiles.list_profiles(config)
+    tokens = path_tokens(config.home, [p.name for p in listed])
+    found = []
+    for profile in listed:
+        cls = provider_class(profile.type)
+        profile, _ = credentials.from_environment(profile, cls)
+        webhook_secret, _source = credentials.resolve_webhook_secret(profile)
+        secret = None
+        problem = None
+        if cls.type_name == "twilio" and not webhook_secret and not profile.get("api_key_sid"):
+            try:
+                secret = credentials.resolve_secret(profile, cls)
+            except ConfigError as exc:
+                problem = f"no auth token to check signatures with ({exc.message})"
+        secrets = WebhookSecrets(token=tokens[profile.name], secret=secret, webhook_secret=webhook_secret)
+        signed = cls.webhook_signed(profile, secrets)
+        env = credentials.webhook_env_var(profile.name)
+        if cls.type_name == "twilio" and profile.get("api_key_sid") and not webhook_secret:
+            problem = f"a profile that sends with an API key needs the auth token as its webhook secret ({env})"
+        if cls.type_name == "whatsapp" and not webhook_secret:
+            problem = f"no app secret: set {env} or run bulksend provider login {profile.name} --webhook-secret"
+        path = HOOKS + quote(profile.name, safe="")
+        if not signed:
+            path += "/" + secrets.token
+        verified_by = cls.webhook_verified_by if signed else Provider.webhook_verified_by
+        found.append(Endpoint(profile, cls, secrets, signed, path, verified_by, problem))
+    return found
+
+
+def public_base(config: Config, public_url: str | None) -> str:
+    """The public base URL: ``--public-url``, else ``[webhooks] public_url``; exit 6 when there is neither."""
+    url = (public_url or config.webhooks.get("public_url") or "").strip().rstrip("/")
+    if not url:
+        raise ConfigError(
+            "no public URL for the webhooks: providers must know where to reach this server.",
+            hint='Add public_url = "https://hooks.example.com" under [webhooks] in config.toml, or give --public-url.',
+        )
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise InputError(f"public URL {url!r} must be an http(s) URL without a query, like https://hooks.example.com.")
+    return url
+
+
+def webhook_urls(config: Config, public_url: str | None) -> dict[str, dict[str, Any]]:
+    """What ``webhooks urls`` prints: per profile, the URL to paste and what verifies it (never a secret)."""
+    base = public_base(config, public_url)
+    shown: dict[str, dict[str, Any]] = {}
+    for endpoint in endpoints(config):
+        entry: dict[str, Any] = {"url": base + endpoint.path, "verified_by": endpoint.verified_by}
+        if endpoint.cls.type_name == "whatsapp":
+            entry["verify_token"] = endpoint.secrets.token  # pasted into Meta's console with the URL
+        if endpoint.problem:
+            entry["problem"] = endpoint.problem
+        shown[endpoint.name] = entry
+    return shown
+
+
+def with_callback(config: Config, profile: Profile) -> Profile:
+    """A Twilio profile without ``status_callback`` gets its webhook URL as one when ``[webhooks] public_url`` is
+    set: every message then asks Twilio for receipts, with our transmission id in the URL."""
+    base = str(config.webhooks.get("public_url") or "").strip().rstrip("/")
+    if profile.type != "twilio" or profile.get("status_callback") or not base:
+        return profile
+    url = base + HOOKS + quote(profile.name, safe="")
+    return Profile(profile.name, profile.type, {**profile.settings, "status_callback": url})
+
+
+# --------------------------------------------------------------------------------------- the writer
+
+
+@dataclass
+class _Work:
+    receipts: list[Receipt]
+    inbound: list[InboundMessage]
+    future: Future = field(default_factory=Future)
+
+
+_STOP = object()
+
+
+class ReceiptWriter:
+    """One thread that owns the ledger: takes what request threads hand it, commits many at once, and tells
+    each request when its part is committed (group commit). Between requests it retries the kept receipts."""
+
+    def __init__(self, ledger: Ledger, *, max_batch: int = 2000, retry_every: float = RETRY_PENDING_EVERY,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.ledger = ledger
+        self.max_batch = max_batch
+        self.retry_every = retry_every
+        self.log = log or (lambda message: None)
+        self.fates: Counter[str] = Counter()
+        self.inbound = 0
+        self.opt_outs = 0
+        self.commits = 0
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="bulksend-receipt-writer", daemon=True)
+        self._last_retry = 0.0
+
+    def start(self) -> "ReceiptWriter":
+        self._thread.start()
+        return self
+
+    def submit(self, receipts: list[Receipt], inbound: list[InboundMessage]) -> Future:
+        work = _Work(receipts, inbound)
+        self._queue.put(work)
+        return work.future
+
+    def close(self, timeout: float = 60.0) -> None:
+        """Commit everything already handed over, then stop."""
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            try:
+                first = self._queue.get(timeout=self.retry_every)
+            except queue.Empty:
+                first = None
+            batch: list[_Work] = []
+            if first is _STOP:
+                stopping = True
+            elif first is not None:
+                batch.append(first)
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    continue
+                batch.append(item)
+            if batch:
+                self._commit(batch)
+            if time.monotonic() - self._last_retry >= self.retry_every or stopping:
+                self._retry_pending()
+
+    def _commit(self, batch: list[_Work]) -> None:
+        results: list[tuple[_Work, Any, BaseException | None]] = []
+        try:
+            with self.ledger.transaction():
+                for work in batch:
+                    try:
+                        if len(work.receipts) + len(work.inbound) == 1:  # atomic on its own already
+                            fates = [self.ledger.record_receipt(r) for r in work.receipts]
+                            kept = [self.ledger.record_inbound(m) for m in work.inbound]
+                        else:
+                            with self.ledger.transaction():  # a savepoint: one bad request cannot sink the others
+                                fates = [self.ledger.record_receipt(r) for r in work.receipts]
+                                kept = [self.ledger.record_inbound(m) for m in work.inbound]
+                        results.append((work, (fates, kept), None))
+                    except Exception as exc:  # noqa: BLE001 - answered 500 for this request; the provider retries
+                        results.append((work, None, exc))
+        except BaseException as exc:  # nothing committed: every request of the batch is answered 503
+            self.log(f"webhooks: could not commit {len(batch)} request(s): {getattr(exc, 'message', exc)}")
+            for work in batch:
+                work.future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self.commits += 1
+        for work, value, error in results:
+            if error is not None:
+                work.future.set_exception(error)
+                continue
+            fates, kept = value
+            self.fates.update(str(f) for f in fates)
+            self.inbound += sum(kept)
+            self.opt_outs += sum(1 for m, k in zip(work.inbound, kept) if k and m.opt_out)
+            work.future.set_result(value)
+
+    def _retry_pending(self) -> None:
+        self._last_retry = time.monotonic()
+        try:
+            if not self.ledger.pending_receipt_count():
+                return
+            for fate, n in self.ledger.apply_pending_receipts().items():
+                if fate != "pending":
+                    self.fates[f"later_{fate}"] += n
+        except LedgerError as exc:
+            self.log(f"webhooks: could not apply the kept receipts now: {exc.message}")
+
+
+# ----------------------------------------------------------------------------------------- the app
+
+
+_REASONS = {200: "200 OK", 403: "403 Forbidden", 404: "404 Not Found", 405: "405 Method Not Allowed",
+            413: "413 Content Too Large", 500: "500 Internal Server Error", 503: "503 Service Unavailable"}
+
+
+class Receiver:
+    """The WSGI application: ``GET /healthz``, and ``/hooks/<profile>[/<token>]`` for each profile."""
+
+    def __init__(self, config: Config, writer: ReceiptWriter, public_url: str | None,
+                 found: list[Endpoint] | None = None) -> None:
+        self.base = public_base(config, public_url)
+        self.prefix = urlsplit(self.base).path.rstrip("/")  # a reverse proxy may or may not strip it
+        self.writer = writer
+        self.stop_words = StopWords(config.webhooks.get("stop_words") or ())
+        self.by_name = {e.name: e for e in (found if found is not None else endpoints(config))}
+        self.requests: Counter[int] = Counter()
+
+    def __call__(self, environ: dict, start_response) -> list[bytes]:
+        status, content_type, body = self._handle(environ)
+        self.requests[status] += 1
+        start_response(_REASONS.get(status, f"{status} Status"),
+                       [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+        return [body]
+
+    def _handle(self, environ: dict) -> tuple[int, str, bytes]:
+        text = "text/plain; charset=utf-8"
+        path = environ.get("PATH_INFO") or "/"
+        if self.prefix and path.startswith(self.prefix + "/"):
+            path = path[len(self.prefix):]
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        if path == HEALTH:
+            return (200, text, b"ok\n") if method in ("GET", "HEAD") else (405, text, b"GET only\n")
+        if not path.startswith(HOOKS):
+            return 404, text, b"not found\n"
+        name, _, token = path[len(HOOKS):].partition("/")
+        endpoint = self.by_name.get(name)
+        if endpoint is None:
+            return 404, text, b"not found\n"
+        if method not in ("GET", "POST"):
+            return 405, text, b"GET or POST\n"
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > MAX_BODY:
+            return 413, text, b"too large\n"
+        body = environ["wsgi.input"].read(length) if length > 0 else b""
+        request = self._request(environ, endpoint, method, token, body)
+        if endpoint.signed and token:
+            return 403, text, b"forbidden\n"
+        challenge = endpoint.cls.webhook_handshake(endpoint.profile, request, endpoint.secrets)
+        if challenge is not None:
+            return 200, text, challenge
+        if endpoint.problem or not endpoint.cls.verify_webhook(endpoint.profile, request, endpoint.secrets):
+            return 403, text, b"forbidden\n"
+        # Verified: from here on the request is the provider's word.
+        receipts = endpoint.cls.parse_report(endpoint.profile, request)
+        inbound = [self._classified(m) for m in endpoint.cls.parse_inbound(endpoint.profile, request)]
+        if receipts or inbound:
+            try:
+                self.writer.submit(receipts, inbound).result(timeout=COMMIT_WAIT)
+            except LedgerError:
+                return 503, text, b"not recorded; try again\n"
+            except Exception:  # noqa: BLE001 - not recorded: the provider retries; the writer logged it
+                return 500, text, b"not recorded\n"
+        return (200, *endpoint.cls.webhook_ack)
+
+    def _request(self, environ: dict, endpoint: Endpoint, method: str, token: str, body: bytes) -> WebhookRequest:
+        query_string = environ.get("QUERY_STRING") or ""
+        url = self.base + endpoint.path + (f"?{query_string}" if query_string else "")
+        headers = {
+            key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")
+        }
+        content_type = (environ.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
+        headers["content-type"] = content_type
+        form: tuple[tuple[str, str], ...] = ()
+        document = None
+        try:
+            if content_type == "application/x-www-form-urlencoded":
+                form = tuple(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+            elif content_type.endswith("json") and body:
+                document = json.loads(body)
+        except (UnicodeDecodeError, ValueError):
+            pass  # unreadable: verification fails on it, or the parse finds nothing
+        query = tuple(parse_qsl(query_string, keep_blank_values=True))
+        return WebhookRequest(method, url, token, query, headers, body, form, document)
+
+    def _classified(self, message: InboundMessage) -> InboundMessage:
+        """The sender as E.164 when it is a valid number, and STOP keywords marked as opt-outs."""
+        from bulksend.optouts import normalize
+
+        number = normalize(message.sender, None) if message.sender else None
+        if number is not None and number != message.sender:
+            message = replace(message, sender=number)
+        if not message.opt_out:
+            keyword = self.stop_words.match(message.text)
+            if keyword is not None:
+                message = replace(message, opt_out=True, keyword=keyword)
+        return message
+
+
+# -------------------------------------------------------------------------------------- the server
+
+
+class ReceiverServer:
+    """waitress serving one WSGI app, stopped cleanly: no new connection, requests in progress finished and
+    answered, then the sockets closed. ``serve()`` blocks until ``stop()`` (from any thread or a signal)."""
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int = DEFAULT_PORT, threads: int = 32) -> None:
+        import logging
+
+        from waitress.server import create_server
+
+        # A request waiting for a free thread is normal under a burst of receipts (they wait for one commit):
+        # waitress would warn once per queued request.
+        logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+        try:
+            self._server = create_server(
+                app, host=host, port=port, threads=threads, ident="bulksend", connection_limit=1000,
+                channel_timeout=30, asyncore_use_poll=True,
+            )
+        except OSError as exc:
+            raise InputError(f"cannot listen on {host}:{port} ({exc.strerror}).",
+                             hint="Choose another --port, or stop what uses that one.") from None
+        self.host = host
+        self.port = int(self._server.effective_port)
+        self._stop = threading.Event()
+        self.stopped = threading.Event()
+
+    def serve(self) -> None:
+        server = self._server
+        try:
+            while not self._stop.is_set():
+                server.asyncore.loop(timeout=0.2, map=server._map, count=1, use_poll=True)
+        finally:
+            self._drain()
+            self.stopped.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _drain(self, grace: float = 30.0) -> None:
+        server = self._server
+        server.accepting = False  # no new connection is taken from here on
+        finished = threading.Event()
+
+        def shut() -> None:
+            server.task_dispatcher.shutdown(cancel_pending=False, timeout=grace)
+            finished.set()
+
+        threading.Thread(target=shut, daemon=True).start()
+        deadline = time.monotonic() + grace + 5
+        while time.monotonic() < deadline:  # keep flushing answers while the last requests finish
+            server.asyncore.loop(timeout=0.05, map=server._map, count=1, use_poll=True)
+            if finished.is_set() and not any(
+                getattr(channel, "total_outbufs_len", 0) for channel in list(server._map.values())
+            ):
+                break
+        for channel in list(server._map.values()):
+            if channel is not server:
+                channel.close()
+        server.close()
+
+
+@dataclass
+class ServeSummary:
+    """What a ``webhooks serve`` run recorded, said when it stops."""
+
+    requests: dict[int, int]
+    fates: dict[str, int]
+    inbound: int
+    opt_outs: int
+    pending: int
+
+
+def serve(config: Config, host: str, port: int, public_url: str | None, *,
+          announce: Callable[[str], None], log: Callable[[str], None]) -> ServeSummary:
+    """``webhooks serve``: until SIGTERM or Ctrl-C; then the requests in progress finish and are committed."""
+    import signal
+
+    from bulksend.ledger_guard import open_for_write
+
+    found = endpoints(config)
+    base = public_base(config, public_url)
+    with open_for_write(config) as ledger:
+        writer = ReceiptWriter(ledger, log=log).start()
+        try:
+            app = Receiver(config, writer, public_url, found)
+            server = ReceiverServer(app, host, port)
+            previous = {}
+
+            def on_signal(signum, frame) -> None:  # noqa: ARG001
+                server.stop()
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, on_signal)
+            try:
+                announce(f"Listening on http://{host}:{server.port} for {base} "
+                         f"({len(found)} profile(s); bulksend webhooks urls lists them). Ctrl-C stops.")
+                for endpoint in found:
+                    if endpoint.problem:
+                        log(f"webhooks: profile {endpoint.name!r} refuses every request: {endpoint.problem}")
+                server.serve()
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+        finally:
+            writer.close()
+        return ServeSummary(dict(app.requests), dict(writer.fates), writer.inbound, writer.opt_outs,
+                            ledger.pending_receipt_count())

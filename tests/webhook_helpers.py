@@ -1,0 +1,107 @@
+"""The webhook receiver under its real server (waitress on port 0, in a thread), and the providers' signatures
+computed as their docs say (independently of bulksend's own code), for the webhook tests and the bench."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import sqlite3
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import requests
+
+from bulksend.config import Config
+from bulksend.inbound import Receiver, ReceiptWriter, ReceiverServer
+from bulksend.ledger_guard import open_for_write
+
+PUBLIC = "https://hooks.example.test/bulk"  # behind a reverse proxy that keeps the /bulk prefix
+
+
+@dataclass
+class Running:
+    local: str  # http://127.0.0.1:PORT
+    app: Receiver
+    writer: ReceiptWriter
+    server: ReceiverServer
+
+    def url(self, public_url: str) -> str:
+        """Where a request the provider sends to ``public_url`` arrives (the proxy forwards path and query)."""
+        parts = urlsplit(public_url)
+        return self.local + parts.path + (f"?{parts.query}" if parts.query else "")
+
+    def post(self, public_url: str, **kwargs) -> requests.Response:
+        return requests.post(self.url(public_url), timeout=30, **kwargs)
+
+    def get(self, public_url: str, **kwargs) -> requests.Response:
+        return requests.get(self.url(public_url), timeout=30, **kwargs)
+
+
+@contextmanager
+def receiver(home: Path, *, retry_every: float = 0.2, app_factory=None):
+    """``webhooks serve``'s app under waitress on a free port; stopped (cleanly) on exit."""
+    config = Config.load(home)
+    ledger = open_for_write(config)
+    writer = ReceiptWriter(ledger, retry_every=retry_every).start()
+    app = Receiver(config, writer, None) if app_factory is None else app_factory(config, writer)
+    server = ReceiverServer(app, "127.0.0.1", 0, threads=16)
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    try:
+        yield Running(f"http://127.0.0.1:{server.port}", app, writer, server)
+    finally:
+        server.stop()
+        thread.join(60)
+        writer.close()
+        ledger.close()
+
+
+def twilio_signature(auth_token: str, url: str, form: dict[str, str]) -> str:
+    """https://www.twilio.com/docs/usage/webhooks/webhooks-security: base64(HMAC-SHA1(token, url + sorted k+v))."""
+    data = url + "".join(k + form[k] for k in sorted(form))
+    return base64.b64encode(hmac.new(auth_token.encode(), data.encode(), hashlib.sha1).digest()).decode()
+
+
+def meta_signature(app_secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def vonage_sig(secret: str, fields: dict[str, str]) -> str:
+    """Vonage's "MD5 hash" signature: md5 of the sorted &k=v pairs ('&' and '=' in values as '_') + secret."""
+    text = "".join(f"&{k}={str(fields[k]).replace('&', '_').replace('=', '_')}" for k in sorted(fields) if k != "sig")
+    return hashlib.md5((text + secret).encode()).hexdigest()
+
+
+def rows(home: Path, campaign: str) -> dict[str, dict]:
+    """number → the campaign's transmission as a dict, read through the ledger (SQLite or PostgreSQL, as the
+    home's config and BULKSEND_LEDGER_URL say)."""
+    from dataclasses import asdict
+
+    from bulksend.ledger import open_existing
+
+    with open_existing(Config.load(home)) as ledger:
+        found = ledger.get_campaign(campaign)
+        return {t.e164: asdict(t) for t in ledger.transmissions(found.id)}
+
+
+def snapshot(home: Path) -> tuple:
+    """Everything a webhook may change: transmissions, movements, opt-outs, kept receipts, replies."""
+    conn = sqlite3.connect(home / "ledger.db")
+    try:
+        return tuple(
+            conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+            for table in ("transmissions", "movements", "optouts", "pending_receipts", "inbound_messages")
+        )
+    finally:
+        conn.close()
+
+
+def urls(cli) -> dict:
+    result = cli("webhooks", "urls", "--json")
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
