@@ -933,8 +933,10 @@ class Ledger:
             row = self._transition(transmission_id, "report", target)
             self._save(replace(row, state=target, error_code=code, error_text=text))
 
-    def refund(self, transmission_id: int) -> int:
-        """Give a debited transmission's credits back to the lots they came from; 0 if already refunded."""
+    def refund(self, transmission_id: int, note: str | None = None) -> int:
+        """Give a debited transmission's credits back to the lots they came from; 0 if already refunded.
+
+        ``note`` says why (a receipt's error code), on every refund movement."""
         with self._write():
             row = self._locked(transmission_id)
             if row.refunded:
@@ -947,7 +949,7 @@ class Ledger:
                 lot = _lot(self.store.one("lot_by_id", id=lot_id))
                 self._movement(
                     MovementKind.REFUND, channel, amount, lot_id=lot_id, campaign_id=row.campaign_id,
-                    transmission_id=transmission_id,
+                    transmission_id=transmission_id, note=note,
                 )
                 if lot.expires_on <= self._day:  # back with the expiry the credits had: already gone
                     self._save_lot(lot_id, lot.remaining, lot.expired + amount, lot.expires_on)
@@ -1156,7 +1158,7 @@ class Ledger:
                     provider_id=receipt.provider_id,
                 )
                 if "refund" in plan and self.transmission(row.id).debited:
-                    self.refund(row.id)
+                    self.refund(row.id, f"{receipt.profile}: not delivered, code {receipt.code or receipt.status}")
                 if "optout" in plan:
                     why = f"opted out at the provider ({receipt.profile}, code {receipt.code or receipt.status})"
                     self.add_optouts([row.e164], why, "provider")

@@ -979,7 +979,7 @@ class TestReceiptContract:
         row = ledger.transmission(tid)
         assert (row.state, row.debited, row.refunded) == ("undelivered", 2, 2)
         refunds = [m for m in ledger.history() if m.kind == "refund"]
-        assert [(m.amount, m.transmission_id) for m in refunds] == [(2, tid)]
+        assert [(m.amount, m.transmission_id, m.note) for m in refunds] == [(2, tid, "outbox: not delivered, code 30008")]
         assert available(ledger) == 10
         assert ledger.audit().consistent
 
