@@ -297,3 +297,18 @@ def test_two_campaigns_at_once_cannot_both_slip_under_the_cap(funded, home, tmp_
         conn.close()
     rejected = sum(json.loads(r.stdout)["reasons"].get("frequency_capped", 0) for r in results)
     assert failed.get("frequency_capped", 0) + rejected == 40
+
+
+def test_campaigns_show_says_when_a_waiting_campaign_is_next_due(funded, tmp_path):
+    campaign = world(tmp_path, quiet_hours="21:00-08:00")
+    with time_machine.travel(utc(2026, 6, 1, 12), tick=False):
+        send(funded, campaign)
+        shown = json.loads(funded("campaigns", "show", "world", "--json").stdout)
+        human = funded("campaigns", "show", "world").stdout
+    assert shown["next_due"] == "2026-06-01T23:00:00Z"
+    assert "2 queued; the first is due at 2026-06-01 23:00:00 UTC (quiet hours, a send time or a retry)" in human
+    with time_machine.travel(utc(2026, 6, 2, 1, 30), tick=False):
+        send(funded, campaign)
+        shown = json.loads(funded("campaigns", "show", "world", "--json").stdout)
+        human = funded("campaigns", "show", "world").stdout
+    assert shown["next_due"] is None and "due at" not in human
