@@ -1167,6 +1167,7 @@ class DryRunReport:
     available: int
     channel: str
     limit: int | None
+    waiting: int = 0  # of ``messages``, those not due yet (quiet hours, a send time): each has a "due" in the file
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -1181,6 +1182,7 @@ class DryRunReport:
             "available": self.available,
             "suppressed": self.suppressed,
             "unknown": self.unknown,
+            "waiting": self.waiting,
             "counts": {"would_send": self.messages},
             "credits_debited": 0,
             "credits_refunded": 0,
@@ -1199,18 +1201,27 @@ def dry_run(prepared: Prepared) -> DryRunReport:
 
     private_dir(path.parent, root=prepared.config.home)
     limit = prepared.limit
-    written = credits = suppressed = unknown = 0
+    written = credits = suppressed = unknown = waiting = 0
     from bulksend.engine import _encoding
+
+    now = datetime.now(timezone.utc)
+    rules = prepared.rules
+    scheduler = rules.scheduler() if rules is not None and (rules.quiet or rules.send_at) else None
+    anchor = rules.anchor if rules is not None and rules.anchor else now
 
     tmp = path.with_suffix(".jsonl.tmp")
     with open(tmp, "w", encoding="utf-8", opener=lambda p, flags: os.open(p, flags, FILE_MODE)) as out:
 
         def write(to: str, text: str, units: int, cost: int, row: int | None, encoding: str,
-                  params: str | None) -> None:
+                  params: str | None, due: datetime | None = None) -> None:
+            nonlocal waiting
             record = {
                 "campaign": prepared.name, "to": to, "channel": prepared.channel, "encoding": encoding,
                 "units": units, "credits": cost, "row": row, "text": text,
             }
+            if due is not None and due > now:  # a real run would defer it until then
+                record["due"] = _utc_iso(due)
+                waiting += 1
             if params:
                 record["params"] = json.loads(params)
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -1225,8 +1236,10 @@ def dry_run(prepared: Prepared) -> DryRunReport:
             for message in iter_messages(table):
                 if limit is not None and written >= limit:
                     break
+                due = scheduler.due(anchor, scheduler.zones(message.e164, message.country, message.timezone)) \
+                    if scheduler is not None else None
                 write(message.e164, message.text, message.units, message.credits, message.row, message.encoding,
-                      row_params(message.fields) if row_params else None)
+                      row_params(message.fields) if row_params else None, due)
                 written += 1
                 credits += message.credits
         elif prepared.status == "resume":
@@ -1240,14 +1253,16 @@ def dry_run(prepared: Prepared) -> DryRunReport:
                     continue
                 if limit is not None and written >= limit:
                     continue
+                due = datetime.strptime(row.not_before, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc) \
+                    if row.not_before else None
                 write(row.e164, row.message, row.units, row.cost, row.row_number, _encoding(row.message),
-                      row.params)
+                      row.params, due)
                 written += 1
                 credits += row.cost
     os.replace(tmp, path)
     return DryRunReport(
         prepared.name, prepared.status, path, written, credits, suppressed, unknown, prepared.available,
-        prepared.channel, limit,
+        prepared.channel, limit, waiting,
     )
 
 

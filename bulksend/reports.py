@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter
+from datetime import datetime, timezone
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,6 +197,7 @@ class Breakdown:
     provider_type: str | None
     delivery: Delivery
     failures: list[FailureGroup]
+    next_due: datetime | None = None  # when the earliest queued row may be sent, if later than now
 
 
 def breakdown(config: Config, key: str) -> Breakdown:
@@ -212,7 +214,11 @@ def breakdown(config: Config, key: str) -> Breakdown:
             for row in pages(ledger, campaign.id, ("undelivered",)):
                 groups["undelivered", row.error_code] += 1
                 examples.setdefault(("undelivered", row.error_code), row.error_text)
-    return Breakdown(status, provider_type, Delivery.of(status.counts), _ordered(groups, examples, provider_type))
+        next_due = ledger.next_due(campaign.id) if campaign.state == "open" else None
+        if next_due is not None and next_due <= datetime.now(timezone.utc):
+            next_due = None  # a queued row is due now: nothing waits
+    return Breakdown(status, provider_type, Delivery.of(status.counts), _ordered(groups, examples, provider_type),
+                     next_due)
 
 
 # ------------------------------------------------------------------------- the HTML report's figures

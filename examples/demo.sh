@@ -11,10 +11,14 @@ step() { printf '\n$ %s\n' "$*"; "$@"; }
 step "$bulksend" credits topup 1000 --channel sms --ref demo-invoice-1
 step "$bulksend" validate "$here/recipients.csv" --region GB
 step "$bulksend" estimate "$here/recipients.csv" --region GB --template "$here/spring.txt" --rates "$here/rates.csv"
-# Quiet hours (21:00-08:00 in each recipient's zone) are on by default: at night this campaign would end
-# with "state: waiting" and "N messages wait until … UTC", and the same command would send the rest in the
-# morning. The demo turns them off so that it shows the same thing at any hour (docs/schedule.md).
+note() { printf '\n'; printf '# %s\n' "$@"; }
+note "Quiet hours (21:00-08:00 in each recipient's own time zone) are on by default. Sent at night, a" \
+     "campaign sends what is due, then ends with 'N messages wait until ... UTC' (exit 0, credits held);" \
+     "the same command sends the rest in the morning. The demo turns them off to show the same at any hour" \
+     "(docs/schedule.md)." \
+     "spring.txt already says 'Reply STOP to opt out'; a marketing SMS that does not gets the opt-out footer."
 step "$bulksend" send "$here/campaign.toml" --yes --quiet-hours off
+note "Again: the campaign is done, nothing is sent twice (a cron line can repeat it safely)."
 step "$bulksend" send "$here/campaign.toml" --yes --quiet-hours off
 step "$bulksend" balance
 step "$bulksend" credits audit

@@ -297,3 +297,43 @@ def test_two_campaigns_at_once_cannot_both_slip_under_the_cap(funded, home, tmp_
         conn.close()
     rejected = sum(json.loads(r.stdout)["reasons"].get("frequency_capped", 0) for r in results)
     assert failed.get("frequency_capped", 0) + rejected == 40
+
+
+def test_campaigns_show_says_when_a_waiting_campaign_is_next_due(funded, tmp_path):
+    campaign = world(tmp_path, quiet_hours="21:00-08:00")
+    with time_machine.travel(utc(2026, 6, 1, 12), tick=False):
+        send(funded, campaign)
+        shown = json.loads(funded("campaigns", "show", "world", "--json").stdout)
+        human = funded("campaigns", "show", "world").stdout
+    assert shown["next_due"] == "2026-06-01T23:00:00Z"
+    assert "2 queued; the first is due at 2026-06-01 23:00:00 UTC (quiet hours, a send time or a retry)" in human
+    with time_machine.travel(utc(2026, 6, 2, 1, 30), tick=False):
+        send(funded, campaign)
+        shown = json.loads(funded("campaigns", "show", "world", "--json").stdout)
+        human = funded("campaigns", "show", "world").stdout
+    assert shown["next_due"] is None and "due at" not in human
+
+
+def test_a_dry_run_says_which_rows_are_not_due_yet_and_when(funded, home, tmp_path):
+    campaign = world(tmp_path, quiet_hours="21:00-08:00")
+
+    def dry_run() -> tuple[dict, dict[str, str | None]]:
+        result = funded("send", campaign, "--dry-run", "--json")
+        assert result.exit_code == 0, result.stderr
+        doc = json.loads(result.stdout)
+        lines = [json.loads(line) for line in Path(doc["file"]).read_text().splitlines()]
+        return doc, {line["to"]: line.get("due") for line in lines}
+
+    with time_machine.travel(utc(2026, 6, 1, 12), tick=False):
+        doc, due = dry_run()  # a new campaign: nothing in the ledger yet
+        assert doc["messages"] == 4 and doc["waiting"] == 2
+        assert due == {GB: None, NY: None, GB_IN_TOKYO: "2026-06-01T23:00:00Z", AU: "2026-06-02T01:30:00Z"}
+        human = funded("send", campaign, "--dry-run").stdout
+        assert "2 of them are not due yet (quiet hours or a send time)" in human
+        send(funded, campaign)
+        doc, due = dry_run()  # resuming: the rows left are the waiting ones
+        assert doc["messages"] == 2 and doc["waiting"] == 2
+        assert due == {GB_IN_TOKYO: "2026-06-01T23:00:00Z", AU: "2026-06-02T01:30:00Z"}
+    with time_machine.travel(utc(2026, 6, 1, 23, 30), tick=False):
+        doc, due = dry_run()
+        assert doc["waiting"] == 1 and due == {GB_IN_TOKYO: None, AU: "2026-06-02T01:30:00Z"}

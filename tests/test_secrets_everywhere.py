@@ -89,6 +89,9 @@ def test_the_token_never_appears_anywhere(tmp_path):
         (home / "config.toml").write_text(
             f'[providers.twilio]\ntype = "twilio"\naccount_sid = "{ACCOUNT_SID}"\nsender = "+15005550006"\n'
             f'base_url = "{twilio.url}"\nrate = 0\nreconcile_after = 0\nbackoff_base = 0.01\nbackoff_cap = 0.05\n'
+            # a WhatsApp profile whose webhook secret (Meta's app secret) is the canary too, for `webhooks urls`
+            '[providers.wa]\ntype = "whatsapp"\nphone_number_id = "1234567890"\n'
+            '[webhooks]\npublic_url = "https://hooks.example.test/bulk"\n'
         )
         recipients = tmp_path / "list.csv"
         recipients.write_text("phone,consent,name\n" + "".join(f"+4474001234{i:02d},yes,P{i}\n" for i in range(20)))
@@ -96,7 +99,7 @@ def test_the_token_never_appears_anywhere(tmp_path):
         campaign.write_text(f'name = "leak-check"\nrecipients = "{recipients}"\nmessage = "Hi {{name}}"\n'
                             'provider = "twilio"\n')
         env = {**os.environ, "BULKSEND_HOME": str(home), "TWILIO_AUTH_TOKEN": CANARY,
-               "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+               "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring", "BULKSEND_WA_WEBHOOK_SECRET": CANARY}
         commands = [
             ["credits", "topup", "1000", "--channel", "sms", "--ref", "INV-1"],
             ["validate", str(EXAMPLES / "recipients.csv"), "--region", "GB",
@@ -114,6 +117,16 @@ def test_the_token_never_appears_anywhere(tmp_path):
             ["campaigns", "list", "--json"],
             ["campaigns", "show", "leak-check"],
             ["campaigns", "reconcile", "leak-check", "--json"],
+            ["campaigns", "refresh", "leak-check"],
+            ["--debug", "campaigns", "refresh", "leak-check", "--json"],
+            ["campaigns", "export", "leak-check", "--output", str(exports / "export.csv")],
+            ["campaigns", "export", "leak-check", "--json"],
+            ["campaigns", "export", "leak-check", "--json", "--output", str(exports / "export.json")],
+            ["campaigns", "report", "leak-check", "--html", str(exports / "report.html")],
+            ["campaigns", "show", "leak-check", "--json"],
+            ["webhooks", "urls"],
+            ["webhooks", "urls", "--json"],
+            ["webhooks", "replies", "--json"],
             ["send-one", "+447400123499", "--message", "hello", "--provider", "twilio"],
             ["send-one", "+447400123491", "--message", "hello", "--provider", "twilio", "--json"],
             ["--debug", "send-one", "+447400123493", "--message", "hello", "--provider", "twilio"],
@@ -152,6 +165,12 @@ def test_the_token_never_appears_anywhere(tmp_path):
                     f"ledger restore {exports / 'ledger-copy.db'} --yes --json", "ledger adopt --yes --json"):
         assert codes[command] == 0, command
     assert codes[f"--debug ledger restore {exports / 'missing.db'} --yes"] == 2
+    for command in ("campaigns export leak-check --json", f"campaigns report leak-check --html {exports / 'report.html'}",
+                    "webhooks urls --json"):
+        assert codes[command] == 0, command
+    hooks = json.loads(next(out for args, _, out, _ in seen if args == ["webhooks", "urls", "--json"]))
+    assert {"twilio", "wa"} <= set(hooks) and hooks["wa"]["url"].startswith("https://hooks.example.test/bulk/")
+    assert {"export.csv", "export.json", "report.html"} <= {p.name for p in exports.iterdir()}
     shown = next(out for args, _, out, _ in seen if args == ["config", "show", "--json"])
     assert "TWILIO_AUTH_TOKEN" in shown  # it says where the secret comes from: the test looks where it would be
     # The echoed texts really reached the output, scrubbed: the test looks where a leak would show.
@@ -167,3 +186,48 @@ def test_the_token_never_appears_anywhere(tmp_path):
     for path in files:
         data = path.read_bytes()
         assert CANARY.encode() not in data and token_b64.encode() not in data, path
+
+
+def test_webhook_answers_never_carry_a_secret(cli, home, monkeypatch):
+    """What `webhooks serve` answers (signed, forged, unsigned, the Meta handshake, health) never holds the auth
+    token or the webhook secret, and the ledger it writes neither."""
+    import requests
+
+    from webhook_helpers import PUBLIC, meta_signature, receiver, twilio_signature, urls
+
+    (home / "config.toml").write_text(
+        f'[webhooks]\npublic_url = "{PUBLIC}"\n'
+        f'[providers.twilio]\ntype = "twilio"\naccount_sid = "{ACCOUNT_SID}"\nsender = "+15005550006"\n'
+        '[providers.wa]\ntype = "whatsapp"\nphone_number_id = "1234567890"\n'
+    )
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", CANARY)
+    monkeypatch.setenv("BULKSEND_WA_WEBHOOK_SECRET", CANARY)
+    monkeypatch.setenv("WHATSAPP_TOKEN", CANARY)
+    topped = cli("credits", "topup", "1000", "--channel", "sms")  # the ledger exists
+    assert topped.exit_code == 0, topped.stderr
+    hooks = urls(cli)
+    twilio_url, wa_url = hooks["twilio"]["url"], hooks["wa"]["url"]
+    receipt = {"MessageSid": "SM" + "9" * 32, "MessageStatus": "undelivered", "ErrorCode": "30008",
+               "AccountSid": ACCOUNT_SID, "To": "+447400123456"}
+    body = json.dumps({"object": "whatsapp_business_account", "entry": []}).encode()
+    answers: list[requests.Response] = []
+    with receiver(home) as running:
+        answers.append(running.post(twilio_url, data=receipt,
+                                    headers={"X-Twilio-Signature": twilio_signature(CANARY, twilio_url, receipt)}))
+        answers.append(running.post(twilio_url, data=receipt, headers={"X-Twilio-Signature": "forged"}))
+        answers.append(running.post(twilio_url, data=receipt))
+        answers.append(running.post(wa_url, data=body, headers={"X-Hub-Signature-256": meta_signature(CANARY, body),
+                                                                "Content-Type": "application/json"}))
+        answers.append(running.post(wa_url, data=body, headers={"X-Hub-Signature-256": "sha256=00"}))
+        handshake = {"hub.mode": "subscribe", "hub.verify_token": hooks["wa"]["verify_token"], "hub.challenge": "42"}
+        answers.append(running.get(wa_url, params=handshake))
+        answers.append(running.get(wa_url, params={**handshake, "hub.verify_token": CANARY}))
+        answers.append(requests.get(running.local + "/healthz", timeout=30))
+    assert [a.status_code for a in answers] == [200, 403, 403, 200, 403, 200, 403, 200]
+    assert answers[5].text == "42"
+    for answer in answers:
+        seen = answer.text + json.dumps(dict(answer.headers))
+        assert CANARY not in seen, (answer.request.url, seen)
+    for path in home.rglob("*"):
+        if path.is_file():
+            assert CANARY.encode() not in path.read_bytes(), path

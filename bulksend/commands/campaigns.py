@@ -81,6 +81,7 @@ def show(ctx: typer.Context, campaign: CampaignId, json_output: JsonOutput = Fal
         doc = status.as_json()
         doc["delivery"] = shown.delivery.as_json()
         doc["failures_explained"] = [group.as_json() for group in shown.failures]
+        doc["next_due"] = f"{shown.next_due:%Y-%m-%dT%H:%M:%SZ}" if shown.next_due else None
         output.emit_json(doc)
         return
     c = status.campaign
@@ -98,6 +99,9 @@ def show(ctx: typer.Context, campaign: CampaignId, json_output: JsonOutput = Fal
     if status.settings.get("allow_content"):
         _line(f"  content allowed despite findings: {', '.join(status.settings['allow_content'])}")
     _line(f"  {status.total:,} messages: {_counts(status)}")
+    if shown.next_due:
+        _line(f"  {status.counts['queued']:,} queued; the first is due at {shown.next_due:%Y-%m-%d %H:%M:%S} UTC "
+              "(quiet hours, a send time or a retry)")
     d = shown.delivery
     if d.accepted:
         _line(f"  delivery: {d.delivered:,} delivered, {d.undelivered:,} undelivered, {d.awaiting:,} awaiting a "

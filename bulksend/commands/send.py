@@ -418,6 +418,9 @@ def _finish_dry_run(prepared: "Prepared", path: Path, *, json_output: bool, next
                   markup=False)
     if result.unknown:
         out.print(f"{result.unknown:,} messages with an unknown outcome would be looked up first.", markup=False)
+    if result.waiting:
+        out.print(f"{result.waiting:,} of them are not due yet (quiet hours or a send time): a run now would send "
+                  "the others and wait; each one's \"due\" in the file says when.", markup=False)
     out.print(f"Wrote every message to {result.path}", markup=False)
     out.print("Nothing was sent, nothing was debited, and the ledger is unchanged.", markup=False)
     out.print(f"To send it: {next_command}", markup=False)
