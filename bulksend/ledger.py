@@ -1124,6 +1124,57 @@ class Ledger:
                 )
             return fate
 
+    def record_receipts(self, receipts: Sequence["Receipt"]) -> "list[ReceiptFate | None]":
+        """The receiver's bulk path: in the caller's write, apply at once every receipt that names a row by our
+        echoed id and that ``receipt_plan`` says only reports (or only notes) — one read per profile and one
+        UPDATE per distinct report instead of several statements per receipt. Each receipt gets its fate, or
+        None when it needs the one-at-a-time path (``record_receipt``): a row not known yet (kept), to settle,
+        to refund, an opt-out, a receipt by provider id, a second receipt for the same row."""
+        from bulksend.receipts import ReceiptFate
+
+        fates: list[ReceiptFate | None] = [None] * len(receipts)
+        by_profile: dict[str, dict[int, int]] = {}  # profile -> transmission id -> index of its first receipt
+        for i, receipt in enumerate(receipts):
+            if receipt.transmission_id is None or receipt.opt_out:
+                continue
+            ids = by_profile.setdefault(receipt.profile, {})
+            ids.setdefault(receipt.transmission_id, i)  # a second one for the row: after, one at a time
+        with self._write():
+            reports: dict[tuple, list[int]] = {}
+            notes: list[dict[str, object]] = []
+            for profile, ids in by_profile.items():
+                for start in range(0, len(ids), 10_000):
+                    wanted = list(ids)[start:start + 10_000]
+                    for found in self.store.all("receipt_rows_by_ids", ids=wanted, profile=profile):
+                        row = _transmission(found)
+                        i = ids[row.id]
+                        receipt = receipts[i]
+                        plan = receipt_plan(receipt, row)
+                        if plan == ReceiptFate.PENDING or (isinstance(plan, list) and plan not in (["report"], [])):
+                            continue
+                        if isinstance(plan, ReceiptFate):  # ignored, duplicate: nothing changes
+                            fates[i] = plan
+                            continue
+                        provider_id = None if row.provider_id else receipt.provider_id
+                        if plan:
+                            key = (str(receipt.state), receipt.code, receipt.text, receipt.status,
+                                   receipt.reported_at or self._stamp, provider_id)
+                            reports.setdefault(key, []).append(row.id)
+                        else:
+                            notes.append({"id": row.id, "status": receipt.status, "reported_at": row.reported_at,
+                                          "provider_id": provider_id})
+                        fates[i] = ReceiptFate.APPLIED
+            for (state, code, text, status, reported_at, provider_id), ids in reports.items():
+                changed = self.store.execute(
+                    "apply_receipt_reports", ids=ids, state=state, code=code, text=text, status=status,
+                    reported_at=reported_at, provider_id=provider_id, now=self._stamp,
+                )
+                if changed != len(ids):  # the rows were read in this very write: only a damaged ledger gets here
+                    raise LedgerError(f"{len(ids) - changed} receipt(s) found their row no longer sent.")
+            if notes:
+                self.store.many("save_report_fields", notes)
+        return fates
+
     def _receipt_row(self, receipt: "Receipt") -> Transmission | None:
         """The transmission a receipt is about (locked): by our echoed id, else by the provider's id; only a row
         of a campaign sent through the receipt's own profile (a receipt on another profile's URL names nothing)."""

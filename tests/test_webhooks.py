@@ -572,3 +572,49 @@ def test_provider_login_keeps_the_webhook_secret_apart(cli, home, monkeypatch):
     assert memory.passwords == {("bulksend", "wa:webhook"): APP_SECRET}
     assert "problem" not in urls(cli)["wa"]
     assert APP_SECRET not in stored.stdout + stored.stderr
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_one_group_commit_applies_plain_receipts_in_bulk_and_answers_each_request_with_its_own_fate(backend_name):
+    """Requests waiting together are one commit: plain receipts go through the bulk path, a refund and a receipt
+    for a row not known yet one at a time; each request learns its own fate, and a failing one only its own."""
+    from bulksend.inbound import ReceiptWriter
+    from bulksend.ledger import NewTransmission
+    from bulksend.receipts import Fault, InboundMessage, Receipt, ReceiptState
+
+    backend = Backend(backend_name)
+    try:
+        with backend.open() as ledger:
+            ledger.topup("sms", 10)
+            c = ledger.open_campaign("bulk", "sms", "outbox", "fp-bulk")
+            ledger.add_transmissions(c.id, [NewTransmission(f"+4479111{i:05d}", "hi", 1, 1) for i in range(4)])
+            ledger.hold(c.id, "sms", 4)
+            with ledger.transaction():
+                ids = [r.id for r in ledger.claim(c.id, 4)]
+                for tid in ids:
+                    ledger.mark_sent(tid, f"SM{tid}")
+            writer = ReceiptWriter(ledger, gather=0)
+
+            def one(tid, state="delivered", **fields):
+                return writer.submit([Receipt("outbox", ReceiptState(state), transmission_id=tid, **fields)], [])
+
+            futures = [
+                one(ids[0]), one(ids[1]), one(ids[0]),
+                one(ids[2], "undelivered", code="30008", fault=Fault.PROVIDER),
+                one(9999),
+                writer.submit([], [InboundMessage("outbox", "+447911100009", "STOP", opt_out=True, keyword="STOP")]),
+            ]
+            bad = writer.submit([Receipt("outbox", ReceiptState.DELIVERED, transmission_id=ids[3])],
+                                [InboundMessage("outbox", None, "hi")])  # no sender: this request fails alone
+            writer.start().close()  # queued before the writer started: one group
+            assert writer.commits == 1
+            assert [f.result(timeout=5)[0] for f in futures] == [
+                ["applied"], ["applied"], ["duplicate"], ["refunded"], ["pending"], [],
+            ]
+            assert isinstance(bad.exception(timeout=5), Exception)
+            assert [ledger.transmission(t).state for t in ids] == ["delivered", "delivered", "undelivered", "sent"]
+            assert ledger.suppressed_among(["+447911100009"]) == {"+447911100009"}
+            assert ledger.pending_receipt_count() == 1
+            assert ledger.audit().consistent
+    finally:
+        backend.drop()

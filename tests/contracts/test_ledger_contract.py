@@ -1061,3 +1061,54 @@ class TestReceiptContract:
                 assert copy.transmission(tid).reported_at == "2026-11-24T12:00:05.000Z"
         finally:
             target.drop()
+
+    def test_the_bulk_path_applies_plain_reports_and_leaves_the_rest_to_the_one_at_a_time_path(self, ledger):
+        """``record_receipts`` (the receiver's group commit) applies the common case at once and hands back every
+        receipt that needs more (a settle, a refund, a row not known yet, a second receipt for one row); applying
+        those one at a time after it ends as applying all of them one at a time would."""
+        from bulksend.receipts import Fault, Receipt, ReceiptFate, ReceiptState
+
+        ledger.topup("sms", 20)
+        c = campaign(ledger, rows=8, cost=2)
+        ledger.hold(c.id, "sms", 16)
+        ids = send(ledger, c.id, 6)
+        (unknown, sending) = [r.id for r in ledger.claim(c.id, 2)]
+        ledger.mark_unknown(unknown, "timeout", "the answer was lost")
+        done = ids[5]
+        ledger.record_receipt(self.receipt("delivered", transmission_id=done))
+        at = "2026-11-24T12:00:05.000Z"
+        group = [
+            self.receipt("delivered", transmission_id=ids[0], status="delivered", reported_at=at),
+            self.receipt("undelivered", transmission_id=ids[1], code="30003", text="unreachable",
+                         fault=Fault.RECIPIENT),
+            self.receipt("accepted", transmission_id=ids[2], status="queued"),
+            self.receipt("undelivered", transmission_id=ids[3], code="30008", fault=Fault.PROVIDER),
+            self.receipt("delivered", transmission_id=ids[4], status="delivered"),
+            self.receipt("undelivered", transmission_id=ids[4], code="30008", fault=Fault.PROVIDER),
+            self.receipt("delivered", transmission_id=done),
+            self.receipt("delivered", transmission_id=ids[0], provider_id="SM-another"),
+            self.receipt("delivered", transmission_id=unknown, provider_id="SM-late"),
+            self.receipt("delivered", transmission_id=sending),
+            Receipt("twilio-main", ReceiptState.DELIVERED, transmission_id=ids[2]),
+            self.receipt("delivered", provider_id=f"SM{ids[2]}"),
+        ]
+        with ledger.transaction():
+            fates = ledger.record_receipts(group)
+            assert fates == [ReceiptFate.APPLIED, ReceiptFate.APPLIED, ReceiptFate.APPLIED, None,
+                             ReceiptFate.APPLIED, None, ReceiptFate.DUPLICATE, None, None, None, None, None]
+            rest = [ledger.record_receipt(r) for r, fate in zip(group, fates) if fate is None]
+        assert rest == [ReceiptFate.REFUNDED, ReceiptFate.DUPLICATE, ReceiptFate.IGNORED, ReceiptFate.SETTLED,
+                        ReceiptFate.PENDING, ReceiptFate.PENDING, ReceiptFate.APPLIED]
+        rows = {tid: ledger.transmission(tid) for tid in [*ids, unknown, sending]}
+        assert [(rows[t].state, rows[t].error_code, rows[t].report_status) for t in ids[:5]] == [
+            ("delivered", None, "delivered"), ("undelivered", "30003", None), ("delivered", None, "queued"),
+            ("undelivered", "30008", None), ("delivered", None, "delivered"),
+        ]
+        assert rows[ids[0]].reported_at == at
+        assert rows[ids[1]].error_text == "unreachable" and rows[ids[1]].provider_id == f"SM{ids[1]}"
+        assert (rows[ids[3]].refunded, rows[ids[4]].refunded) == (2, 0)
+        assert (rows[unknown].state, rows[unknown].provider_id, rows[unknown].debited) == ("delivered", "SM-late", 2)
+        assert rows[sending].state == "sending"
+        assert ledger.pending_receipt_count() == 2
+        assert [(m.amount, m.transmission_id) for m in ledger.history() if m.kind == "refund"] == [(2, ids[3])]
+        assert ledger.audit().consistent

@@ -300,3 +300,11 @@ ON CONFLICT (profile, provider_id) DO NOTHING;
 -- name: inbound_recent
 SELECT id, profile, channel, sender, text, provider_id, keyword, opt_out, sent_at, received_at
 FROM inbound_messages ORDER BY id DESC LIMIT :limit;
+
+-- name: apply_receipt_reports
+-- Many `sent` rows get the same final report at once (the receiver's bulk path: what mark_report and
+-- save_report_fields do one row at a time); `provider_id` only fills rows that had none.
+UPDATE transmissions SET state = :state, error_code = :code, error_text = :text,
+       report_status = COALESCE(:status, report_status), reported_at = :reported_at,
+       provider_id = COALESCE(provider_id, :provider_id), updated_at = :now
+WHERE id = ANY(:ids) AND state = 'sent';

@@ -56,3 +56,11 @@ SELECT t.id, t.campaign_id, t.e164, t.state, t.attempts, t.not_before, t.message
        t.sent_at, t.params, t.timezone, t.report_status, t.reported_at
 FROM transmissions t JOIN campaigns c ON c.id = t.campaign_id
 WHERE t.provider_id = :provider_id AND c.provider = :profile ORDER BY t.id LIMIT 1 FOR UPDATE OF t;
+
+-- name: receipt_rows_by_ids
+-- The rows many receipts name by our echoed ids (the bulk path of the receiver), locked in id order.
+SELECT t.id, t.campaign_id, t.e164, t.state, t.attempts, t.not_before, t.message, t.units, t.cost, t.row_number,
+       t.country, t.provider_id, t.error_code, t.error_text, t.debited, t.refunded, t.created_at, t.updated_at,
+       t.sent_at, t.params, t.timezone, t.report_status, t.reported_at
+FROM transmissions t JOIN campaigns c ON c.id = t.campaign_id WHERE t.id = ANY(:ids) AND c.provider = :profile
+ORDER BY t.id FOR UPDATE OF t;
