@@ -119,3 +119,37 @@ def test_sqlite_claims_carry_no_lease(tmp_path):
     finally:
         ledger.close()
         backend.drop()
+
+
+def test_an_engine_joining_a_campaign_sends_around_a_live_sender_and_settles_a_dead_one(shared, tmp_path):
+    """Engine.recover at the start of a run from another home: a live sender's rows stay ``sending``
+    (before leases they all became ``unknown``); an expired sender's rows become ``unknown`` and are
+    looked up, never sent again blindly."""
+    from fakeprovider import ScriptedProvider, accept_all
+
+    from bulksend.engine import Engine, EngineSettings
+    from bulksend.ledger import Ledger
+    from bulksend.stores.postgres import PostgresStore
+
+    backend, ledger = shared
+    c = _campaign(ledger, rows=8)
+    _, alive = home_sender(tmp_path / "a")
+    _, dead = home_sender(tmp_path / "b")
+    live_rows = {r.id for r in ledger.claim(c.id, 2, sender=alive, lease=60)}
+    dead_rows = {r.id: r.e164 for r in ledger.claim(c.id, 2, sender=dead, lease=0.3)}
+    time.sleep(0.6)
+
+    joining = Ledger(PostgresStore.open(backend.url), home=tmp_path / "c")
+    try:
+        provider = ScriptedProvider(accept_all, can_lookup=True)
+        result = Engine(joining, provider, c, EngineSettings(concurrency=2, reconcile_after=0)).run()
+    finally:
+        joining.close()
+    rows = {t.id: t for t in ledger.transmissions(c.id)}
+    assert {rows[i].state for i in live_rows} == {"sending"}  # never touched: its sender is alive
+    assert not {rows[i].e164 for i in live_rows} & set(provider.attempts)
+    assert result.stats.recovered == 2
+    # The dead sender's rows were looked up first (not found), then sent: once each by this sender.
+    assert sorted(provider.lookups) == sorted(dead_rows.values())
+    assert {rows[i].state for i in set(rows) - live_rows} == {"sent"}
+    assert set(provider.attempts.values()) == {1}
