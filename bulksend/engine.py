@@ -641,7 +641,7 @@ class Engine:
                 requeued = ledger.unclaim(unsent) + ledger.unclaim(
                     declined, text="declined by the provider; the run stopped before recording it"
                 )
-            unknown = ledger.recover_sending(cid, settle)
+            unknown = ledger.recover_sending(cid) if settle is None else ledger.recover_sending(cid, settle)
         if journal is not None:
             try:
                 journal.discard()
