@@ -13,6 +13,7 @@ is the messages the fake accepted over the window from its first to its last acc
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import subprocess
@@ -81,10 +82,14 @@ def one_case(directory: Path, fake_url: str, messages: int, concurrency: int, se
         if count and (last is None or count > last[0]):
             last = (count, now)
         time.sleep(0.02)
+    shares = []
     for proc in procs:
-        _, err = proc.communicate()
+        out, err = proc.communicate()
         if proc.returncode != 0:
             sys.exit(f"a sender failed ({proc.returncode}): {err}")
+        run = json.loads(out).get("run") or {}
+        shares.append(f"{run.get('sent', '?')} in {run.get('elapsed_seconds', run.get('elapsed', '?'))}s")
+    print(f"    senders: {'; '.join(shares)}")
     sent = accepted(fake_url) - before
     if sent != messages - 1:
         sys.exit(f"the fake accepted {sent}, expected {messages - 1}")
