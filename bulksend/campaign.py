@@ -1084,16 +1084,17 @@ def execute(
         ledger.save_campaign_settings(campaign.id, {**stored, "sender": prepared.sender})
     if campaign.state == "done":  # a finished campaign reopened by a lookup that found nothing
         ledger.set_campaign_state(campaign.id, "open")
-    need = ledger.outstanding_cost(campaign.id) - ledger.held(campaign.id)
-    if need > 0:
-        ledger.hold(campaign.id, campaign.channel, need)
-    settings = replace(engine_settings(prepared.provider, prepared.run, prepared.limit), rules=prepared.rules)
+    from bulksend.fleet import lease_seconds, shared_rate
+
+    ledger.hold_shortfall(campaign.id)  # only what is not held yet: senders joining one campaign hold it once
+    settings = replace(engine_settings(prepared.provider, prepared.run, prepared.limit), rules=prepared.rules,
+                       lease=lease_seconds(prepared.config))
     stop = stop or threading.Event()
-    from bulksend.fleet import shared_rate
 
     limiter = shared_rate(ledger, prepared.provider.profile.name, settings.rate)  # one rate per account
     released = 0
     result: EngineResult | None = None
+    engine: Engine | None = None
     try:
         while True:
             engine = Engine(ledger, prepared.provider, campaign, settings, progress=progress, stop=stop,
@@ -1111,7 +1112,10 @@ def execute(
         if limiter is not None:
             limiter.close()
         if result is None or result.reason is not StopReason.WAITING:
-            released = ledger.release(campaign.id)
+            if engine is not None and ledger.live_leases_of_others(campaign.id, engine.sender):
+                released = ledger.trim_hold(campaign.id)  # other senders still pay from it: keep their share
+            else:
+                released = ledger.release(campaign.id)
         if not any(ledger.counts(campaign.id).get(s) for s in OPEN_STATES):
             ledger.set_campaign_state(campaign.id, "done")
     return _report(prepared, result, queued, released)

@@ -68,6 +68,10 @@ BACKOFF_CAP = 300.0
 MAX_RETRY_AFTER = 86400.0
 #: An outcome waits at most this long for its batch's commit (a slow trickle still reaches the ledger).
 COMMIT_INTERVAL = 0.25
+#: A shared ledger: how long a claim holds before another sender may settle it (renewed every third of it).
+DEFAULT_LEASE = 60.0
+#: A shared ledger: claims that found due rows they could not take, before the run gives up on credits.
+SHARED_STALLS = 20
 #: After a claim found nothing due, the next attempt to claim waits this long (while others are in flight).
 IDLE_CLAIM_INTERVAL = 0.2
 #: A stopping run (Ctrl-C, SIGTERM, an error) waits this long for the answers in flight, then cuts them short
@@ -106,6 +110,7 @@ class EngineSettings:
     backoff_base: float = BACKOFF_BASE
     backoff_cap: float = BACKOFF_CAP
     rules: Any = None  # schedule.SendRules: quiet hours and the frequency cap, checked again at claim time
+    lease: float = DEFAULT_LEASE  # a shared ledger: seconds a claim holds without renewal ([ledger] lease_seconds)
 
     @property
     def batch(self) -> int:
@@ -444,6 +449,11 @@ class Engine:
         self._undecided: set[int] = set()  # unknown rows the provider could not tell about in this run
         self._out: dict[int, Transmission] = {}  # rows handed to the workers whose outcome has not come back
         self._quiet = None  # a schedule.Scheduler for quiet hours at claim time, made on first use
+        from bulksend.fleet import home_sender
+
+        # Who claims (a shared ledger records it with a lease), and the prefix every sender of this home shares.
+        self._home_key, self.sender = home_sender(_ledger_home(ledger))
+        self._lease_checked = time.monotonic()  # when leases were last renewed and expired ones looked for
 
     # ------------------------------------------------------------------------------------------ run
 
@@ -526,6 +536,7 @@ class Engine:
                 claim_after = 0.0 if claimed else time.monotonic() + IDLE_CLAIM_INTERVAL
                 if claimed:
                     stalls = 0
+            self._tend_leases()
             if self._in_flight:
                 self._collect(block=True)
             if self._pending and (
@@ -553,6 +564,14 @@ class Engine:
             if delay <= 0:
                 # Due rows the claim did not take: only possible when the campaign's hold cannot pay for them.
                 stalls += 1
+                if self.ledger.store.leases and stalls < SHARED_STALLS:
+                    # A shared ledger: another sender that finished may have released the hold this run
+                    # joined, or held rows for a moment (SKIP LOCKED): hold the shortfall again, then retry.
+                    self.ledger.hold_shortfall(self.campaign.id)
+                    if self.stop.wait(IDLE_CLAIM_INTERVAL):
+                        self._halt.set()
+                        return StopReason.INTERRUPTED, None
+                    continue
                 if stalls >= 3:
                     raise InsufficientCredits(
                         f"campaign {self.campaign.name!r}: its credit hold does not cover the next message.",
@@ -567,6 +586,19 @@ class Engine:
                 return StopReason.INTERRUPTED, None
 
     # ---------------------------------------------------------------------------- crash recovery
+
+    def _tend_leases(self) -> None:
+        """A shared ledger, about every third of the lease: renew this sender's claims, and turn the rows of
+        senders whose lease ran out (they died) into ``unknown``, which reconciliation settles."""
+        if not self.ledger.store.leases or time.monotonic() - self._lease_checked < self.settings.lease / 3:
+            return
+        self._lease_checked = time.monotonic()
+        cid = self.campaign.id
+        self.ledger.renew_leases(cid, self.sender, self.settings.lease)
+        with self.ledger.transaction():
+            expired = [row_id for row_id, _ in self.ledger.sending_to_recover(
+                cid, home=self._home_key, sender=self.sender)]
+            self.stats.recovered += self.ledger.recover_sending(cid, expired)
 
     def recover(self) -> Recovery:
         """Settle the rows a crashed run left ``sending``: call it under the campaign lock, before sending.
@@ -583,10 +615,18 @@ class Engine:
         attempts = journal.read() if journal is not None else None
         sent = credits = requeued = 0
         with ledger.transaction():
+            mine: set[int] | None = None  # a shared ledger: the rows this home's journal can speak for
+            settle: list[int] | None = None  # a shared ledger: the rows to settle (never a live sender's)
+            if ledger.store.leases:
+                found = ledger.sending_to_recover(cid, home=self._home_key, sender=self.sender)
+                settle = [row_id for row_id, _ in found]
+                mine = {row_id for row_id, ours in found if ours}
             if attempts is not None:
                 unsent: list[int] = []
                 declined: list[int] = []
                 for row in ledger.transmissions(cid, states=("sending",)):
+                    if mine is not None and row.id not in mine:
+                        continue  # another home's claim: its journal is elsewhere (unknown, below, if expired)
                     verdict, provider_id = attempts.verdict(row.id, row.attempts)
                     if verdict is Verdict.NOT_STARTED:
                         unsent.append(row.id)
@@ -601,7 +641,7 @@ class Engine:
                 requeued = ledger.unclaim(unsent) + ledger.unclaim(
                     declined, text="declined by the provider; the run stopped before recording it"
                 )
-            unknown = ledger.recover_sending(cid)
+            unknown = ledger.recover_sending(cid) if settle is None else ledger.recover_sending(cid, settle)
         if journal is not None:
             try:
                 journal.discard()
@@ -655,7 +695,7 @@ class Engine:
         ledger = self.ledger
         suppressed = 0
         with ledger.transaction():
-            rows = ledger.claim(self.campaign.id, limit, _now())
+            rows = ledger.claim(self.campaign.id, limit, _now(), sender=self.sender, lease=self.settings.lease)
             if rows:
                 blocked = ledger.suppressed_among(r.e164 for r in rows)
                 if blocked:

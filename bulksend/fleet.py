@@ -53,6 +53,19 @@ LEASE_SECONDS = 0.2
 LATE_SLACK = 0.02
 
 
+def home_sender(home: Path | None) -> tuple[str, str]:
+    """(the home's key, this sender's id) as claims record them: ``host:home-digest:`` then ``pid:tag``.
+
+    Every sender of one home shares the key (only one runs at a time: the campaign lock is in the home),
+    so a sender that starts after one of its home died recognises that run's claims as its own to settle."""
+    import hashlib
+
+    host = socket.gethostname().split(".")[0] or "host"
+    digest = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:12] if home is not None else "-"
+    key = f"{host}:{digest}:"
+    return key, f"{key}{os.getpid()}:{secrets.token_hex(3)}"
+
+
 def sender_id() -> str:
     """Who is sending, as the ledger records it on claimed rows: host, process id and a random tag."""
     host = socket.gethostname().split(".")[0] or "host"
@@ -156,3 +169,17 @@ def own_store(ledger):
     if opened is None:
         raise LedgerError(f"{store.path}: the ledger is gone.")
     return opened
+
+
+def lease_seconds(config) -> float:
+    """``[ledger] lease_seconds``: how long a claim on a shared ledger outlives a sender that died (default 60)."""
+    from bulksend.engine import DEFAULT_LEASE
+    from bulksend.errors import ConfigError
+
+    value = (getattr(config, "ledger", None) or {}).get("lease_seconds", DEFAULT_LEASE)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= 86_400:
+        raise ConfigError(
+            f"[ledger] lease_seconds must be a number of seconds from 1 to 86400, not {value!r}.",
+            hint="Set it in config.toml, e.g. lease_seconds = 60.",
+        )
+    return float(value)

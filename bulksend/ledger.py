@@ -710,6 +710,35 @@ class Ledger:
                 self._movement(MovementKind.HOLD, channel, amount, campaign_id=campaign_id)
             return Hold(campaign_id, channel, self.held(campaign_id))
 
+    def hold_shortfall(self, campaign_id: int) -> int:
+        """Hold what the campaign may still spend and its hold does not cover yet, in one step under the
+        pool lock (senders joining at once never hold twice); returns what was added."""
+        with self._write():
+            channel = self._channel_of(campaign_id)
+            self.store.lock_pool(channel)
+            need = self.outstanding_cost(campaign_id) - self.held(campaign_id)
+            if need <= 0:
+                return 0
+            self.hold(campaign_id, channel, need)
+            return need
+
+    def trim_hold(self, campaign_id: int) -> int:
+        """Release what the hold has beyond what the campaign may still spend (rows queued, sending or
+        unknown), under the pool lock: on a shared ledger other senders may still be paying from it."""
+        with self._write():
+            row = self.store.one("hold_of", campaign_id=campaign_id)
+            if not row or not row[1]:
+                return 0
+            self.store.lock_pool(row[0])
+            channel, amount = self.store.one("hold_of", campaign_id=campaign_id)
+            excess = amount - self.outstanding_cost(campaign_id)
+            if excess <= 0:
+                return 0
+            self.store.execute("save_hold", campaign_id=campaign_id, channel=channel, amount=amount - excess,
+                               now=self._stamp)
+            self._movement(MovementKind.RELEASE, channel, excess, campaign_id=campaign_id)
+            return excess
+
     def held(self, campaign_id: int) -> int:
         row = self.store.one("hold_of", campaign_id=campaign_id)
         return row[1] if row else 0
@@ -745,10 +774,14 @@ class Ledger:
             )
 
     def claim(
-        self, campaign_id: int, limit: int, now: datetime | None = None, *, within_hold: bool = True
+        self, campaign_id: int, limit: int, now: datetime | None = None, *, within_hold: bool = True,
+        sender: str | None = None, lease: float = 60.0,
     ) -> list[Transmission]:
         """Due ``queued`` rows become ``sending`` (committed before any request): at most ``limit``, and
-        with ``within_hold`` only as many as the campaign's hold can pay, less what is already in flight."""
+        with ``within_hold`` only as many as the campaign's hold can pay, less what is already in flight.
+
+        On a ledger several senders share (``store.leases``), ``sender`` claims the rows for ``lease``
+        seconds (renewed by :meth:`renew_leases`); when the lease runs out another sender may settle them."""
         sources, target = TRANSITIONS["claim"]
         with self._write():
             moment = self._stamp if now is None else utc_timestamp(now)
@@ -777,6 +810,8 @@ class Ledger:
             if not taken:
                 return []
             self.store.execute("set_state_of_ids", state=target.value, now=self._stamp, ids=taken)
+            if sender is not None and self.store.leases:
+                self.store.execute("lease_rows", ids=taken, sender=sender, lease=float(lease))
             return [_transmission(r) for r in self.store.all("transmissions_by_ids", ids=taken)]
 
     def _locked(self, transmission_id: int) -> Transmission:
@@ -959,9 +994,45 @@ class Ledger:
             self._save(replace(row, refunded=row.debited))
             return row.debited
 
-    def recover_sending(self, campaign_id: int) -> int:
-        """Rows a crashed run left ``sending`` become ``unknown``: they may have been accepted."""
+    def renew_leases(self, campaign_id: int, sender: str, lease: float) -> int:
+        """Push back the lease of every row ``sender`` has in flight (a shared ledger; else nothing)."""
+        if not self.store.leases:
+            return 0
+        with self._write():
+            return self.store.execute("renew_leases", campaign_id=campaign_id, sender=sender, lease=float(lease))
+
+    def sending_to_recover(self, campaign_id: int, *, home: str, sender: str) -> list[tuple[int, bool]]:
+        """On a shared ledger, the ``sending`` rows this sender may settle, each with whether it was claimed
+        from ``home`` (a prefix of ``claimed_by``): rows whose lease expired, and the home's own rows (the
+        home lock says their run is over); never rows another live sender holds, nor ``sender``'s own.
+        Inside a transaction the rows stay locked until it ends."""
+        with self._write():
+            return [(row_id, bool(ours)) for row_id, ours in self.store.all(
+                "sending_to_recover", campaign_id=campaign_id, home=home, sender=sender
+            )]
+
+    def live_leases_of_others(self, campaign_id: int, sender: str) -> int:
+        """Rows of the campaign other senders have in flight under a lease that still holds (0 on SQLite)."""
+        if not self.store.leases:
+            return 0
+        return self.store.scalar("live_leases_of_others", campaign_id=campaign_id, sender=sender)
+
+    def recover_sending(self, campaign_id: int, ids: Iterable[int] | None = None) -> int:
+        """Rows a crashed run left ``sending`` become ``unknown``: they may have been accepted.
+        ``ids``: only those rows (a shared ledger's recovery never touches rows of a live sender)."""
         sources, target = TRANSITIONS["recover"]
+        if ids is not None:
+            ids = list(ids)
+            if not ids:
+                return 0
+            with self._write():
+                return sum(
+                    self.store.execute(
+                        "move_rows_of_ids", ids=ids, source=source.value, target=target.value,
+                        error_code=None, error_text="interrupted while sending", now=self._stamp,
+                    )
+                    for source in sorted(sources)
+                )
         with self._write():
             return sum(
                 self.store.execute(

@@ -250,6 +250,7 @@ CONFIG_SECTIONS: dict[str, dict[str, Key]] = {
     },
     "ledger": {
         "url": Key("text", "the ledger server (postgresql://host/db; no password)"),
+        "lease_seconds": Key("number", "a shared ledger: seconds a sender's claim holds if it dies", 1, 86_400),
     },
     "content": {
         "deny": Key("texts", "your own words and phrases that block a message"),

@@ -90,6 +90,8 @@ class Store(ABC):
     location: str = ""
     #: The file of a file-backed store, else None.
     path: Path | None = None
+    #: True when several senders share this ledger: claims carry a lease (``claimed_by``, ``lease_until``).
+    leases: bool = False
 
     # -- transactions ------------------------------------------------------------------------------
 

@@ -63,6 +63,7 @@ class PostgresStore(Store):
     """One PostgreSQL database (and the schema its ``search_path`` names), over one connection."""
 
     dialect = "postgresql"
+    leases = True
 
     def __init__(self, connection: Any, url: str) -> None:
         self.connection = connection

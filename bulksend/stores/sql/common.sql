@@ -165,6 +165,10 @@ UPDATE transmissions SET state = :state, updated_at = :now WHERE id = ANY(:ids);
 UPDATE transmissions SET state = :target, error_code = :error_code, error_text = :error_text, updated_at = :now
 WHERE campaign_id = :campaign_id AND state = :source;
 
+-- name: move_rows_of_ids
+UPDATE transmissions SET state = :target, error_code = :error_code, error_text = :error_text, updated_at = :now
+WHERE id = ANY(:ids) AND state = :source;
+
 -- name: cost_in_state
 SELECT COALESCE(SUM(cost), 0) FROM transmissions WHERE campaign_id = :campaign_id AND state = ANY(:states);
 

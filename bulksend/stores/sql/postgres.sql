@@ -64,3 +64,31 @@ SELECT t.id, t.campaign_id, t.e164, t.state, t.attempts, t.not_before, t.message
        t.sent_at, t.params, t.timezone, t.report_status, t.reported_at
 FROM transmissions t JOIN campaigns c ON c.id = t.campaign_id WHERE t.id = ANY(:ids) AND c.provider = :profile
 ORDER BY t.id FOR UPDATE OF t;
+
+-- Cooperating senders (bulksend/engine.py, docs/ledger.md "Several senders"): a claimed row carries who
+-- claimed it and until when (the server's clock, so machines whose clocks disagree share one time).
+
+-- name: lease_rows
+UPDATE transmissions
+SET claimed_by = :sender, lease_until = CAST(clock_timestamp() + make_interval(secs => :lease) AS text)
+WHERE id = ANY(:ids);
+
+-- name: renew_leases
+UPDATE transmissions
+SET lease_until = CAST(clock_timestamp() + make_interval(secs => :lease) AS text)
+WHERE campaign_id = :campaign_id AND claimed_by = :sender AND state = 'sending';
+
+-- name: sending_to_recover
+-- Rows left `sending` that this sender may settle: a lease that expired (its sender died), or a claim made
+-- from this sender's home (the home lock says that run is over), never this very sender's own rows.
+-- The second column: whether the row is the home's (its journal can tell what became of it).
+SELECT id, starts_with(COALESCE(claimed_by, ''), :home) FROM transmissions
+WHERE campaign_id = :campaign_id AND state = 'sending' AND claimed_by IS DISTINCT FROM :sender
+  AND (lease_until IS NULL OR CAST(lease_until AS timestamptz) < clock_timestamp()
+       OR starts_with(COALESCE(claimed_by, ''), :home))
+ORDER BY id FOR UPDATE SKIP LOCKED;
+
+-- name: live_leases_of_others
+SELECT COUNT(*) FROM transmissions
+WHERE campaign_id = :campaign_id AND state = 'sending' AND claimed_by IS DISTINCT FROM :sender
+  AND lease_until IS NOT NULL AND CAST(lease_until AS timestamptz) >= clock_timestamp();
