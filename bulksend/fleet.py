@@ -66,12 +66,6 @@ def home_sender(home: Path | None) -> tuple[str, str]:
     return key, f"{key}{os.getpid()}:{secrets.token_hex(3)}"
 
 
-def sender_id() -> str:
-    """Who is sending, as the ledger records it on claimed rows: host, process id and a random tag."""
-    host = socket.gethostname().split(".")[0] or "host"
-    return f"{host}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
 class SharedRate:
     """The profile's rate, shared through the ledger's ``rate_buckets`` row (see the module docstring).
 

@@ -52,21 +52,12 @@ def login(
     Example: bulksend provider login whatsapp --webhook-secret
     """
     from bulksend import credentials, output, profiles
-    from bulksend.errors import InputError
 
     if webhook_secret:
         _login_webhook_secret(ctx, name, stdin, json_output)
         return
     profile, cls = profiles.secret_target(ctx.obj.config(), name)
-    if stdin:
-        secret = sys.stdin.readline()
-    else:
-        secret = typer.prompt(
-            f"Secret for provider profile {profile.name!r}", hide_input=True, default="", show_default=False
-        )
-    secret = secret.strip()
-    if not secret:
-        raise InputError("no secret given; nothing was stored.")
+    secret = _read_secret(f"Secret for provider profile {profile.name!r}", stdin)
     env_vars = credentials.env_vars_for(profile, cls)
     credentials.store_secret(profile.name, secret, env_vars=env_vars)
     source = credentials.secret_source(profile, cls)
@@ -79,20 +70,21 @@ def login(
         output.warn(f"{overridden_by} is set in this environment and takes precedence over the keyring.")
 
 
-def _login_webhook_secret(ctx: typer.Context, name: str, stdin: bool, json_output: bool) -> None:
-    from bulksend import credentials, output, profiles
+def _read_secret(prompt: str, stdin: bool) -> str:
+    """A secret from one line of standard input or a hidden prompt; an empty one stores nothing (exit 2)."""
     from bulksend.errors import InputError
 
-    profile = profiles.load_profile(ctx.obj.config(), name)
-    if stdin:
-        secret = sys.stdin.readline()
-    else:
-        secret = typer.prompt(
-            f"Webhook secret for provider profile {profile.name!r}", hide_input=True, default="", show_default=False
-        )
-    secret = secret.strip()
-    if not secret:
+    secret = sys.stdin.readline() if stdin else typer.prompt(prompt, hide_input=True, default="", show_default=False)
+    if not secret.strip():
         raise InputError("no secret given; nothing was stored.")
+    return secret.strip()
+
+
+def _login_webhook_secret(ctx: typer.Context, name: str, stdin: bool, json_output: bool) -> None:
+    from bulksend import credentials, output, profiles
+
+    profile = profiles.load_profile(ctx.obj.config(), name)
+    secret = _read_secret(f"Webhook secret for provider profile {profile.name!r}", stdin)
     env_var = credentials.webhook_env_var(profile.name)
     credentials.store_secret(credentials.webhook_keyring_name(profile.name), secret, env_vars=[env_var])
     _, source = credentials.resolve_webhook_secret(profile)
