@@ -275,3 +275,11 @@ def test_a_headless_machine_gets_exit_6_naming_the_variable(twilio_config, tmp_p
     assert result.returncode == ExitCode.CONFIG, result.stderr
     assert "no system keyring is available" in result.stderr
     assert "BULKSEND_TWILIO_EU_SECRET or TWILIO_AUTH_TOKEN" in result.stderr
+
+
+@pytest.mark.parametrize("flags", [(), ("--webhook-secret",)])
+def test_an_empty_secret_stores_nothing(memory_keyring, twilio_config, cli, flags):
+    result = cli("provider", "login", "twilio-eu", "--stdin", *flags, input="   \n")
+    assert result.exit_code == 2
+    assert "no secret given; nothing was stored." in result.stderr
+    assert memory_keyring.passwords == {}
