@@ -18,9 +18,9 @@ from werkzeug import Request, Response
 
 from ledger_backends import BACKENDS, Backend
 from sendhelpers import mobile
-from webhook_helpers import (  # noqa: F401 - ledger_backend is a fixture
+from webhook_helpers import (  # noqa: F401 - the ledger_backend fixture
     PUBLIC,
-    ledger_backend,
+    ledger_backend_fixture,
     meta_signature,
     receiver,
     rows,

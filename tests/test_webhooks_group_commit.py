@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from bulksend.config import Config
 from bulksend.inbound import ReceiptWriter
 from bulksend.ledger_guard import open_for_write
-from webhook_helpers import PUBLIC, ledger_backend, receiver, urls  # noqa: F401 - ledger_backend is a fixture
+from webhook_helpers import PUBLIC, ledger_backend_fixture, receiver, urls  # noqa: F401 - the ledger_backend fixture
 
 
 def test_many_requests_share_one_commit_and_are_answered_after_it(ledger_backend, cli, home, monkeypatch):

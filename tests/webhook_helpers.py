@@ -90,8 +90,8 @@ def rows(home: Path, campaign: str) -> dict[str, dict]:
         return {t.e164: asdict(t) for t in ledger.transmissions(found.id)}
 
 
-@pytest.fixture(params=BACKENDS)
-def ledger_backend(request, home, monkeypatch):
+@pytest.fixture(name="ledger_backend", params=BACKENDS)
+def ledger_backend_fixture(request, home, monkeypatch):
     """The ledger the commands and ``webhooks serve`` share: the home's SQLite file, or a fresh PostgreSQL schema
     (BULKSEND_LEDGER_URL; skipped without BULKSEND_TEST_POSTGRES)."""
     if request.param == "sqlite":

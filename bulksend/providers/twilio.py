@@ -292,8 +292,8 @@ class TwilioProvider(Provider):
             return Outcome(OutcomeKind.AMBIGUOUS, code=code_text, text=text, retry_after=retry_after)
         if 300 <= status < 400:
             return Outcome(OutcomeKind.FATAL, code=code_text, text=f"unexpected redirect ({text}); check base_url")
-        if TWILIO_CODES.send(code) is not None:
-            kind = TWILIO_CODES.send(code)
+        if (known := TWILIO_CODES.send(code)) is not None:
+            kind = known
         elif status in (401, 403, 404):
             kind = OutcomeKind.FATAL  # credentials, account or URL: the same for every message
         elif status == 408:
@@ -309,8 +309,8 @@ class TwilioProvider(Provider):
             detail = error.get("detail")
             if isinstance(detail, str) and detail.strip() and detail not in message:
                 text = f"{message}: {detail}"
-        elif TWILIO_CODES.meaning(code) is not None:
-            text = TWILIO_CODES.meaning(code)
+        elif (meaning := TWILIO_CODES.meaning(code)) is not None:
+            text = meaning
         else:
             text = f"HTTP {response.status_code}: {http_common.body_excerpt(response)}"
         return self._scrub(http_common.short(text))

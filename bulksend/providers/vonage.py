@@ -260,9 +260,7 @@ class VonageProvider(Provider):
         text = part.get("error-text")
         if isinstance(text, str) and text.strip():
             return text.strip()
-        if VONAGE_SEND_CODES.meaning(code) is not None:
-            return VONAGE_SEND_CODES.meaning(code)
-        return f"status {code}, not documented by Vonage"
+        return VONAGE_SEND_CODES.meaning(code) or f"status {code}, not documented by Vonage"
 
     # -- checking --------------------------------------------------------------------------------------------
 

@@ -159,8 +159,8 @@ def error_class(code: int | None, subcode: int | None = None) -> OutcomeKind | N
         return None
     if code == 100 and subcode == UNKNOWN_OBJECT_SUBCODE:
         return FATAL
-    if WHATSAPP_CODES.send(code) is not None:
-        return WHATSAPP_CODES.send(code)
+    if (known := WHATSAPP_CODES.send(code)) is not None:
+        return known
     if code in API_PERMISSION_CODES:
         return FATAL
     return None
@@ -386,8 +386,8 @@ class WhatsAppProvider(Provider):
             trace = error.get("fbtrace_id")
             if isinstance(trace, str) and trace.strip():
                 text = f"{text} (fbtrace_id {trace.strip()})"
-        elif WHATSAPP_CODES.meaning(code) is not None:
-            text = WHATSAPP_CODES.meaning(code)
+        elif (meaning := WHATSAPP_CODES.meaning(code)) is not None:
+            text = meaning
         else:
             text = f"HTTP {response.status_code}: {http_common.body_excerpt(response)}"
         return self._scrub(http_common.short(text)) or f"HTTP {response.status_code}"
