@@ -343,8 +343,11 @@ class PostgresStore(Store):
             return 0
         columns = TABLES[table]
         sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
-        with self.connection.cursor() as cursor:
-            cursor.executemany(sql, list(rows))
+        try:
+            with self.connection.cursor() as cursor:
+                cursor.executemany(sql, list(rows))
+        except self._psycopg.Error as exc:
+            self._raise(exc, sql)
         return len(rows)
 
     def after_import(self) -> None:
