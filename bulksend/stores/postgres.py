@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
-from typing import Any
+from typing import Any, NoReturn
 
 from pathlib import Path
 
@@ -252,7 +252,7 @@ class PostgresStore(Store):
         return self.connection.closed or self.connection.broken or (
             getattr(exc, "sqlstate", None) or "").startswith(("08", "57P"))
 
-    def _raise(self, exc: BaseException, sql: str) -> None:
+    def _raise(self, exc: BaseException, sql: str) -> NoReturn:
         """Raise the LedgerError a storage failure means; an error that is not about the storage, as it is (a bug
         or a constraint the rules handle)."""
         psycopg = self._psycopg
@@ -261,7 +261,8 @@ class PostgresStore(Store):
                 f"the ledger's server at {self.location} is read-only ({_first_line(exc, self.url)}); "
                 "nothing was recorded.",
                 hint="It is a replica, or default_transaction_read_only is on: point --ledger, BULKSEND_LEDGER_URL "
-                "or [ledger] url at the primary server, then run the same command again. Reading commands work.",
+                "or [ledger] url at the primary server, then run the same command again (balance and credits audit only "
+                "read: they work on a replica).",
             ) from None
         if (getattr(exc, "sqlstate", None) or "").startswith("53"):  # disk full, out of memory, a limit
             raise LedgerError(
