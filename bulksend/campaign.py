@@ -1422,7 +1422,7 @@ def cancel_campaign(config: Config, key: str) -> CancelReport:
                 return CancelReport(_status(ledger, campaign, config.invocation), 0, campaign.state)
             with ledger.transaction():
                 ledger.set_campaign_state(campaign.id, "cancelled")
-                released = ledger.release(campaign.id)
+                released = ledger.trim_hold(campaign.id)  # all of it, but what another home's sender has in flight
             return CancelReport(_status(ledger, ledger.get_campaign(campaign.id), config.invocation), released, None)
 
 

@@ -155,8 +155,9 @@ def resume(
 def cancel(ctx: typer.Context, campaign: CampaignId, json_output: JsonOutput = False) -> None:
     """Cancel a campaign: messages still queued are never sent, and its credit hold is released.
 
-    Messages already sent stay sent (and debited). A campaign being sent right now cannot be
-    cancelled (exit 5): stop that run first.
+    Messages already sent stay sent (and debited). A campaign being sent right now from this home
+    cannot be cancelled (exit 5): stop that run first. On a shared (PostgreSQL) ledger, a sender of
+    another home stops once what it has in flight is recorded.
 
     Example: bulksend campaigns cancel spring-sale
     """
