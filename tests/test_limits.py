@@ -125,7 +125,6 @@ def test_interrupt_cuts_a_request_in_flight_at_once():
         worker.start()
         while not server.requests:
             time.sleep(0.01)
-        started = time.monotonic()
         session.interrupt()
         worker.join(5)
         assert not worker.is_alive()  # within the join's 5 s, against a 60 s deadline
