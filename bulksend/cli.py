@@ -248,4 +248,10 @@ class _Commands(MutableMapping):
 
 def main() -> None:
     """Console-script entry point."""
+    # numpy's OpenBLAS starts a thread per core when numpy is imported; bulksend does no linear algebra, and
+    # on a busy machine starting them cost validate and send 40-70 ms (docs/benchmarks.md, "Start-up").
+    # A value the user set is kept.
+    import os
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     sys.exit(app(standalone_mode=True))  # pragma: no cover - typer exits itself
