@@ -248,12 +248,12 @@ class _Commands(MutableMapping):
 
 def main() -> None:
     """Console-script entry point."""
-    # numpy's OpenBLAS starts a thread per core when numpy is imported; bulksend does no linear algebra, and
-    # on a busy machine starting them cost validate and send 40-70 ms (docs/benchmarks.md, "Start-up").
-    # A value the user set is kept.
     import gc
     import os
 
+    # numpy's OpenBLAS starts a thread per core when numpy is imported; bulksend does no linear algebra, and
+    # starting them cost validate, estimate and send about 40 ms of CPU (docs/benchmarks.md, "Start-up").
+    # A value the user set is kept.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         sys.exit(app(standalone_mode=True))  # pragma: no cover - typer exits itself
