@@ -1,6 +1,7 @@
 """Receipts per second that `bulksend webhooks serve` records, against the same server answering a no-op endpoint.
 
     .venv/bin/python bench/webhooks_bench.py [--receipts 6000] [--clients 32] [--processes 2] [--postgres URL]
+                                             [--engine 20000 | --engine 0]
 
 Each backend in turn: SQLite, then PostgreSQL when ``--postgres`` (or ``BULKSEND_TEST_POSTGRES``) names a server
 (a fresh schema, dropped afterwards). A temporary home gets a ledger with one campaign of ``--receipts`` transmissions, all ``sent``.
@@ -9,7 +10,10 @@ Each backend in turn: SQLite, then PostgreSQL when ``--postgres`` (or ``BULKSEND
 (a) the no-op ceiling: ``GET /healthz`` as many times, on the same server;
 (b) one ``delivered`` receipt per transmission, POSTed to the outbox profile's URL (the path token
     verifies it), each answered only once committed (group commit).
-Prints both rates and (b)'s receipts per message at the engine's measured send rate (docs/benchmarks.md).
+Prints both rates, the server's CPU time per request in each (from /proc: steadier than rates on a loaded
+machine), and (b)'s receipts per message at the engine's send rate, measured first in the same run:
+``bench/send_bench.py``'s (b), ``bulksend send`` of ``--engine`` messages through a fake Twilio as a whole process
+(``--engine 0``: the documented 937 messages/s instead).
 """
 
 from __future__ import annotations
@@ -28,7 +32,31 @@ import threading
 import time
 from pathlib import Path
 
-ENGINE_RATE = 937  # messages/s, `bulksend send` as a whole process (docs/benchmarks.md, "Sending")
+ENGINE_RATE = 937  # messages/s, `bulksend send` as a whole process (docs/benchmarks.md, "Sending"), 2026-11-25
+
+
+def engine_rate(messages: int) -> float:
+    """Messages per second of ``bulksend send`` as a whole process: send_bench.py's (b), with its defaults."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import send_bench
+
+    fake, url = send_bench.start_fake(0.05)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            campaign, env = send_bench.prepare_campaign(Path(tmp), url, messages, 64)
+            env.pop("BULKSEND_LEDGER_URL", None)
+            elapsed, summary = send_bench.bulksend_send(campaign, env, None)
+            assert summary["counts"].get("sent") == messages, summary["counts"]
+            return messages / elapsed
+    finally:
+        fake.terminate()
+        fake.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def prepare(home: Path, n: int) -> list[int]:
@@ -93,8 +121,9 @@ def blast(port: int, jobs: list, clients: int, processes: int) -> tuple[float, i
     return time.perf_counter() - start, ok
 
 
-def run(args, ledger_url: str | None) -> tuple[float, float]:
-    """One backend: the no-op and the receipt rates, on a fresh home (and a fresh PostgreSQL schema)."""
+def run(args, ledger_url: str | None) -> dict[str, float]:
+    """One backend: the no-op and the receipt rates and the server's CPU per request in each, on a fresh home
+    (and a fresh PostgreSQL schema)."""
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         home.mkdir(mode=0o700)
@@ -122,8 +151,11 @@ def run(args, ledger_url: str | None) -> tuple[float, float]:
                 ("POST", path, json.dumps({"reference": str(i), "id": f"outbox-{i}", "status": "delivered"}).encode())
                 for i in ids
             ]
+            cpu0 = cpu_seconds(server.pid)
             noop_time, noop_ok = blast(port, noop, args.clients, args.processes)
+            cpu1 = cpu_seconds(server.pid)
             hook_time, hook_ok = blast(port, receipts, args.clients, args.processes)
+            cpu2 = cpu_seconds(server.pid)
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=120)
@@ -136,7 +168,9 @@ def run(args, ledger_url: str | None) -> tuple[float, float]:
             counts = ledger.counts(ledger.get_campaign("bench").id)
         assert noop_ok == len(ids) and hook_ok == len(ids) and counts == {"delivered": len(ids)}, (noop_ok, hook_ok,
                                                                                                  counts)
-        return len(ids) / noop_time, len(ids) / hook_time
+        n = len(ids)
+        return {"noop": n / noop_time, "hook": n / hook_time, "noop_cpu": (cpu1 - cpu0) / n * 1e6,
+                "hook_cpu": (cpu2 - cpu1) / n * 1e6}
 
 
 def postgres_schema(base: str):
@@ -171,7 +205,15 @@ def main() -> None:
     parser.add_argument("--postgres", metavar="URL", default=os.environ.get("BULKSEND_TEST_POSTGRES"),
                         help="also measure a PostgreSQL ledger (default: $BULKSEND_TEST_POSTGRES)")
     parser.add_argument("--only", choices=("sqlite", "postgresql"))
+    parser.add_argument("--engine", type=int, default=20_000, metavar="MESSAGES",
+                        help="measure the engine's send rate first with this many messages (0: use 937/s)")
     args = parser.parse_args()
+    print(f"load average: {Path('/proc/loadavg').read_text().split(' ', 3)[:3]}")
+    if args.engine:
+        engine = engine_rate(args.engine)
+        print(f"engine: bulksend send of {args.engine} messages, whole process: {engine:8.0f} messages/s")
+    else:
+        engine = ENGINE_RATE
     backends = [b for b in ("sqlite", "postgresql") if args.only in (None, b)]
     for backend in backends:
         if backend == "postgresql" and not args.postgres:
@@ -179,14 +221,16 @@ def main() -> None:
             continue
         print(f"== {backend}")
         if backend == "sqlite":
-            noop_rate, hook_rate = run(args, None)
+            got = run(args, None)
         else:
             with postgres_schema(args.postgres) as url:
-                noop_rate, hook_rate = run(args, url)
-        print(f"(a) no-op GET /healthz:        {noop_rate:8.0f} requests/s")
-        print(f"(b) receipts recorded:         {hook_rate:8.0f} receipts/s ({hook_rate / noop_rate:.2f} of (a))")
-        print(f"    at the engine's {ENGINE_RATE} messages/s: {hook_rate / ENGINE_RATE:.2f} receipts per message"
+                got = run(args, url)
+        print(f"(a) no-op GET /healthz:        {got['noop']:8.0f} requests/s  (server CPU {got['noop_cpu']:4.0f} us each)")
+        print(f"(b) receipts recorded:         {got['hook']:8.0f} receipts/s  (server CPU {got['hook_cpu']:4.0f} us each)"
+              f" ({got['hook'] / got['noop']:.2f} of (a))")
+        print(f"    at the engine's {engine:.0f} messages/s: {got['hook'] / engine:.2f} receipts per message"
               f" (target >= 3)")
+    print(f"load average: {Path('/proc/loadavg').read_text().split(' ', 3)[:3]}")
 
 
 if __name__ == "__main__":
