@@ -505,8 +505,6 @@ _SEPARATOR_CHARS = re.compile(r"[ \-.()/]")
 _WIDEST = 19  # "+" and 18 digits: the integer stays below 10^18, inside int64
 _POW10 = np.array([10**k for k in range(_WIDEST)], dtype=np.int64)
 _UPOW10 = np.array([10**k for k in range(_WIDEST + 1)], dtype=np.uint64)
-_HIGH_WEIGHTS = np.array([10.0 ** (9 - k) for k in range(10)])
-_LOW_WEIGHTS = np.array([10.0 ** (8 - k) for k in range(_WIDEST - 10)])
 _ANY_DIGIT = re.compile(r"\d")  # Unicode digits, as phonenumbers' own patterns read them
 _CC_BY_LENGTH = [np.zeros(10**k, dtype=bool) for k in range(4)]
 for _code in _pnu.COUNTRY_CODE_TO_REGION_CODE:
@@ -647,24 +645,32 @@ def _shape(raws: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     # Six replaces over the whole column beat one regex substitution by four times.
     for separator in " -.()/":
         text = text.replace(separator, "")
-    lines = text.split("\n")
-    lengths = np.fromiter(map(len, lines), dtype=np.int64, count=n)
-    raw_lengths = np.fromiter(map(len, raws), dtype=np.int64, count=n)
-    codes = np.array(lines, dtype=f"U{_WIDEST}").view(np.uint32).reshape(n, _WIDEST)
-    plus = codes[:, 0] == 43
-    digit = codes - np.uint32(48)  # wraps around for characters below "0"
+    # One byte a character ("?" for anything outside ASCII), the cells at known offsets: a matrix of
+    # the first 19 characters of each cell, without a Python object per cell.
+    data = np.frombuffer(text.encode("ascii", "replace"), dtype=np.uint8)
+    ends = np.append(np.flatnonzero(data == 10), data.size)
+    starts = np.zeros(n, dtype=np.int64)
+    starts[1:] = ends[:-1] + 1
+    lengths = ends - starts
+    places = np.arange(_WIDEST)
+    padded = np.concatenate([data, np.zeros(_WIDEST, dtype=np.uint8)])
+    matrix = padded[starts[:, None] + places]
+    matrix[places >= lengths[:, None]] = 48  # past the end of the cell: "0", so the digits read left-aligned
+    plus = matrix[:, 0] == 43
+    digit = matrix - np.uint8(48)  # wraps around for characters below "0"
     is_digit = digit < 10
-    count = np.count_nonzero(is_digit, axis=1)
+    count = np.count_nonzero(is_digit, axis=1) - np.maximum(_WIDEST - lengths, 0)
+    raw_lengths = np.fromiter(map(len, raws), dtype=np.int64, count=n)
     ok = (lengths <= _WIDEST) & (raw_lengths <= _MAX_INPUT_STRING_LENGTH) & (count == lengths - plus)
     ok &= (count >= 3) & (count <= _WIDEST - 1)
     if broken is not None:
         ok &= ~broken
-    # The digits as a number: left-aligned in 19 places (two exact float products of 10 and 9 digits),
-    # then shifted right by the unused places. "+" and padding count as 0.
-    places = np.where(is_digit, digit, 0).astype(np.float64)
-    high = (places[:, :10] @ _HIGH_WEIGHTS).astype(np.uint64)
-    low = (places[:, 10:] @ _LOW_WEIGHTS).astype(np.uint64)
-    left = high * np.uint64(10**9) + low
+    # The digits as a number: 19 places left-aligned in an unsigned 64-bit integer ("+" counts as 0),
+    # then shifted right by the places the cell does not fill.
+    digit[~is_digit] = 0
+    left = np.zeros(n, dtype=np.uint64)
+    for column in range(_WIDEST):
+        left = left * np.uint64(10) + digit[:, column]
     value = (left // _UPOW10[_WIDEST - np.minimum(lengths, _WIDEST)]).astype(np.int64)
     return ok, value, count, plus
 

@@ -629,7 +629,7 @@ def _decide(table: RecipientTable, suppressed: frozenset[str], msg: np.ndarray |
     refused = e164[(consent == Consent.REFUSED) & (e164 != 0)]
     no_consent = (consent == Consent.EMPTY) | (consent == Consent.REFUSED)
     if refused.size:
-        no_consent |= pd.Index(e164).isin(refused)
+        no_consent |= pd.Series(e164, copy=False).isin(refused).to_numpy()
     status[live & no_consent] = Status.NO_CONSENT
     live = status == Status.ACCEPTED
     status[live & (consent >= Consent.UNRECOGNIZED)] = Status.BAD_CONSENT_VALUE  # unrecognized, or a future date
@@ -643,7 +643,7 @@ def _decide(table: RecipientTable, suppressed: frozenset[str], msg: np.ndarray |
 
     accepted = np.flatnonzero(live)
     if accepted.size:
-        status[accepted[pd.Index(e164[accepted]).duplicated(keep="first")]] = Status.DUPLICATE
+        status[accepted[pd.Series(e164[accepted], copy=False).duplicated(keep="first").to_numpy()]] = Status.DUPLICATE
 
 
 def _price(table: RecipientTable, plan: MessagePlan) -> None:
