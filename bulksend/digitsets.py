@@ -47,7 +47,9 @@ class TooComplex(ValueError):
 class DigitPattern:
     """A regex compiled to an NFA over the ten ASCII digits (what it does with other characters is moot)."""
 
-    __slots__ = ("pattern", "_eps", "_moves", "_start", "_accept", "_step", "_count")
+    __slots__ = (
+        "pattern", "_eps", "_moves", "_targets", "_start", "_accept", "_sets", "_ids", "_next", "_accepting", "_count"
+    )
 
     def __init__(self, pattern: str) -> None:
         self.pattern = pattern
@@ -59,9 +61,14 @@ class DigitPattern:
         except Exception as exc:  # re.error: not a pattern at all
             raise Unsupported(pattern) from exc
         self._accept = self._build(tree, start)
-        self._start = self._closure((start,))
-        self._step: dict[tuple[frozenset[int], int], frozenset[int]] = {}
-        self._count: dict[tuple[frozenset[int], int], int] = {}
+        # Per NFA state: (digits, the closure of the state they lead to), computed once.
+        self._targets = [[(digits, self._closure((end,))) for digits, end in moves] for moves in self._moves]
+        self._sets: list[frozenset[int]] = [frozenset()]
+        self._ids: dict[frozenset[int], int] = {frozenset(): 0}
+        self._next: list[list[int] | None] = [[0] * 10]
+        self._accepting: list[bool] = [False]
+        self._count: dict[int, int] = {}
+        self._start = self._intern(self._closure((start,)))
 
     # --- construction (Thompson) ----------------------------------------------------------------
     def _state(self) -> int:
@@ -129,45 +136,59 @@ class DigitPattern:
                     todo.append(nxt)
         return frozenset(seen)
 
-    # --- simulation -----------------------------------------------------------------------------
-    @property
-    def start(self) -> frozenset[int]:
-        return self._start
-
-    def step(self, states: frozenset[int], digit: int) -> frozenset[int]:
-        key = (states, digit)
-        found = self._step.get(key)
+    # --- simulation: a DFA built as it is explored, its states numbered (0: no match possible) -----
+    def _intern(self, states: frozenset[int]) -> int:
+        found = self._ids.get(states)
         if found is None:
-            bit = 1 << digit
-            found = self._step[key] = self._closure(
-                [end for state in states for digits, end in self._moves[state] if digits & bit]
-            )
+            found = self._ids[states] = len(self._sets)
+            self._sets.append(states)
+            self._next.append(None)
+            self._accepting.append(self._accept in states)
         return found
 
-    def count(self, states: frozenset[int], remaining: int) -> int:
-        """How many digit strings of length ``remaining`` lead from ``states`` to a match."""
-        if not states:
+    @property
+    def start(self) -> int:
+        return self._start
+
+    def children(self, state: int) -> list[int]:
+        """The states after each digit 0-9."""
+        found = self._next[state]
+        if found is None:
+            targets: list[set[int]] = [set() for _ in range(10)]
+            for nfa_state in self._sets[state]:
+                for digits, closure in self._targets[nfa_state]:
+                    for digit in range(10):
+                        if digits >> digit & 1:
+                            targets[digit] |= closure
+            found = self._next[state] = [self._intern(frozenset(t)) for t in targets]
+        return found
+
+    def step(self, state: int, digit: int) -> int:
+        return self.children(state)[digit]
+
+    def count(self, state: int, remaining: int) -> int:
+        """How many digit strings of length ``remaining`` lead from ``state`` to a match."""
+        if state == 0:
             return 0
         if remaining == 0:
-            return 1 if self._accept in states else 0
-        key = (states, remaining)
+            return 1 if self._accepting[state] else 0
+        key = state * 64 + remaining
         found = self._count.get(key)
         if found is None:
-            found = self._count[key] = sum(self.count(self.step(states, d), remaining - 1) for d in range(10))
+            found = self._count[key] = sum([self.count(child, remaining - 1) for child in self.children(state)])
         return found
 
     def strings(self, longest: int = 20, most: int = 64) -> list[str] | None:
         """Every digit string the pattern matches, when there are at most ``most``, none longer than ``longest``."""
         found: list[str] = []
-        todo: list[tuple[str, frozenset[int]]] = [("", self._start)]
+        todo: list[tuple[str, int]] = [("", self._start)]
         while todo:
-            prefix, states = todo.pop()
-            if self._accept in states:
+            prefix, state = todo.pop()
+            if self._accepting[state]:
                 found.append(prefix)
                 if len(found) > most:
                     return None
-            for digit in range(10):
-                nxt = self.step(states, digit)
+            for digit, nxt in enumerate(self.children(state)):
                 if nxt:
                     if len(prefix) == longest:
                         return None
@@ -190,45 +211,53 @@ class Segments:
         self.length = length
         starts: list[int] = []
         labels: list[Any] = []
-        by_members: dict[tuple[int, ...], Any] = {}
+        by_members: dict[int, Any] = {}
         nodes = 0
 
-        def walk(prefix: int, remaining: int, live: list, members: tuple[int, ...]) -> None:
-            # live: (index, pattern, states) of the patterns still undecided under this prefix;
-            # members: the indexes of the patterns that match every number under it.
+        def emit(first: int, members: int) -> None:
+            # Every pattern answers alike on the whole interval, so the label is the same as on any
+            # interval with the same members: computed once, on the first number of the first one.
+            value = by_members.get(members, by_members)
+            if value is by_members:
+                value = by_members[members] = label(format(first, f"0{length}d") if length else "")
+            if not labels or labels[-1] != value:
+                starts.append(first)
+                labels.append(value)
+
+        def split(entries: list, remaining: int, members: int) -> tuple[list, int]:
+            """The entries still undecided on ``remaining`` more digits, and the members bitmask grown."""
+            full = 10**remaining
+            mixed = []
+            for entry in entries:
+                count = entry[1].count(entry[2], remaining)
+                if count == full:
+                    members |= 1 << entry[0]
+                elif count:
+                    mixed.append(entry)
+            return mixed, members
+
+        def expand(prefix: int, remaining: int, mixed: list, members: int) -> None:
+            # mixed: (index, pattern, state) of the patterns undecided under this prefix; members: a
+            # bitmask of the patterns that match every number under it.
             nonlocal nodes
             nodes += 1
             if nodes > MAX_NODES:
                 raise TooComplex(length)
-            full = 10**remaining
-            mixed = []
-            for entry in live:
-                count = entry[1].count(entry[2], remaining)
-                if count == full:
-                    members += (entry[0],)
-                elif count:
-                    mixed.append(entry)
-            if not mixed:
-                # Every pattern answers alike on the whole interval, so the label is the same as on any
-                # interval with the same members: computed once, on the first number of the first one.
-                members = tuple(sorted(members))
-                value = by_members.get(members, by_members)
-                if value is by_members:
-                    first = format(prefix * full, f"0{length}d") if length else ""
-                    value = by_members[members] = label(first)
-                if not labels or labels[-1] != value:
-                    starts.append(prefix * full)
-                    labels.append(value)
-                return
+            below = remaining - 1
+            children = [entry[1].children(entry[2]) for entry in mixed]
             for digit in range(10):
-                walk(
-                    prefix * 10 + digit,
-                    remaining - 1,
-                    [(i, p, p.step(s, digit)) for i, p, s in mixed],
-                    members,
-                )
+                entries = [(entry[0], entry[1], nxt[digit]) for entry, nxt in zip(mixed, children)]
+                undecided, grown = split(entries, below, members)
+                if undecided:
+                    expand(prefix * 10 + digit, below, undecided, grown)
+                else:
+                    emit((prefix * 10 + digit) * 10**below, grown)
 
-        walk(0, length, [(i, p, p.start) for i, p in enumerate(patterns)], ())
+        undecided, members = split([(i, p, p.start) for i, p in enumerate(patterns)], length, 0)
+        if undecided:
+            expand(0, length, undecided, members)
+        else:
+            emit(0, members)
         self.starts = np.array(starts, dtype=np.int64)
         self.labels = np.array(labels, dtype=dtype)
 

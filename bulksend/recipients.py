@@ -532,6 +532,12 @@ def _run_jobs(jobs: Iterator[_ChunkJob], *, parallel: bool) -> Iterator[_ChunkRe
     from collections import deque
     from concurrent.futures import ProcessPoolExecutor
 
+    # The first chunk is checked here, before the workers fork: they inherit the number tables it built
+    # (bulksend/phones.py builds one per calling code and length on first use) instead of each building them.
+    first = next(jobs, None)
+    if first is None:
+        return
+    yield _check_chunk(first)
     workers = min(2, len(os.sched_getaffinity(0)))
     pending: deque = deque()
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
