@@ -48,7 +48,7 @@ class DigitPattern:
     """A regex compiled to an NFA over the ten ASCII digits (what it does with other characters is moot)."""
 
     __slots__ = (
-        "pattern", "_eps", "_moves", "_targets", "_start", "_accept", "_sets", "_ids", "_next", "_accepting", "_count"
+        "pattern", "_eps", "_moves", "_targets", "_start", "_accept", "_sets", "_ids", "_next", "_accepting", "_count", "_strings"
     )
 
     def __init__(self, pattern: str) -> None:
@@ -68,6 +68,7 @@ class DigitPattern:
         self._next: list[list[int] | None] = [[0] * 10]
         self._accepting: list[bool] = [False]
         self._count: dict[int, int] = {}
+        self._strings: dict[tuple[int, int], list[str] | None] = {}
         self._start = self._intern(self._closure((start,)))
 
     # --- construction (Thompson) ----------------------------------------------------------------
@@ -180,6 +181,12 @@ class DigitPattern:
 
     def strings(self, longest: int = 20, most: int = 64) -> list[str] | None:
         """Every digit string the pattern matches, when there are at most ``most``, none longer than ``longest``."""
+        key = (longest, most)
+        if key not in self._strings:
+            self._strings[key] = self._list_strings(longest, most)
+        return self._strings[key]
+
+    def _list_strings(self, longest: int, most: int) -> list[str] | None:
         found: list[str] = []
         todo: list[tuple[str, int]] = [("", self._start)]
         while todo:

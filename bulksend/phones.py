@@ -564,32 +564,6 @@ def _general_table(md: _Metadata, length: int) -> Segments | None:
     return _table(("general", id(md), length), [md.general.pattern], length, md.matches_general)
 
 
-def _idd_table(md: _Metadata, length: int) -> Segments | None:
-    """Which numbers `md.idd.match` accepts (a match of some prefix: the pattern followed by any digits)."""
-    idd = md.idd
-    return _table(("idd", id(md), length), [f"(?:{idd.pattern})\\d*"], length, lambda s: idd.match(s) is not None)
-
-
-def _prefix_table(md: _Metadata, length: int) -> Segments | None:
-    prefix = md.national_prefix
-    return _table(
-        ("prefix", id(md), length), [f"(?:{prefix.pattern})\\d*"], length, lambda s: prefix.match(s) is not None
-    )
-
-
-_PREFIX_STRINGS: dict[int, list[str] | None] = {}
-
-
-def _prefix_strings(md: _Metadata) -> list[str] | None:
-    """The strings the national prefix pattern matches, when few and no transform rule rewrites them."""
-    key = id(md)
-    if key not in _PREFIX_STRINGS:
-        pattern = _digit_pattern(md.national_prefix.pattern)
-        strings = pattern.strings() if pattern is not None and md.transform_rule is None else None
-        _PREFIX_STRINGS[key] = strings
-    return _PREFIX_STRINGS[key]
-
-
 def _region_id(region: str | None) -> int:
     if region is None:
         return 0
@@ -681,128 +655,267 @@ def _check_column(checker: "NumberChecker", raws: list[str], regions: np.ndarray
         empty = np.zeros(0, dtype=np.int64)
         return ColumnCheck(e164=empty, region=empty.astype(np.int16), regions=[], status=empty.astype(np.int8))
     ok, value, count, plus = _shape(raws)
-    slow = ~ok  # cells check() decides one by one
-    label = np.zeros(n, dtype=np.int64)  # region id * 128 + number type, from a table; 0: invalid
-    country = np.zeros(n, dtype=np.int64)  # calling code
-    national = np.zeros(n, dtype=np.int64)  # the national number's digits, leading zeros implied by `length`
-    length = np.zeros(n, dtype=np.int64)
-    reader = np.full(n, -1, dtype=np.int64)  # index into `readers`: the metadata parse() reads it with
-    readers: list[_Metadata] = []
-    reader_ids: dict[int, int] = {}
-
-    def read_with(md: _Metadata) -> int:
-        if id(md) not in reader_ids:
-            reader_ids[id(md)] = len(readers)
-            readers.append(md)
-        return reader_ids[id(md)]
-
-    invalid = np.zeros(n, dtype=bool)
-    unknown = np.zeros(n, dtype=bool)  # "+" and no known calling code
+    column = _Column(n)
+    slow = column.slow
+    slow |= ~ok
     # A cell without a single digit is not a number whatever its region: parse() refuses it.
     for i in np.flatnonzero(~ok).tolist():
         if _ANY_DIGIT.search(raws[i]) is None:
-            invalid[i] = True
+            column.invalid[i] = True
             slow[i] = False
-    # With "+": the calling code is the first 1, 2 or 3 digits that name one (_country_code_prefix).
-    with_plus = np.flatnonzero(ok & plus)
-    if with_plus.size:
-        v, m = value[with_plus], count[with_plus]
-        prefixes = [v // _POW10[np.maximum(m - k, 0)] for k in (1, 2, 3)]
-        known = [_CC_BY_LENGTH[k][prefixes[k - 1] % 10**k] for k in (1, 2, 3)]
-        cc_length = np.where(known[0], 1, np.where(known[1], 2, np.where(known[2], 3, 0)))
-        code = np.where(cc_length == 1, prefixes[0], np.where(cc_length == 2, prefixes[1], prefixes[2]))
-        unknown[with_plus[cc_length == 0]] = True
-        found = cc_length > 0
-        rows, code, cc_length = with_plus[found], code[found], cc_length[found]
-        country[rows] = code
-        length[rows] = count[rows] - cc_length
-        national[rows] = value[rows] % _POW10[length[rows]]
-        for cc, group in _groups(country, rows):
-            main = (_CALLING_CODES.get(cc) or _calling_code(cc)).main
-            if main is None or not main.fast_parse:
-                slow[group] = True
-            else:
-                reader[group] = read_with(main)
 
-    # Without "+": the row's region reads it, unless it starts with an IDD or the region's calling code.
-    # With "+" and no known calling code, parse() reads it as if there were no "+": an IDD (rare: left to
-    # check()) or an unknown calling code (invalid); the region's own code would have been known.
+    # With "+": the calling code is the first 1, 2 or 3 digits that name one (_country_code_prefix).
+    unknown = np.zeros(n, dtype=bool)  # "+" and no known calling code
+    with_plus = np.flatnonzero(ok & plus)
+    unknown[column.read_calling_code(with_plus, value[with_plus], count[with_plus])] = True
+
+    # Without "+" (or with one and no known calling code), the row's region reads the digits, as
+    # _extract_country_code does: an IDD then a calling code; else the region's own calling code, when
+    # that reading fits better; else a national number of the region.
     for index, group in _groups(regions, np.flatnonzero(ok & (~plus | unknown))):
         region = names[index]
         default = _metadata_for_region(region) if region in _SUPPORTED_REGIONS else None
-        retried = group[plus[group]]
-        group = group[~plus[group]]
-        if default is not None and default.fast_parse and default.idd is not None:
-            _mark_idd(default, retried, count, value, slow)
-            invalid[retried[~slow[retried]]] = True
-        elif region is None or (default is not None and default.fast_parse):
-            invalid[retried] = True
-        else:
-            slow[retried] = True
         if default is None or not default.fast_parse:
-            slow[group] = True
+            # No region: "+" and an unknown code is invalid, no "+" is too (check() says why). A region
+            # check() does not replay: check() decides.
+            if region is None:
+                column.invalid[group] = True
+            else:
+                slow[group] = True
             continue
-        m, v = count[group], value[group]
-        code_digits = len(default.country_code_str)
-        own_code = (m >= code_digits) & (v // _POW10[np.maximum(m - code_digits, 0)] == default.country_code)
-        slow[group[own_code]] = True
-        group = group[~own_code]
-        if default.idd is not None:
-            _mark_idd(default, group, count, value, slow)
-            group = group[~slow[group]]
-        country[group] = default.country_code
-        national[group] = value[group]
-        length[group] = count[group]
-        reader[group] = read_with(default)
+        group = column.read_idd(default, group, value[group], count[group])
+        column.invalid[group[plus[group]]] = True  # "+", an unknown code and no IDD: parse() gives up
+        group = group[~plus[group]]
+        group = column.read_own_code(default, group, value[group], count[group])
+        column.country[group] = default.country_code
+        column.national[group] = value[group]
+        column.length[group] = count[group]
+        column.reader[group] = column.read_with(default)
     # Rows in a region check() does not replay (unknown, or a metadata parse() cannot use) go to check().
     unsupported = [i for i, name in enumerate(names) if name is not None and not _replayable(name)]
     if unsupported:
         slow |= np.isin(regions, unsupported)
+    return column.finish(checker, raws, regions, names)
 
-    for index, group in _groups(reader, np.flatnonzero(~slow & (reader >= 0))):
-        _strip_national_prefix(readers[index], group, national, length, invalid, slow)
 
-    for (cc, size), group in _pairs(country, length, np.flatnonzero(~slow & ~invalid & (reader >= 0))):
-        digits = len(str(cc)) + size
-        if digits > 18:
-            slow[group] = True
-            continue
-        table = _classify_table(_CALLING_CODES.get(cc) or _calling_code(cc), size)
-        if table is None:
-            slow[group] = True
+class _Column:
+    """The state of one column on its way through parse() and classify(), as arrays."""
+
+    def __init__(self, n: int) -> None:
+        self.slow = np.zeros(n, dtype=bool)  # cells check() decides one by one
+        self.invalid = np.zeros(n, dtype=bool)
+        self.country = np.zeros(n, dtype=np.int64)  # calling code
+        self.national = np.zeros(n, dtype=np.int64)  # national number digits; leading zeros implied by `length`
+        self.length = np.zeros(n, dtype=np.int64)
+        self.reader = np.full(n, -1, dtype=np.int64)  # index into `readers`: the metadata parse() reads it with
+        self.readers: list[_Metadata] = []
+        self._reader_ids: dict[int, int] = {}
+
+    def read_with(self, md: _Metadata) -> int:
+        if id(md) not in self._reader_ids:
+            self._reader_ids[id(md)] = len(self.readers)
+            self.readers.append(md)
+        return self._reader_ids[id(md)]
+
+    def read_calling_code(self, rows: np.ndarray, values: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+        """Digits that start with a calling code (after "+" or an IDD): set their code, national number and
+        reader. Returns the rows that start with no known code."""
+        if rows.size == 0:
+            return rows
+        prefixes = [values // _POW10[np.maximum(sizes - k, 0)] for k in (1, 2, 3)]
+        known = [_CC_BY_LENGTH[k][prefixes[k - 1] % 10**k] & (sizes >= k) for k in (1, 2, 3)]
+        cc_length = np.where(known[0], 1, np.where(known[1], 2, np.where(known[2], 3, 0)))
+        code = np.where(cc_length == 1, prefixes[0], np.where(cc_length == 2, prefixes[1], prefixes[2]))
+        found = cc_length > 0
+        picked = rows[found]
+        self.country[picked] = code[found]
+        self.length[picked] = sizes[found] - cc_length[found]
+        self.national[picked] = values[found] % _POW10[self.length[picked]]
+        for cc, group in _groups(self.country, picked):
+            main = (_CALLING_CODES.get(cc) or _calling_code(cc)).main
+            if main is None or not main.fast_parse:
+                self.slow[group] = True
+            else:
+                self.reader[group] = self.read_with(main)
+        return rows[~found]
+
+    def read_idd(self, md: _Metadata, rows: np.ndarray, values: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+        """Rows whose digits start with the region's IDD (not followed by 0) are read as a calling code and a
+        number; those too short or with an unknown code are invalid. Returns the other rows."""
+        if md.idd is None or rows.size == 0:
+            return rows
+        matched, cut, undecided = _prefix_cut(md.idd, values, sizes)
+        rest = sizes - cut
+        after = (values // _POW10[np.maximum(rest - 1, 0)]) % 10  # the digit after the IDD
+        idd = matched & ~((rest > 0) & (after == 0))
+        self.slow[rows[undecided]] = True
+        short = idd & (rest <= _MIN_LENGTH_FOR_NSN)
+        self.invalid[rows[short]] = True
+        dialled = idd & ~short
+        unknown = self.read_calling_code(rows[dialled], values[dialled] % _POW10[rest[dialled]], rest[dialled])
+        self.invalid[unknown] = True
+        return rows[~idd & ~undecided]
+
+    def read_own_code(self, md: _Metadata, rows: np.ndarray, values: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+        """Digits that start with the region's calling code, written without "+" ("447400123456" in GB): read
+        as that code and a number when the rest fits the region better, or when the whole is too long for a
+        national number. Returns the rows read as national numbers of the region."""
+        code_digits = len(md.country_code_str)
+        own = (sizes > code_digits) & (values // _POW10[np.maximum(sizes - code_digits, 0)] == md.country_code)
+        if not own.any():
+            return rows
+        picked, whole, whole_size = rows[own], values[own], sizes[own]
+        rest_size = whole_size - code_digits
+        rest = whole % _POW10[rest_size]
+        potential, potential_size, _, undecided = _strip(md, rest, rest_size, self.slow, picked)
+        fits_whole = _general(md, whole, whole_size, self.slow, picked)
+        fits_potential = _general(md, potential, potential_size, self.slow, picked)
+        too_long = np.array(md.length_results, dtype=np.int64)[whole_size] == _VR.TOO_LONG
+        as_code = ((~fits_whole & fits_potential) | too_long) & ~undecided
+        chosen = picked[as_code]
+        self.country[chosen] = md.country_code
+        self.national[chosen] = potential[as_code]
+        self.length[chosen] = potential_size[as_code]
+        main = (_CALLING_CODES.get(md.country_code) or _calling_code(md.country_code)).main
+        if main is None or not main.fast_parse:
+            self.slow[chosen] = True
         else:
-            label[group] = table.find(national[group])
+            self.reader[chosen] = self.read_with(main)
+        keep = np.ones(rows.size, dtype=bool)
+        keep[np.flatnonzero(own)[as_code | undecided]] = False
+        return rows[keep & ~self.slow[rows]]
 
-    region_id = label // _KIND_BITS
-    kind = label % _KIND_BITS
-    valid = ~slow & ~invalid & (region_id > 0) & (kind != _UNKNOWN)
-    status = np.where(valid, np.where(_SMS_KINDS[kind] | checker.allow_landline, 0, 2), 1).astype(np.int8)
-    e164 = np.where(valid, country * _POW10[np.minimum(length, 18)] + national, 0)
-    ids = np.unique(region_id[valid])
-    local = np.full(len(_REGION_NAMES) + 1, -1, dtype=np.int16)
-    local[ids] = np.arange(ids.size, dtype=np.int16)
-    region = np.where(valid, local[region_id], -1).astype(np.int16)
-    names_out = [_REGION_NAMES[i] for i in ids.tolist()]
-    positions = {name: i for i, name in enumerate(names_out)}
-    check = checker.check
-    for i in np.flatnonzero(slow).tolist():
-        result = check(raws[i], names[regions[i]])
-        if result.e164 is not None:
-            e164[i] = int(result.e164[1:])
-            where = positions.get(result.region)
-            if where is None:
-                where = positions[result.region] = len(names_out)
-                names_out.append(result.region)
-            region[i] = where
-        status[i] = 0 if result.reason is None else (1 if result.reason == INVALID_NUMBER else 2)
-    return ColumnCheck(e164=e164, region=region, regions=names_out, status=status)
+    def finish(self, checker: "NumberChecker", raws: list[str], regions: np.ndarray, names) -> ColumnCheck:
+        """The rest of _parse_digits (national prefix, lengths), classify(), and check() for the slow rows."""
+        slow, invalid = self.slow, self.invalid
+        for index, group in _groups(self.reader, np.flatnonzero(~slow & ~invalid & (self.reader >= 0))):
+            self._strip_national_prefix(self.readers[index], group)
+        label = np.zeros(len(raws), dtype=np.int64)  # region id * 128 + number type, from a table; 0: invalid
+        country, national, length = self.country, self.national, self.length
+        for (cc, size), group in _pairs(country, length, np.flatnonzero(~slow & ~invalid & (self.reader >= 0))):
+            table = None
+            if len(str(cc)) + size <= 18:  # the E.164 integer must fit in int64
+                table = _classify_table(_CALLING_CODES.get(cc) or _calling_code(cc), size)
+            if table is None:
+                slow[group] = True
+            else:
+                label[group] = table.find(national[group])
+
+        region_id = label // _KIND_BITS
+        kind = label % _KIND_BITS
+        valid = ~slow & ~invalid & (region_id > 0) & (kind != _UNKNOWN)
+        status = np.where(valid, np.where(_SMS_KINDS[kind] | checker.allow_landline, 0, 2), 1).astype(np.int8)
+        e164 = np.where(valid, country * _POW10[np.minimum(length, 18)] + national, 0)
+        ids = np.unique(region_id[valid])
+        local = np.full(len(_REGION_NAMES) + 1, -1, dtype=np.int16)
+        local[ids] = np.arange(ids.size, dtype=np.int16)
+        region = np.where(valid, local[region_id], -1).astype(np.int16)
+        names_out = [_REGION_NAMES[i] for i in ids.tolist()]
+        positions = {name: i for i, name in enumerate(names_out)}
+        check = checker.check
+        for i in np.flatnonzero(slow).tolist():
+            result = check(raws[i], names[regions[i]])
+            if result.e164 is not None:
+                e164[i] = int(result.e164[1:])
+                where = positions.get(result.region)
+                if where is None:
+                    where = positions[result.region] = len(names_out)
+                    names_out.append(result.region)
+                region[i] = where
+            status[i] = 0 if result.reason is None else (1 if result.reason == INVALID_NUMBER else 2)
+        return ColumnCheck(e164=e164, region=region, regions=names_out, status=status)
+
+    def _strip_national_prefix(self, md: _Metadata, rows: np.ndarray) -> None:
+        """The end of _parse_digits for ``rows`` read with ``md``: too short, national prefix, too long."""
+        national, length = self.national, self.length
+        too_short = length[rows] < _MIN_LENGTH_FOR_NSN
+        self.invalid[rows[too_short]] = True
+        rows = rows[~too_short]
+        values, sizes, changed, undecided = _strip(md, national[rows], length[rows], self.slow, rows)
+        results = np.array(md.length_results, dtype=np.int64)[sizes]
+        take = changed & ~undecided & ((results == _VR.IS_POSSIBLE) | (results == _VR.TOO_LONG))
+        national[rows[take]] = values[take]
+        length[rows[take]] = sizes[take]
+        rows = rows[~undecided]
+        self.invalid[rows[length[rows] > _MAX_LENGTH_FOR_NSN]] = True
 
 
-def _mark_idd(md: _Metadata, rows: np.ndarray, count: np.ndarray, value: np.ndarray, slow: np.ndarray) -> None:
-    """Mark slow the rows whose digits ``md.idd`` matches at the start (or that no table can tell)."""
-    for size, group in _groups(count, rows):
-        table = _idd_table(md, size)
-        slow[group if table is None else group[table.find(value[group])]] = True
+def _prefix_cut(pattern: re.Pattern, values: np.ndarray, sizes: np.ndarray, *, exact: bool = True):
+    """What ``pattern.match`` does at the start of each number: (matched, digits taken, undecided).
+
+    When the pattern matches a few strings, a number that starts with exactly one of them is matched and
+    that string is what re takes; a number that starts with two (or, with ``exact`` false, any) of them
+    is undecided, since re's order of trying would pick: check() decides those.
+    """
+    matched = np.zeros(values.size, dtype=bool)
+    cut = np.zeros(values.size, dtype=np.int64)
+    compiled = _digit_pattern(pattern.pattern)
+    strings = compiled.strings() if compiled is not None and exact else None
+    if strings is None:
+        undecided = np.zeros(values.size, dtype=bool)
+        for size in np.unique(sizes).tolist():
+            at = sizes == size
+            table = _table(
+                ("match", pattern.pattern, size), [f"(?:{pattern.pattern})\\d*"], size,
+                lambda s: pattern.match(s) is not None,
+            )
+            undecided[at] = True if table is None else table.find(values[at])
+        return matched, cut, undecided
+    matches = np.zeros(values.size, dtype=np.int64)
+    for text in strings:
+        k = len(text)
+        hit = (sizes >= k) & (values // _POW10[np.maximum(sizes - k, 0)] == (int(text) if text else 0))
+        matches += hit
+        cut = np.where(hit, k, cut)
+    undecided = matches > 1
+    matched = matches == 1
+    cut[~matched] = 0
+    return matched, cut, undecided
+
+
+def _strip(md: _Metadata, values, sizes, slow, rows):
+    """_Metadata.strip_national_prefix for each number: (values, sizes, changed, undecided).
+
+    ``changed`` is where the result is not the number itself (parse()'s `stripped is not national`);
+    undecided numbers are marked slow (``rows`` names them in ``slow``).
+    """
+    out_values, out_sizes = values.copy(), sizes.copy()
+    changed = np.zeros(values.size, dtype=bool)
+    if md.national_prefix is None:
+        return out_values, out_sizes, changed, changed.copy()
+    # A transform rule rewrites what the prefix matches: numbers it may match are left to check().
+    matched, cut, undecided = _prefix_cut(md.national_prefix, values, sizes, exact=md.transform_rule is None)
+    nonempty = sizes > 0  # strip_national_prefix returns an empty number as it is
+    undecided &= nonempty
+    strip = np.flatnonzero(matched & (cut > 0) & nonempty)
+    if strip.size:
+        new_sizes = sizes[strip] - cut[strip]
+        new_values = values[strip] % _POW10[new_sizes]
+        viable_old = _general(md, values[strip], sizes[strip], slow, rows[strip])
+        viable_new = _general(md, new_values, new_sizes, slow, rows[strip])
+        taken = ~(viable_old & ~viable_new)
+        out_values[strip[taken]] = new_values[taken]
+        out_sizes[strip[taken]] = new_sizes[taken]
+        changed[strip[taken]] = True
+        undecided[strip] |= slow[rows[strip]]
+    slow[rows[undecided]] = True
+    return out_values, out_sizes, changed, undecided
+
+
+def _general(md: _Metadata, values, sizes, slow, rows) -> np.ndarray:
+    """md.matches_general for each (value, size); rows whose table cannot be built are marked slow."""
+    out = np.zeros(values.size, dtype=bool)
+    for size in np.unique(sizes).tolist():
+        at = sizes == size
+        if size == 0:
+            out[at] = md.matches_general("")
+            continue
+        table = _general_table(md, size)
+        if table is None:
+            slow[rows[at]] = True
+        else:
+            out[at] = table.find(values[at])
+    return out
 
 
 def _replayable(region: str) -> bool:
@@ -819,59 +932,3 @@ def _pairs(first: np.ndarray, second: np.ndarray, rows: np.ndarray):
     keys = first[rows] * 64 + second[rows]
     for key in np.unique(keys).tolist():
         yield (key // 64, key % 64), rows[keys == key]
-
-
-def _strip_national_prefix(
-    md: _Metadata, rows: np.ndarray, national: np.ndarray, length: np.ndarray, invalid: np.ndarray, slow: np.ndarray
-) -> None:
-    """The end of _parse_digits for ``rows`` read with ``md``: too short, national prefix, too long."""
-    too_short = length[rows] < _MIN_LENGTH_FOR_NSN
-    invalid[rows[too_short]] = True
-    rows = rows[~too_short]
-    if md.national_prefix is not None and rows.size:
-        strings = _prefix_strings(md)
-        if strings is None:  # a transform rule, or too many ways to match: rows it may match go to check()
-            for size, group in _groups(length, rows):
-                table = _prefix_table(md, size)
-                slow[group if table is None else group[table.find(national[group])]] = True
-            rows = rows[~slow[rows]]
-        else:
-            n, size = national[rows], length[rows]
-            matches = np.zeros(rows.size, dtype=np.int64)
-            cut = np.zeros(rows.size, dtype=np.int64)
-            for text in strings:
-                k = len(text)
-                hit = (size >= k) & (n // _POW10[np.maximum(size - k, 0)] == (int(text) if text else 0))
-                matches += hit
-                cut = np.where(hit, k, cut)
-            slow[rows[matches > 1]] = True  # two readings: re's order decides, so check() does
-            strip = (matches == 1) & (cut > 0)
-            candidates = rows[strip]
-            if candidates.size:
-                old_n, old_size = national[candidates], length[candidates]
-                new_size = old_size - cut[strip]
-                new_n = old_n % _POW10[new_size]
-                viable_old = _general(md, old_n, old_size, candidates, slow)
-                viable_new = _general(md, new_n, new_size, candidates, slow)
-                results = np.array(md.length_results, dtype=np.int64)[new_size]
-                take = ~(viable_old & ~viable_new) & ((results == _VR.IS_POSSIBLE) | (results == _VR.TOO_LONG))
-                national[candidates[take]] = new_n[take]
-                length[candidates[take]] = new_size[take]
-            rows = rows[~slow[rows]]
-    invalid[rows[length[rows] > _MAX_LENGTH_FOR_NSN]] = True
-
-
-def _general(md: _Metadata, values: np.ndarray, sizes: np.ndarray, rows: np.ndarray, slow: np.ndarray) -> np.ndarray:
-    """md.matches_general for each (value, size); rows whose table cannot be built are marked slow."""
-    out = np.zeros(values.size, dtype=bool)
-    for size in np.unique(sizes).tolist():
-        at = sizes == size
-        if size == 0:
-            out[at] = md.matches_general("")
-            continue
-        table = _general_table(md, size)
-        if table is None:
-            slow[rows[at]] = True
-        else:
-            out[at] = table.find(values[at])
-    return out
