@@ -528,7 +528,7 @@ class ColumnCheck(NamedTuple):
 
     e164: np.ndarray  # int64: the E.164 digits as an integer, 0 when invalid
     region: np.ndarray  # int16 index into ``regions``, -1 when invalid
-    regions: list[str]
+    regions: list[str]  # in the order of their first number in the column
     status: np.ndarray  # int8: 0 accepted, 1 invalid_number, 2 not_mobile
 
 
@@ -806,24 +806,22 @@ class _Column:
         valid = ~slow & ~invalid & (region_id > 0) & (kind != _UNKNOWN)
         status = np.where(valid, np.where(_SMS_KINDS[kind] | checker.allow_landline, 0, 2), 1).astype(np.int8)
         e164 = np.where(valid, country * _POW10[np.minimum(length, 18)] + national, 0)
-        ids = np.unique(region_id[valid])
-        local = np.full(len(_REGION_NAMES) + 1, -1, dtype=np.int16)
-        local[ids] = np.arange(ids.size, dtype=np.int16)
-        region = np.where(valid, local[region_id], -1).astype(np.int16)
-        names_out = [_REGION_NAMES[i] for i in ids.tolist()]
-        positions = {name: i for i, name in enumerate(names_out)}
+        region_id = np.where(valid, region_id, 0)
         check = checker.check
         for i in np.flatnonzero(slow).tolist():
             result = check(raws[i], names[regions[i]])
             if result.e164 is not None:
                 e164[i] = int(result.e164[1:])
-                where = positions.get(result.region)
-                if where is None:
-                    where = positions[result.region] = len(names_out)
-                    names_out.append(result.region)
-                region[i] = where
+                region_id[i] = _region_id(result.region)
             status[i] = 0 if result.reason is None else (1 if result.reason == INVALID_NUMBER else 2)
-        return ColumnCheck(e164=e164, region=region, regions=names_out, status=status)
+        # The column's regions in the order their first number appears, as a row-by-row loop lists them.
+        present = np.flatnonzero(region_id)
+        ids, first = np.unique(region_id[present], return_index=True)
+        ids = ids[np.argsort(first)]
+        local = np.full(len(_REGION_NAMES), -1, dtype=np.int16)
+        local[ids] = np.arange(ids.size, dtype=np.int16)
+        region = local[region_id]
+        return ColumnCheck(e164=e164, region=region, regions=[_REGION_NAMES[i] for i in ids.tolist()], status=status)
 
     def _strip_national_prefix(self, md: _Metadata, rows: np.ndarray) -> None:
         """The end of _parse_digits for ``rows`` read with ``md``: too short, national prefix, too long."""

@@ -244,6 +244,15 @@ def test_hand_picked_cells_agree_with_check_and_phonenumbers() -> None:
     assert_column_agrees(HAND_PICKED, with_library=True)
 
 
+def test_regions_are_listed_in_the_order_their_first_number_appears() -> None:
+    cases = [("n/a", "GB"), ("+33 6 12 34 56 78", None), ("+44 7400 123456", None), ("1-800-555-0199", "US"),
+             ("+33 6 12 34 56 79", None), ("٣٣٣ ٣٣٣ ٣٣٣٣", "FR"), ("(0)7400 123457", "GB")]
+    names = [None, "GB", "US", "FR"]
+    codes = np.array([names.index(region) for _, region in cases])
+    result = CHECKER.check_many([raw for raw, _ in cases], codes, names)
+    assert result.regions == ["FR", "GB", "US"]
+
+
 def test_an_empty_column() -> None:
     result = CHECKER.check_many([], np.zeros(0, dtype=np.int64), [])
     assert result.e164.size == result.region.size == result.status.size == 0 and result.regions == []
