@@ -148,10 +148,11 @@ def main() -> None:
     codes = np.array([index[region] for _, region in values])
     raws = [raw for raw, _ in values]
     started = time.perf_counter()
-    column = [checker.check_many(raws[i : i + 100_000], codes[i : i + 100_000], names) for i in range(0, len(raws), 100_000)]
+    chunks = range(0, len(raws), 100_000)
+    column = [checker.check_many(raws[i : i + 100_000], codes[i : i + 100_000], names) for i in chunks]
     column_us = (time.perf_counter() - started) / len(values) * 1e6
     started = time.perf_counter()
-    for i in range(0, len(raws), 100_000):
+    for i in chunks:
         checker.check_many(raws[i : i + 100_000], codes[i : i + 100_000], names)
     column_warm_us = (time.perf_counter() - started) / len(values) * 1e6
     labels = {0: None, 1: "invalid_number", 2: "not_mobile"}

@@ -48,7 +48,8 @@ class DigitPattern:
     """A regex compiled to an NFA over the ten ASCII digits (what it does with other characters is moot)."""
 
     __slots__ = (
-        "pattern", "_eps", "_moves", "_targets", "_start", "_accept", "_sets", "_ids", "_next", "_accepting", "_count", "_strings"
+        "pattern", "_eps", "_moves", "_targets", "_start", "_accept",
+        "_sets", "_ids", "_next", "_accepting", "_count", "_strings",
     )
 
     def __init__(self, pattern: str) -> None:

@@ -493,15 +493,15 @@ def classify_e164(e164: str) -> tuple[int, int] | None:
 #
 # `NumberChecker.check_many` gives check()'s verdict for every cell of a column, with numpy. A cell of
 # the common shape ("+" and digits, or digits, with the separators " -.()/") becomes an integer and a
-# digit count; then each step of `_parse_digits` and `_CallingCode.classify` that reads a regex is read
-# from a `digitsets.Segments` table instead: for one metadata (or calling code) and one length, the
-# answer of every regex involved is constant on intervals of integers, and each interval's answer was
-# computed once by the exact code above. What a table cannot decide (a national prefix that could be
-# read two ways, an IDD, a calling code written without "+", a transform rule, a pattern outside the
-# regular subset, an unusual shape) goes through check() row by row. tests/test_phones.py compares the
-# two on generated columns for every region.
+# digit count; then each step of `_parse_digits` (calling code after "+" or an IDD, the region's own code
+# without "+", national prefix, lengths) and of `_CallingCode.classify` is an array operation, and every
+# regex those steps read is read from a `digitsets.Segments` table instead: for one metadata (or calling
+# code) and one length, the answer of every regex involved is constant on intervals of integers, and each
+# interval's answer comes from the exact code above. What the tables cannot decide (a prefix that could
+# be read two ways, a transform rule, a pattern outside the regular subset, an unusual shape) goes
+# through check() row by row. tests/test_phones_column.py compares the two, and phonenumbers, on
+# generated columns for every region.
 
-_SEPARATOR_CHARS = re.compile(r"[ \-.()/]")
 _WIDEST = 19  # "+" and 18 digits: the integer stays below 10^18, inside int64
 _POW10 = np.array([10**k for k in range(_WIDEST)], dtype=np.int64)
 _UPOW10 = np.array([10**k for k in range(_WIDEST + 1)], dtype=np.uint64)
@@ -509,6 +509,7 @@ _ANY_DIGIT = re.compile(r"\d")  # Unicode digits, as phonenumbers' own patterns 
 _CC_BY_LENGTH = [np.zeros(10**k, dtype=bool) for k in range(4)]
 for _code in _pnu.COUNTRY_CODE_TO_REGION_CODE:
     _CC_BY_LENGTH[len(str(_code))][_code] = True
+del _code
 _SMS_KINDS = np.zeros(128, dtype=bool)
 _SMS_KINDS[list(_SMS_CAPABLE)] = True
 _KIND_BITS = 128  # a table label is region id * 128 + number type (UNKNOWN is 99)
