@@ -134,11 +134,23 @@ def run(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
     return elapsed, max(peak, usage.ru_maxrss) // 1024, ""
 
 
+def _loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as handle:
+            return " ".join(handle.read().split()[:3])
+    except OSError:
+        return "unknown"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--only", choices=["baseline", "validate", "estimate"], action="append")
-    parser.add_argument("--keep", type=Path, help="write the generated CSV here and keep it")
+    parser.add_argument("--keep", type=Path, help="write the generated CSV here and keep it (reused when it exists)")
+    parser.add_argument(
+        "--workers", choices=["auto", "on", "off"], default="auto",
+        help="pass one in worker processes: as bulksend decides (auto), or forced on or off",
+    )
     args = parser.parse_args()
     jobs = args.only or ["baseline", "validate", "estimate"]
 
@@ -152,17 +164,24 @@ def main() -> None:
         template.write_text("Hi {first_name|there}, use {code} for 15% off this weekend. Reply STOP to opt out.")
         env = {**os.environ, "BULKSEND_HOME": str(Path(tmp) / "home")}
         py = sys.executable
+        bulksend = [py, "-m", "bulksend"]
+        if args.workers != "auto":
+            forced = "True" if args.workers == "on" else "False"
+            bulksend = [py, "-c", "import bulksend.recipients as r; r._worth_parallel = lambda path: "
+                        f"{forced}; from bulksend.cli import main; main()"]
         commands = {
             "baseline": [py, "-c", BASELINE, str(csv_path)],
-            "validate": [py, "-m", "bulksend", "validate", str(csv_path), "--region", "GB", "--json"],
-            "estimate": [py, "-m", "bulksend", "estimate", str(csv_path), "--region", "GB", "--json",
+            "validate": [*bulksend, "validate", str(csv_path), "--region", "GB", "--json"],
+            "estimate": [*bulksend, "estimate", str(csv_path), "--region", "GB", "--json",
                          "--template", str(template)],
         }
+        print(f"load average before: {_loadavg()}  (workers: {args.workers})")
         results = {}
         for job in jobs:
             seconds, rss, _ = run(commands[job], env)
             results[job] = (seconds, rss)
             print(f"{job:9s} {seconds:7.2f} s  {args.rows / seconds:10,.0f} rows/s  peak RSS {rss:6,} MiB")
+        print(f"load average after:  {_loadavg()}")
         if "baseline" in results:
             base = results["baseline"][0]
             for job in ("validate", "estimate"):

@@ -119,18 +119,9 @@ class ConsentWords:
 
     def classify_many(self, values: list[str]) -> np.ndarray:
         """Classify a column of consent cells; each distinct value is classified once."""
-        memo: dict[str, int] = {}
         classify = self.classify
-        out = np.empty(len(values), dtype=np.int8)
-        for i, value in enumerate(values):
-            code = memo.get(value)
-            if code is None:
-                if len(memo) < 100_000:  # timestamps are mostly distinct: keep the memo bounded
-                    code = memo[value] = int(classify(value))
-                else:
-                    code = int(classify(value))
-            out[i] = code
-        return out
+        codes = {value: int(classify(value)) for value in dict.fromkeys(values)}
+        return np.fromiter(map(codes.__getitem__, values), dtype=np.int8, count=len(values))
 
 
 def consent_words(

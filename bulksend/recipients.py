@@ -392,9 +392,14 @@ def build_table(
     return table
 
 
-def _blank_rows(phones: list[str], consent: list[str] | None, countries: list[str] | None) -> np.ndarray | None:
-    """Rows with no phone, no consent and no country: blank lines, skipped and not counted."""
-    candidates = [i for i, p in enumerate(phones) if not p.strip()]
+def _blank_rows(
+    phones: list[str], consent: list[str] | None, countries: list[str] | None, invalid: np.ndarray
+) -> np.ndarray | None:
+    """Rows with no phone, no consent and no country: blank lines, skipped and not counted.
+
+    ``invalid`` holds the rows whose number is invalid, the only ones that can have an empty phone.
+    """
+    candidates = [i for i in invalid.tolist() if not phones[i].strip()]
     if not candidates:
         return None
     blank = [
@@ -447,31 +452,20 @@ def _check_chunk(job: _ChunkJob) -> _ChunkResult:
     checker = _CHECKERS.get(job.allow_landline)
     if checker is None:
         checker = _CHECKERS[job.allow_landline] = NumberChecker(allow_landline=job.allow_landline)
-    check = checker.check
     phones, countries = job.phones, job.countries
     n = len(phones)
-    e164 = np.zeros(n, dtype=np.int64)
-    region = np.full(n, -1, dtype=np.int16)
-    status = np.zeros(n, dtype=np.int8)
-    regions: list[str] = []
-    region_index: dict[str, int] = {}
-    for i, raw in enumerate(phones):
-        row_region = job.region_default
-        if countries is not None:
-            cell = countries[i].strip()
-            if cell:
-                row_region = cell.upper()
-        result = check(raw, row_region)
-        if result.e164 is not None:
-            e164[i] = int(result.e164[1:])
-            idx = region_index.get(result.region)
-            if idx is None:
-                idx = region_index[result.region] = len(regions)
-                regions.append(result.region)
-            region[i] = idx
-        if result.reason is not None:
-            status[i] = Status.INVALID_NUMBER if result.reason == "invalid_number" else Status.NOT_MOBILE
-    blank = _blank_rows(phones, job.consent, countries)
+    # Each row is read with its country cell, else the default region: the column's distinct values once.
+    if countries is not None:
+        import pandas as pd
+
+        codes, cells = pd.factorize(np.asarray(countries, dtype=object))
+        names = [cell.strip().upper() or job.region_default for cell in cells.tolist()]
+    else:
+        codes, names = np.zeros(n, dtype=np.int64), [job.region_default]
+    verdicts = checker.check_many(phones, codes, names)
+    e164, region, regions = verdicts.e164, verdicts.region, verdicts.regions
+    status = verdicts.status  # 0, 1, 2: Status.ACCEPTED, INVALID_NUMBER, NOT_MOBILE
+    blank = _blank_rows(phones, job.consent, countries, np.flatnonzero(status == Status.INVALID_NUMBER))
     if blank is not None:
         status[blank] = Status.BLANK
     if job.consent is not None:
@@ -538,6 +532,12 @@ def _run_jobs(jobs: Iterator[_ChunkJob], *, parallel: bool) -> Iterator[_ChunkRe
     from collections import deque
     from concurrent.futures import ProcessPoolExecutor
 
+    # The first chunk is checked here, before the workers fork: they inherit the number tables it built
+    # (bulksend/phones.py builds one per calling code and length on first use) instead of each building them.
+    first = next(jobs, None)
+    if first is None:
+        return
+    yield _check_chunk(first)
     workers = min(2, len(os.sched_getaffinity(0)))
     pending: deque = deque()
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
@@ -629,11 +629,13 @@ def _decide(table: RecipientTable, suppressed: frozenset[str], msg: np.ndarray |
         status[live & np.isin(e164, capped_ints)] = Status.FREQUENCY_CAPPED
         live = status == Status.ACCEPTED
 
+    import pandas as pd  # its hash tables: linear, where np.unique and np.isin sort a million numbers
+
     consent = table.consent
-    refused = np.unique(e164[(consent == Consent.REFUSED) & (e164 != 0)])
+    refused = e164[(consent == Consent.REFUSED) & (e164 != 0)]
     no_consent = (consent == Consent.EMPTY) | (consent == Consent.REFUSED)
     if refused.size:
-        no_consent |= np.isin(e164, refused)
+        no_consent |= pd.Series(e164, copy=False).isin(refused).to_numpy()
     status[live & no_consent] = Status.NO_CONSENT
     live = status == Status.ACCEPTED
     status[live & (consent >= Consent.UNRECOGNIZED)] = Status.BAD_CONSENT_VALUE  # unrecognized, or a future date
@@ -647,10 +649,7 @@ def _decide(table: RecipientTable, suppressed: frozenset[str], msg: np.ndarray |
 
     accepted = np.flatnonzero(live)
     if accepted.size:
-        _, first = np.unique(e164[accepted], return_index=True)
-        keep = np.zeros(accepted.size, dtype=bool)
-        keep[first] = True
-        status[accepted[~keep]] = Status.DUPLICATE
+        status[accepted[pd.Series(e164[accepted], copy=False).duplicated(keep="first").to_numpy()]] = Status.DUPLICATE
 
 
 def _price(table: RecipientTable, plan: MessagePlan) -> None:
