@@ -213,6 +213,43 @@ class Lexicon:
         """The distinct findings of ``text``, in order of appearance."""
         return list(dict.fromkeys(m.finding for m in self.scan(text)))
 
+    def _suspects(self) -> frozenset[str]:
+        """Every collapsed token that can match a word (as is, or as its plural) or be part of a phrase."""
+        suspects = getattr(self, "_suspect_keys", None)
+        if suspects is None:
+            words = self._words
+            suspects = frozenset(words).union((w + "s" for w in words), (w + "es" for w in words), self._phrase_words)
+            self._suspect_keys = suspects
+        return suspects
+
+    def clear_words(self, values: Sequence[str]) -> list[bool]:
+        """For each value: True when it is one plain ASCII word (letters and digits) that no entry can match.
+
+        Such a value is one token, so it can be part of no phrase and of no spelled-out word; it matches only
+        when its token, read past leetspeak and repeated letters (as :meth:`scan` reads it), is a listed word
+        or its plural, or is part of a listed phrase. That is decided here for all values at once, with a few
+        C-level string operations over the values joined, instead of a scan per value (a list's unique codes).
+        False means "not known to be clear": the caller checks the value in full.
+        """
+        plain = [v.isascii() and v.isalnum() for v in values]
+        words = [v for v, ok in zip(values, plain) if ok]
+        if not words:
+            return plain
+        # All tokens at once: fold (ASCII: lower case), leetspeak, then runs collapsed. "\n" separates them:
+        # never a token character, so no run crosses it. A token of digits alone is not read as leetspeak.
+        digits = [w.isdigit() for w in words]
+        joined = "\n".join(words).lower()
+        leet = joined.translate(_LEET)
+        if any(digits):
+            read = "\n".join(d if is_digits else t for d, t, is_digits in
+                             zip(joined.split("\n"), leet.split("\n"), digits))
+        else:
+            read = leet
+        keys = _RUNS.sub(r"\1", read).split("\n")
+        suspects = self._suspects()
+        clear = iter([k not in suspects for k in keys])
+        return [next(clear) if ok else False for ok in plain]
+
 
 @lru_cache(maxsize=16)
 def _from_settings(settings: tuple) -> Lexicon:
@@ -338,6 +375,36 @@ class TemplateCheck:
             if found is not None:
                 return found
         return None
+
+    def slot_findings(self, n: int, values: Sequence[str]) -> list[Finding | None]:
+        """For each already stripped ``values`` entry, in field ``n`` (the n-th field use): what :meth:`row`
+        finds in it. One entry per value; empty values find nothing.
+
+        Values that :meth:`Lexicon.clear_words` proves clear are skipped (unless the field is glued to
+        letters of the template, where the neighbours count); the rest go through the memoized full check.
+        """
+        column, default, left, right = self._slots[n]
+        glued = left[-1:].isalnum() or right[:1].isalnum()
+        clear = [False] * len(values) if glued else self.lexicon.clear_words(values)
+        memo = self._memo
+        out: list[Finding | None] = []
+        for value, is_clear in zip(values, clear):
+            if is_clear or not value:
+                out.append(None)
+                continue
+            key = (n, value)
+            found = memo.get(key, memo)
+            if found is memo:
+                found = self._value(value, left, right)
+                if len(memo) >= _MEMO_LIMIT:
+                    memo.clear()
+                memo[key] = found
+            out.append(found)
+        return out
+
+    @property
+    def slots(self) -> int:
+        return len(self._slots)
 
     def _value(self, value: str, left: str, right: str) -> Finding | None:
         glued = (left[-1:].isalnum()) or (right[:1].isalnum())

@@ -58,7 +58,7 @@ class Status(IntEnum):
 
 REASONS = tuple(s for s in Status if s > Status.ACCEPTED)
 
-# Per-row message outcome codes kept from pass one.
+# Per-row message outcome codes kept from pass one (bulksend/rendering.py sets them).
 _MSG_OK, _MSG_MISSING, _MSG_TOO_LONG, _MSG_CONTENT = 0, 1, 2, 3
 ENCODINGS = ("GSM-7", "UCS-2")
 
@@ -554,54 +554,11 @@ def _run_jobs(jobs: Iterator[_ChunkJob], *, parallel: bool) -> Iterator[_ChunkRe
 
 
 def _render_chunk(job: _ChunkJob, status: np.ndarray, findings: list):
-    from bulksend.segments import count_segments, smart_encode
+    """Missing fields, content, segments and encodings of the chunk's live rows (bulksend/rendering.py)."""
+    from bulksend.rendering import render_rows
 
-    n = len(status)
-    msg = np.zeros(n, dtype=np.int8)
-    units = np.zeros(n, dtype=np.int32)
-    enc = np.zeros(n, dtype=np.int8)
-    alt = np.zeros(n, dtype=np.int32)
-    render = job.bound.render
-    cells = job.template_cells
-    rows = zip(*cells) if cells else ((),) * n
-    sms = job.channel == "sms"
-    limit = job.max_segments
-    smart = job.smart_encoding
-    content = job.content
-    # A finding in the template itself is in every message (the template's words are checked once).
-    everywhere = content.template_findings[0] if content is not None and content.template_findings else None
-    for i, values in enumerate(rows):
-        if status[i] != 0:
-            continue  # the number already decided this row; no need to price it
-        text, missing = render(values)
-        if missing is not None:
-            msg[i] = _MSG_MISSING
-            continue
-        if content is not None:
-            finding = everywhere or content.row(values)
-            if finding is not None:
-                msg[i] = _MSG_CONTENT
-                if everywhere is None:
-                    findings.append((i, finding))
-                continue
-        if not sms:
-            units[i] = 1
-            if len(text) > WHATSAPP_MAX_CHARS:
-                msg[i] = _MSG_TOO_LONG
-            continue
-        if smart:
-            plain = count_segments(text)
-            count = count_segments(smart_encode(text)) if plain.encoding == "UCS-2" else plain
-            alt[i] = plain.segments
-        else:
-            count = count_segments(text)
-            # What --smart-encoding would save: it only ever changes non-GSM text.
-            alt[i] = count_segments(smart_encode(text)).segments if count.encoding == "UCS-2" else count.segments
-        units[i] = count.segments
-        enc[i] = 1 if count.encoding == "UCS-2" else 0
-        if count.segments > limit:
-            msg[i] = _MSG_TOO_LONG
-    return msg, units, enc, alt
+    return render_rows(job.bound, job.template_cells, status, sms=job.channel == "sms", limit=job.max_segments,
+                       smart=job.smart_encoding, content=job.content, findings=findings)
 
 
 # --- file-wide rules ----------------------------------------------------------------------------

@@ -1,0 +1,195 @@
+"""Pass one's message work per distinct value (bulksend/rendering.py) against the exact row-by-row path.
+
+Differential tests on generated lists: every outcome code, segment count, encoding, smart-encoding count
+and content finding must be the one the reference (:func:`render_rows_exact`, each row rendered and
+checked on its own) gives. The inputs are built to reach every branch: empty and defaulted fields,
+listed words and their evasions, phrases across fields, glued fields, extension characters, CR LF, emoji,
+combining marks, look-alikes smart encoding replaces, long and very long values.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from bulksend.content import Lexicon, TemplateCheck, builtin_entries
+from bulksend.rendering import render_rows, render_rows_exact
+from bulksend.segments import (
+    _SMART_REPLACEMENTS,
+    GSM7_BASIC,
+    GSM7_EXTENSION,
+    count_segments,
+    count_segments_many,
+    profile,
+    smart_encode,
+)
+from bulksend.templates import Template
+
+TEMPLATES = [
+    "Hi {first_name|there}, use {code} for 15% off this weekend. Reply STOP to opt out.",
+    "{first_name}{code}",  # glued: a word may be made of the two values
+    "Dear {first_name|}, your {town} store: code{code}. {first_name} {town} {code}",
+    "Hello {first_name}! \u2019Sale\u2019 \u2014 {code} \u2026 {town|here}",  # smart encoding's look-alikes
+    "Caf\u00e9 {town}: {code} \u20ac5 [offer] {first_name|friend}\r\nReply STOP",  # extension chars, CR LF
+    "Plain message, no fields at all. Reply STOP to opt out.",
+    "x" * 150 + " {code}",  # around the 160 septet boundary
+    "\u041f\u0440\u0438\u0432\u0435\u0442 {first_name}, {code} " + "\u0436" * 50,  # Cyrillic: UCS-2, multi-part
+    "{code} stolen {town} cards {first_name|}",  # a phrase across fields
+]
+
+WORDS = [w for _, w in builtin_entries()]
+
+
+def _value(rng: random.Random) -> str:
+    kind = rng.random()
+    if kind < 0.08:
+        return rng.choice(["", " ", "  \t"])
+    if kind < 0.25:
+        return "".join(rng.choices("ABCDEFGHJKLMNPQRSTUVWXYZ23456789", k=rng.randint(4, 10)))
+    if kind < 0.32:
+        return str(rng.randint(0, 10**rng.randint(1, 9)))
+    if kind < 0.45:
+        word = rng.choice(WORDS)
+        shape = rng.random()
+        if shape < 0.2:
+            word = word.upper()
+        elif shape < 0.35:
+            word = word.replace("o", "0").replace("i", "1").replace("e", "3").replace("s", "$")
+        elif shape < 0.45:
+            word = ".".join(word)
+        elif shape < 0.55:
+            word = word + "s"
+        elif shape < 0.65:
+            word = word[:2] + word[2] * 3 + word[3:]
+        elif shape < 0.75:
+            word = f"{rng.choice(['x', 'SAVE', '9'])}{word}"
+        return word
+    if kind < 0.6:
+        return rng.choice(["Olivia", "Zo\u00eb", "Siobh\u00e1n", "Jos\u00e9", "\u0141ukasz", "Chlo\u00e9", "  Mia ",
+                           "stolen", "credit", "cards", "Scunthorpe", "assistant", "classic", "Leon"])
+    if kind < 0.75:
+        pool = "abcXYZ09 .-*+_!@$\u20ac[]{}~|^\\\r\n\u2019\u201c\u2014\u2026\u00a0\u00e9\u00ebe\u0301\U0001F600\u0416\t"
+        return "".join(rng.choices(pool, k=rng.randint(1, 12)))
+    if kind < 0.85:
+        return rng.choice(["x", "\u20ac", "\u2019", "\u00e9", "\U0001F600", "\u0416", "a\r\nb"]) * rng.randint(20, 200)
+    return rng.choice(["London", "Paris", "M\u00fcnchen", "Sevilla", "Krak\u00f3w", "Bristol"])
+
+
+def _cells(rng: random.Random, rows: int) -> list[list[str]]:
+    columns = [[_value(rng) for _ in range(rows)] for _ in range(3)]
+    for col in columns:  # values repeat in real lists
+        for i in range(rows):
+            if rng.random() < 0.3 and i:
+                col[i] = col[rng.randrange(i)]
+    return columns
+
+
+def _compare(template: str, cells, status, *, sms, limit, smart, lexicon) -> None:
+    bound = Template.parse(template).bind(["first_name", "town", "code"])
+    order = [["first_name", "town", "code"].index(c) for c in bound.columns]
+    cells = [cells[i] for i in order]
+    fast_findings: list = []
+    exact_findings: list = []
+    fast = render_rows(bound, cells, status, sms=sms, limit=limit, smart=smart,
+                       content=TemplateCheck(lexicon, bound) if lexicon else None, findings=fast_findings)
+    exact = render_rows_exact(bound, cells, status, sms=sms, limit=limit, smart=smart,
+                              content=TemplateCheck(lexicon, bound) if lexicon else None, findings=exact_findings)
+    for name, a, b in zip(("msg", "units", "enc", "alt"), fast, exact):
+        diff = np.flatnonzero(a != b)
+        assert diff.size == 0, (name, template, [(cells_at(cells, i), a[i], b[i]) for i in diff[:5]])
+    assert fast_findings == exact_findings
+
+
+def cells_at(cells, i):
+    return [col[i] for col in cells]
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_fast_path_agrees_with_the_exact_one(template, seed) -> None:
+    rng = random.Random(seed)
+    rows = 400
+    cells = _cells(rng, rows)
+    status = np.where(np.array([rng.random() < 0.1 for _ in range(rows)]), 1, 0).astype(np.int8)
+    lexicon = Lexicon.load(deny=["SAVE42", "zorg"]) if seed % 3 else None
+    for sms, smart, limit in ((True, False, 10), (True, True, 2), (True, False, 1), (False, False, 10)):
+        _compare(template, cells, status, sms=sms, limit=limit, smart=smart, lexicon=lexicon)
+
+
+def test_a_finding_in_the_template_blocks_every_row_with_its_fields() -> None:
+    rng = random.Random(1)
+    cells = _cells(rng, 200)
+    status = np.zeros(200, dtype=np.int8)
+    _compare("Buy cocaine, {first_name}: {code}", cells, status, sms=True, limit=10, smart=False,
+             lexicon=Lexicon.load())
+
+
+def test_no_live_rows() -> None:
+    cells = _cells(random.Random(2), 20)
+    _compare(TEMPLATES[0], cells, np.ones(20, dtype=np.int8), sms=True, limit=10, smart=False, lexicon=Lexicon.load())
+
+
+# --- the pieces -----------------------------------------------------------------------------------------------
+
+
+def _texts(rng: random.Random, count: int) -> list[str]:
+    texts = []
+    alphabet = list(GSM7_BASIC) + list(GSM7_EXTENSION) + list(_SMART_REPLACEMENTS)[:40] + [
+        "\r\n", "\r", "\U0001F600", "\U0001F1EC\U0001F1E7", "e\u0301", "\u200d", "\u0416", "\u1100\u1161"]
+    for _ in range(count):
+        size = rng.choice([0, 1, 5, 60, 69, 70, 71, 140, 153, 159, 160, 161, 200, 306, 307, 400])
+        weights = rng.choice(["gsm", "ext", "any"])
+        if weights == "gsm":
+            text = "".join(rng.choices(sorted(GSM7_BASIC), k=size))
+        elif weights == "ext":
+            text = "".join(rng.choices(sorted(GSM7_BASIC) * 5 + list(GSM7_EXTENSION) + ["\r\n"], k=size))
+        else:
+            text = "".join(rng.choices(alphabet, k=size))
+        texts.append(text)
+    return texts
+
+
+def test_segments_from_profiles_agree_with_count_segments_where_decided() -> None:
+    texts = _texts(random.Random(3), 3000)
+    segments, ucs2, decided = count_segments_many(profile(texts))
+    assert decided.sum() > 1200  # most texts are decided without their cut points
+    for i, text in enumerate(texts):
+        exact = count_segments(text)
+        if decided[i]:
+            assert (int(segments[i]), bool(ucs2[i])) == (exact.segments, exact.encoding == "UCS-2"), repr(text)
+        else:
+            assert bool(ucs2[i]) == (exact.encoding == "UCS-2"), repr(text)
+
+
+def test_profiles_add_up_over_concatenation() -> None:
+    rng = random.Random(4)
+    pieces = _texts(rng, 400)
+    pairs = [(rng.choice(pieces), rng.choice(pieces)) for _ in range(400)]
+    whole = profile([a + b for a, b in pairs])
+    left, right = profile([a for a, _ in pairs]), profile([b for _, b in pairs])
+    for name in ("length", "ext", "astral"):
+        assert (getattr(whole, name) == getattr(left, name) + getattr(right, name)).all(), name
+    for name in ("not_basic", "not_gsm", "cr", "joins"):
+        assert (getattr(whole, name) == (getattr(left, name) | getattr(right, name))).all(), name
+
+
+def test_smart_encoding_replaces_only_characters_outside_gsm() -> None:
+    # rendering.py replaces value by value, and leaves GSM-7 values alone: both rest on this.
+    assert not set(_SMART_REPLACEMENTS) & (GSM7_BASIC | GSM7_EXTENSION)
+    assert smart_encode("caf\u00e9 \u2019x\u2019") == "caf\u00e9 'x'"
+
+
+def test_clear_words_are_words_the_full_check_finds_nothing_in() -> None:
+    lexicon = Lexicon.load(deny=["zorg", "12345", "big deal"])
+    rng = random.Random(5)
+    values = [_value(rng) for _ in range(4000)] + ["zorg", "ZORGS", "z0rg", "12345", "123455", "deal", "big",
+                                                   "c0caine", "COCAAINE", "Cocaines", "kys", "SAVE10", "5h1t"]
+    clear = lexicon.clear_words(values)
+    assert sum(clear) > 800
+    for value, is_clear in zip(values, clear):
+        if is_clear:
+            assert lexicon.scan(value) == [] and not lexicon.in_phrases(value), value
+    for listed in ("zorg", "ZORGS", "z0rg", "12345", "deal", "big", "c0caine", "COCAAINE", "Cocaines", "kys", "5h1t"):
+        assert not clear[values.index(listed)], listed
