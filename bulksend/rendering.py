@@ -120,17 +120,17 @@ def render_rows(
     for col in cells:
         row_codes, distinct = _factorize(col)
         codes.append(row_codes[live])
-        uniques.append([v.strip() for v in distinct])
+        uniques.append(list(map(str.strip, distinct)))
 
     # Per field use: the value each distinct entry puts in the message ("" or a default when empty).
     missing = np.zeros(live.size, dtype=bool)
     slot_values: list[list[str]] = []
     for column, default in fields:
         values = uniques[column]
-        empty = np.fromiter((not v for v in values), dtype=bool, count=len(values))
+        empty = np.fromiter(map(len, values), dtype=np.int64, count=len(values)) == 0
         if default is None:
             missing |= empty[codes[column]]
-        slot_values.append([v or (default or "") for v in values])
+        slot_values.append([v or default or "" for v in values] if default and empty.any() else values)
     msg[live[missing]] = MSG_MISSING
 
     blocked = np.zeros(live.size, dtype=bool)
@@ -141,10 +141,10 @@ def render_rows(
             first = np.full(live.size, -1, dtype=np.int64)  # the first finding a row's values bring
             catalogue: list = []
             for n_slot, (column, _) in enumerate(fields):
-                found = content.slot_findings(n_slot, slot_values[n_slot])
-                ids = np.fromiter((-1 if f is None else len(catalogue) + k for k, f in enumerate(found)),
-                                  dtype=np.int64, count=len(found))
-                catalogue.extend(found)
+                ids = np.full(len(slot_values[n_slot]), -1, dtype=np.int64)
+                for index, finding in content.slot_findings(n_slot, slot_values[n_slot]).items():
+                    ids[index] = len(catalogue)
+                    catalogue.append(finding)
                 row_ids = ids[codes[column]]
                 take = (first < 0) & (row_ids >= 0)
                 first[take] = row_ids[take]
