@@ -1214,6 +1214,8 @@ def dry_run(prepared: Prepared) -> DryRunReport:
     anchor = rules.anchor if rules is not None and rules.anchor else now
 
     tmp = path.with_suffix(".jsonl.tmp")
+    encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(…, ensure_ascii=False), built once
+    due_text: dict[datetime, str] = {}  # a list has few distinct due times
     with open(tmp, "w", encoding="utf-8", opener=lambda p, flags: os.open(p, flags, FILE_MODE)) as out:
 
         def write(to: str, text: str, units: int, cost: int, row: int | None, encoding: str,
@@ -1224,11 +1226,11 @@ def dry_run(prepared: Prepared) -> DryRunReport:
                 "units": units, "credits": cost, "row": row, "text": text,
             }
             if due is not None and due > now:  # a real run would defer it until then
-                record["due"] = _utc_iso(due)
+                record["due"] = due_text.get(due) or due_text.setdefault(due, _utc_iso(due))
                 waiting += 1
             if params:
                 record["params"] = json.loads(params)
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            out.write(encode(record) + "\n")
 
         if prepared.status == "new":
             from bulksend.recipients import iter_messages

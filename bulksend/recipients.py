@@ -1039,22 +1039,28 @@ def iter_messages(table: RecipientTable) -> Iterator[Message]:
             continue
         cells = [chunk[c].tolist() for c in columns.template]
         zones = chunk[columns.timezone].tolist() if columns.timezone is not None else None
-        for index in accepted[lo:hi].tolist():
+        rows = accepted[lo:hi]
+        # The chunk's figures as Python values in a few numpy calls, not a numpy scalar per row and field.
+        e164s = table.e164[rows].tolist()
+        countries = [None if r < 0 else table.regions[r] for r in table.region[rows].tolist()]
+        encodings = [ENCODINGS[e] for e in table.encoding[rows].tolist()] if sms else None
+        units, credits = table.units[rows].tolist(), table.credits[rows].tolist()
+        render = table.bound.render
+        for k, index in enumerate(rows.tolist()):
             local = index - start
             values = [col[local] for col in cells]
-            text, missing = table.bound.render(values)
+            text, missing = render(values)
             assert text is not None and missing is None  # accepted rows rendered in pass one
             if sms and smart:
                 text = smart_encode(text)  # leaves GSM-7 text as it is, so this matches pass one's pricing
-            region = int(table.region[index])
             yield Message(
                 row=index + 1,
-                e164=table.e164_text(index),
-                country=table.regions[region] if region >= 0 else None,
+                e164=f"+{e164s[k]}",
+                country=countries[k],
                 text=text,
-                encoding=ENCODINGS[int(table.encoding[index])] if sms else "whatsapp",
-                units=int(table.units[index]),
-                credits=int(table.credits[index]),
-                fields=dict(zip(names, (v.strip() for v in values))),
+                encoding=encodings[k] if sms else "whatsapp",
+                units=units[k],
+                credits=credits[k],
+                fields=dict(zip(names, map(str.strip, values))),
                 timezone=(zones[local].strip() or None) if zones is not None else None,
             )
