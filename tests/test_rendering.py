@@ -196,3 +196,36 @@ def test_words_proven_clear_are_words_the_full_check_finds_nothing_in() -> None:
         for word in listed:
             if word in values:
                 assert values.index(word) in unclear, word
+
+
+# --- the dry-run file ------------------------------------------------------------------------------------------
+
+
+def test_dry_run_lines_are_what_json_dumps_writes(cli, home, tmp_path) -> None:
+    """campaign.dry_run writes its lines without json.dumps per row: the same bytes, quotes, escapes and all."""
+    import json
+
+    assert cli("credits", "topup", 1000, "--channel", "sms").exit_code == 0
+    names = ['Ann "the \\\\ one"', "Zo\u00eb \u2019x\u2019", "tab\there", "\u00e9\U0001F600", "bell\x07", "R"]
+    csv = tmp_path / "quoted.csv"
+    with csv.open("w", encoding="utf-8", newline="") as out:
+        import csv as csvmod
+
+        writer = csvmod.writer(out)
+        writer.writerow(["name", "phone", "consent"])
+        for i, name in enumerate(names):
+            writer.writerow([name, f"+447400{i:06d}", "yes"])
+    campaign = tmp_path / "quoted.toml"
+    sid = "HX" + "0" * 32
+    campaign.write_text(
+        'name = "q \\"uoted\\" \u00e9"\nrecipients = "quoted.csv"\nmessage = "Hi {name} \\\\o/ Reply STOP"\n'
+        'provider = "outbox"\nregion = "GB"\nquiet_hours = "00:00-23:59"\n'
+        f'content_sid = "{sid}"\ncontent_variables = ["name"]\n'
+    )
+    result = cli("send", campaign, "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    lines = next((home / "outbox").glob("*.dry-run.jsonl")).read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(names)
+    for line in lines:
+        assert line == json.dumps(json.loads(line), ensure_ascii=False)
+    assert [json.loads(line)["params"]["variables"]["1"] for line in lines] == [n.strip() for n in names]
