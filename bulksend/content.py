@@ -255,11 +255,13 @@ class Lexicon:
         C-level string operations over the values joined, not a scan per value (a list's unique codes).
         """
         joined = "\n".join(values)
+        words = values
         if values and _NOT_PLAIN.search(joined) is None and min(map(len, values)) > 0:
             picked = None  # every value is one plain word (the common case: codes, numbers, plain names)
         else:
             picked = [i for i, v in enumerate(values) if v.isascii() and v.isalnum()]
-            joined = "\n".join([values[i] for i in picked])
+            words = [values[i] for i in picked]
+            joined = "\n".join(words)
             if not picked:
                 return list(range(len(values)))
         # "\n" separates the tokens: never a token character, so no run of letters crosses it.
@@ -277,7 +279,7 @@ class Lexicon:
             return [] if plain is None else [i for i in range(len(values)) if i not in plain]
         import numpy as np
 
-        lengths = np.fromiter(map(len, read.split("\n")), dtype=np.int64)
+        lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
         starts = np.cumsum(lengths + 1) - lengths - 1
         found = (np.searchsorted(starts, hits, side="right") - 1).tolist()
         if plain is None:
