@@ -69,7 +69,9 @@ def run(cmd: list[str], env: dict[str, str], stdout: Path | None = None) -> tupl
     """
     start = time.perf_counter()
     with open(stdout or os.devnull, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, env=env)
+        # Not from the checkout: ``python -m`` puts the working directory first on sys.path, which would shadow
+        # PYTHONPATH (--reference) with this checkout's bulksend.
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, env=env, cwd=tempfile.gettempdir())
         peak = 0
         done = threading.Event()
 
@@ -154,7 +156,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        csv_path = args.keep or tmp_path / "recipients.csv"
+        csv_path = args.keep.resolve() if args.keep else tmp_path / "recipients.csv"
         if not csv_path.exists():
             t = time.perf_counter()
             generate_unique_codes(csv_path, args.rows)
@@ -177,7 +179,7 @@ def main() -> None:
                   f"peak RSS {rss:6,} MiB  {_summary(job, out)}")
             if args.reference is not None and job != "baseline":
                 mine = _comparable(job, out, home)
-                ref_env = {**env, "PYTHONPATH": str(args.reference)}
+                ref_env = {**env, "PYTHONPATH": str(args.reference.resolve())}
                 ref_out = tmp_path / f"{job}.reference.json"
                 ref_seconds, _, ref_cpu = run(cmds[job], ref_env, ref_out)
                 same = _comparable(job, ref_out, home) == mine

@@ -10,8 +10,9 @@ Pure logic over aware datetimes (UTC in, UTC out) and IANA zone names; the clock
   or in Sydney) is sent only at an instant that is outside quiet hours in every one of them.
 * **Exact across DST**: instants are compared in UTC; a window that starts inside a spring-forward gap
   opens at the transition, one that starts inside a fall-back overlap opens at its first occurrence.
-* **Fast**: a campaign has few distinct zone sets, so :class:`Scheduler` caches zones per number shape
-  and due times per (zone set, moment).
+* **Fast**: a row's zones cost one classification of its number (on bulksend's fast number path); what
+  follows (zone names checked, sorted, the country's fallbacks) is memoized per (number's zones, country,
+  calling code), and :class:`Scheduler` caches due times per (zone set, moment): a campaign has few of each.
 """
 
 from __future__ import annotations
