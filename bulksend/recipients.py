@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -1002,9 +1002,12 @@ def validate_file(
     return report
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One accepted recipient with its rendered message: what a campaign queues."""
+class Message(NamedTuple):
+    """One accepted recipient with its rendered message: what a campaign queues.
+
+    A NamedTuple, not a frozen dataclass: as immutable, and about three times cheaper to build, which
+    counts at one per queued row.
+    """
 
     row: int  # 1-based data row number
     e164: str
@@ -1053,14 +1056,14 @@ def iter_messages(table: RecipientTable) -> Iterator[Message]:
             assert text is not None and missing is None  # accepted rows rendered in pass one
             if sms and smart:
                 text = smart_encode(text)  # leaves GSM-7 text as it is, so this matches pass one's pricing
-            yield Message(
-                row=index + 1,
-                e164=f"+{e164s[k]}",
-                country=countries[k],
-                text=text,
-                encoding=encodings[k] if sms else "whatsapp",
-                units=units[k],
-                credits=credits[k],
-                fields=dict(zip(names, map(str.strip, values))),
-                timezone=(zones[local].strip() or None) if zones is not None else None,
+            yield Message(  # row, e164, country, text, encoding, units, credits, fields, timezone
+                index + 1,
+                f"+{e164s[k]}",
+                countries[k],
+                text,
+                encodings[k] if sms else "whatsapp",
+                units[k],
+                credits[k],
+                dict(zip(names, map(str.strip, values))),
+                (zones[local].strip() or None) if zones is not None else None,
             )
