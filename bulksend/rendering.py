@@ -99,7 +99,7 @@ def render_rows(
     and the segments with the other smart-encoding setting; ``findings`` gets (row, Finding) for each row
     a merged value blocks, in row order.
     """
-    from bulksend.segments import Profile, count_segments_many, profile
+    from bulksend.segments import count_segments_many, profile
 
     n = len(status)
     msg = np.zeros(n, dtype=np.int8)
