@@ -650,21 +650,25 @@ def dry_run(prepared: Prepared) -> DryRunReport:
     anchor = rules.anchor if rules is not None and rules.anchor else now
 
     tmp = path.with_suffix(".jsonl.tmp")
+    # Each line is what json.dumps(record, ensure_ascii=False) writes, with the constant keys encoded once
+    # and each string through the encoder's own escaping (tests/test_rendering.py compares the two).
+    string = json.encoder.encode_basestring
+    head = f'{{"campaign": {string(prepared.name)}, "to": '
+    channel = f', "channel": {string(prepared.channel)}, "encoding": '
+    due_text: dict[datetime, str] = {}  # a list has few distinct due times
     with open(tmp, "w", encoding="utf-8", opener=lambda p, flags: os.open(p, flags, FILE_MODE)) as out:
 
         def write(to: str, text: str, units: int, cost: int, row: int | None, encoding: str,
                   params: str | None, due: datetime | None = None) -> None:
             nonlocal waiting
-            record = {
-                "campaign": prepared.name, "to": to, "channel": prepared.channel, "encoding": encoding,
-                "units": units, "credits": cost, "row": row, "text": text,
-            }
+            line = (f'{head}{string(to)}{channel}{string(encoding)}, "units": {int(units)}, "credits": {int(cost)}, '
+                    f'"row": {"null" if row is None else int(row)}, "text": {string(text)}')
             if due is not None and due > now:  # a real run would defer it until then
-                record["due"] = utc_iso(due)
+                line += due_text.get(due) or due_text.setdefault(due, f', "due": {string(utc_iso(due))}')
                 waiting += 1
             if params:
-                record["params"] = json.loads(params)
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                line += f', "params": {json.dumps(json.loads(params), ensure_ascii=False)}'
+            out.write(line + "}\n")
 
         if prepared.status == "new":
             from bulksend.recipients import iter_messages

@@ -213,6 +213,83 @@ class Lexicon:
         """The distinct findings of ``text``, in order of appearance."""
         return list(dict.fromkeys(m.finding for m in self.scan(text)))
 
+    def _suspects(self) -> re.Pattern[str]:
+        """A pattern for the lines of a text (each between two "\n") that are tokens a word (as is, or as its plural) or a phrase's word
+        may be read from, once their runs of a letter are collapsed.
+
+        Each key is collapsed, so no two neighbouring letters of it are the same: ``c+o+c+a+i+n+e+`` then
+        matches a token exactly when the token's runs collapse to "cocaine" (written ``cc*oo*…``). The keys share their prefixes in
+        one trie, so a line is rejected at its first letters, in C.
+        """
+        pattern = getattr(self, "_suspect_pattern", None)
+        if pattern is None:
+            words = self._words
+            keys = set(words) | {w + "s" for w in words} | {w + "es" for w in words} | self._phrase_words
+            trie: dict = {}
+            for key in keys:
+                if key and key == _collapse(key):  # a key with a run equals no collapsed token
+                    node = trie
+                    for char in key:
+                        node = node.setdefault(char, {})
+                    node[""] = {}
+
+            def branch(node: dict) -> str:
+                # "cc*", not "c+": a branch that starts with a literal is skipped at once when it does not match
+                alternatives = [re.escape(c) * 2 + "*" + branch(child) for c, child in sorted(node.items()) if c]
+                if "" in node:
+                    alternatives.append("")
+                return alternatives[0] if len(alternatives) == 1 else "(?:" + "|".join(alternatives) + ")"
+
+            # "\n" before and after each token: a literal first character lets the search skip to each one.
+            pattern = re.compile("\n" + branch(trie) + "(?=\n)" if trie else r"(?!x)x")
+            self._suspect_pattern = pattern
+        return pattern
+
+    def unclear_words(self, values: Sequence[str]) -> list[int]:
+        """The indices of ``values`` that may hold a finding; every other value is proven to hold none.
+
+        Proven clear: a value that is one plain ASCII word (letters and digits only) whose token, read past
+        leetspeak and repeated letters as :meth:`scan` reads it, is no listed word, no word's plural and no
+        word of a listed phrase. Such a value is one token, so it can be part of no phrase and of no
+        spelled-out word: :meth:`scan` finds nothing in it. That is decided for all values at once with a few
+        C-level string operations over the values joined, not a scan per value (a list's unique codes).
+        """
+        joined = "\n".join(values)
+        words = values
+        if values and _NOT_PLAIN.search(joined) is None and min(map(len, values)) > 0:
+            picked = None  # every value is one plain word (the common case: codes, numbers, plain names)
+        else:
+            picked = [i for i, v in enumerate(values) if v.isascii() and v.isalnum()]
+            words = [values[i] for i in picked]
+            joined = "\n".join(words)
+            if not picked:
+                return list(range(len(values)))
+        # "\n" separates the tokens: never a token character, so no run of letters crosses it.
+        folded = joined.lower()
+        read = folded.translate(_LEET)  # the same length: a token keeps its place
+        suspects = self._suspects()
+        hits = [m.start() for m in suspects.finditer(f"\n{read}\n")]  # the start of the token, in ``read``
+        if read != folded:  # a token of digits alone is not read as leetspeak: look at those as written
+            written = f"\n{folded}\n"
+            digits = [m.start() for m in _DIGITS_TOKEN.finditer(written)]
+            if digits:
+                hits = sorted(hits + [at for at in digits if suspects.match(written, at)])
+        plain = set(picked) if picked is not None else None
+        if not hits:
+            return [] if plain is None else [i for i in range(len(values)) if i not in plain]
+        import numpy as np
+
+        lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+        starts = np.cumsum(lengths + 1) - lengths - 1
+        found = (np.searchsorted(starts, hits, side="right") - 1).tolist()
+        if plain is None:
+            return found
+        return sorted([i for i in range(len(values)) if i not in plain] + [picked[i] for i in found])
+
+
+_NOT_PLAIN = re.compile(r"[^A-Za-z0-9\n]")
+_DIGITS_TOKEN = re.compile(r"\n[0-9]+(?=\n)")
+
 
 @lru_cache(maxsize=16)
 def _from_settings(settings: tuple) -> Lexicon:
@@ -338,6 +415,36 @@ class TemplateCheck:
             if found is not None:
                 return found
         return None
+
+    def slot_findings(self, n: int, values: Sequence[str]) -> dict[int, Finding]:
+        """What :meth:`row` finds in each of ``values`` (already stripped) in field ``n`` (the n-th field use):
+        {index of the value: its first finding}, for the values that have one.
+
+        Values :meth:`Lexicon.unclear_words` proves clear are not checked (unless the field is glued to
+        letters of the template, where the neighbours count); the others go through the memoized full check.
+        """
+        column, default, left, right = self._slots[n]
+        glued = left[-1:].isalnum() or right[:1].isalnum()
+        memo = self._memo
+        out: dict[int, Finding] = {}
+        for i in (range(len(values)) if glued else self.lexicon.unclear_words(values)):
+            value = values[i]
+            if not value:
+                continue
+            key = (n, value)
+            found = memo.get(key, memo)
+            if found is memo:
+                found = self._value(value, left, right)
+                if len(memo) >= _MEMO_LIMIT:
+                    memo.clear()
+                memo[key] = found
+            if found is not None:
+                out[i] = found
+        return out
+
+    @property
+    def slots(self) -> int:
+        return len(self._slots)
 
     def _value(self, value: str, left: str, right: str) -> Finding | None:
         glued = (left[-1:].isalnum()) or (right[:1].isalnum())

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -58,7 +58,7 @@ class Status(IntEnum):
 
 REASONS = tuple(s for s in Status if s > Status.ACCEPTED)
 
-# Per-row message outcome codes kept from pass one.
+# Per-row message outcome codes kept from pass one (bulksend/rendering.py sets them).
 _MSG_OK, _MSG_MISSING, _MSG_TOO_LONG, _MSG_CONTENT = 0, 1, 2, 3
 ENCODINGS = ("GSM-7", "UCS-2")
 
@@ -554,54 +554,11 @@ def _run_jobs(jobs: Iterator[_ChunkJob], *, parallel: bool) -> Iterator[_ChunkRe
 
 
 def _render_chunk(job: _ChunkJob, status: np.ndarray, findings: list):
-    from bulksend.segments import count_segments, smart_encode
+    """Missing fields, content, segments and encodings of the chunk's live rows (bulksend/rendering.py)."""
+    from bulksend.rendering import render_rows
 
-    n = len(status)
-    msg = np.zeros(n, dtype=np.int8)
-    units = np.zeros(n, dtype=np.int32)
-    enc = np.zeros(n, dtype=np.int8)
-    alt = np.zeros(n, dtype=np.int32)
-    render = job.bound.render
-    cells = job.template_cells
-    rows = zip(*cells) if cells else ((),) * n
-    sms = job.channel == "sms"
-    limit = job.max_segments
-    smart = job.smart_encoding
-    content = job.content
-    # A finding in the template itself is in every message (the template's words are checked once).
-    everywhere = content.template_findings[0] if content is not None and content.template_findings else None
-    for i, values in enumerate(rows):
-        if status[i] != 0:
-            continue  # the number already decided this row; no need to price it
-        text, missing = render(values)
-        if missing is not None:
-            msg[i] = _MSG_MISSING
-            continue
-        if content is not None:
-            finding = everywhere or content.row(values)
-            if finding is not None:
-                msg[i] = _MSG_CONTENT
-                if everywhere is None:
-                    findings.append((i, finding))
-                continue
-        if not sms:
-            units[i] = 1
-            if len(text) > WHATSAPP_MAX_CHARS:
-                msg[i] = _MSG_TOO_LONG
-            continue
-        if smart:
-            plain = count_segments(text)
-            count = count_segments(smart_encode(text)) if plain.encoding == "UCS-2" else plain
-            alt[i] = plain.segments
-        else:
-            count = count_segments(text)
-            # What --smart-encoding would save: it only ever changes non-GSM text.
-            alt[i] = count_segments(smart_encode(text)).segments if count.encoding == "UCS-2" else count.segments
-        units[i] = count.segments
-        enc[i] = 1 if count.encoding == "UCS-2" else 0
-        if count.segments > limit:
-            msg[i] = _MSG_TOO_LONG
-    return msg, units, enc, alt
+    return render_rows(job.bound, job.template_cells, status, sms=job.channel == "sms", limit=job.max_segments,
+                       smart=job.smart_encoding, content=job.content, findings=findings)
 
 
 # --- file-wide rules ----------------------------------------------------------------------------
@@ -1044,9 +1001,12 @@ def validate_file(
     return report
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One accepted recipient with its rendered message: what a campaign queues."""
+class Message(NamedTuple):
+    """One accepted recipient with its rendered message: what a campaign queues.
+
+    A NamedTuple, not a frozen dataclass: as immutable, and about three times cheaper to build, which
+    counts at one per queued row.
+    """
 
     row: int  # 1-based data row number
     e164: str
@@ -1081,22 +1041,28 @@ def iter_messages(table: RecipientTable) -> Iterator[Message]:
             continue
         cells = [chunk[c].tolist() for c in columns.template]
         zones = chunk[columns.timezone].tolist() if columns.timezone is not None else None
-        for index in accepted[lo:hi].tolist():
+        rows = accepted[lo:hi]
+        # The chunk's figures as Python values in a few numpy calls, not a numpy scalar per row and field.
+        e164s = table.e164[rows].tolist()
+        countries = [None if r < 0 else table.regions[r] for r in table.region[rows].tolist()]
+        encodings = [ENCODINGS[e] for e in table.encoding[rows].tolist()] if sms else None
+        units, credits = table.units[rows].tolist(), table.credits[rows].tolist()
+        render = table.bound.render
+        for k, index in enumerate(rows.tolist()):
             local = index - start
             values = [col[local] for col in cells]
-            text, missing = table.bound.render(values)
+            text, missing = render(values)
             assert text is not None and missing is None  # accepted rows rendered in pass one
             if sms and smart:
                 text = smart_encode(text)  # leaves GSM-7 text as it is, so this matches pass one's pricing
-            region = int(table.region[index])
-            yield Message(
-                row=index + 1,
-                e164=table.e164_text(index),
-                country=table.regions[region] if region >= 0 else None,
-                text=text,
-                encoding=ENCODINGS[int(table.encoding[index])] if sms else "whatsapp",
-                units=int(table.units[index]),
-                credits=int(table.credits[index]),
-                fields=dict(zip(names, (v.strip() for v in values))),
-                timezone=(zones[local].strip() or None) if zones is not None else None,
+            yield Message(  # row, e164, country, text, encoding, units, credits, fields, timezone
+                index + 1,
+                f"+{e164s[k]}",
+                countries[k],
+                text,
+                encodings[k] if sms else "whatsapp",
+                units[k],
+                credits[k],
+                dict(zip(names, map(str.strip, values))),
+                (zones[local].strip() or None) if zones is not None else None,
             )

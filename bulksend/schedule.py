@@ -10,8 +10,9 @@ Pure logic over aware datetimes (UTC in, UTC out) and IANA zone names; the clock
   or in Sydney) is sent only at an instant that is outside quiet hours in every one of them.
 * **Exact across DST**: instants are compared in UTC; a window that starts inside a spring-forward gap
   opens at the transition, one that starts inside a fall-back overlap opens at its first occurrence.
-* **Fast**: a campaign has few distinct zone sets, so :class:`Scheduler` caches zones per number shape
-  and due times per (zone set, moment).
+* **Fast**: a row's zones cost one classification of its number (on bulksend's fast number path); what
+  follows (zone names checked, sorted, the country's fallbacks) is memoized per (number's zones, country,
+  calling code), and :class:`Scheduler` caches due times per (zone set, moment): a campaign has few of each.
 """
 
 from __future__ import annotations
@@ -250,34 +251,45 @@ def country_zones(region: str | None) -> tuple[str, ...]:
     return _zones_by_country().get((region or "").upper(), ())
 
 
-@lru_cache(maxsize=65536)
-def _prefix_zones(digits: str, longest: int) -> tuple[str, ...] | None:
-    from phonenumbers.tzdata import TIMEZONE_DATA
+@lru_cache(maxsize=1)
+def _tables() -> tuple:
+    """phonenumbers' time zone table and the helpers a lookup needs, imported once (not per queued row)."""
+    from phonenumbers import PhoneNumberType
+    from phonenumbers.phonenumberutil import is_number_type_geographical
+    from phonenumbers.tzdata import TIMEZONE_DATA, TIMEZONE_LONGEST_PREFIX
 
+    from bulksend.phones import classify_e164
+
+    return TIMEZONE_DATA, TIMEZONE_LONGEST_PREFIX, classify_e164, PhoneNumberType.UNKNOWN, \
+        lru_cache(maxsize=1024)(is_number_type_geographical)
+
+
+def _prefix_zones(digits: str, longest: int) -> tuple[str, ...] | None:
+    data = _tables()[0]
     for length in range(min(longest, len(digits)), 0, -1):
-        found = TIMEZONE_DATA.get(digits[:length])
+        found = data.get(digits[:length])
         if found is not None:
-            return tuple(found)
+            return found
     return None
+
+
+def _classified_zones(e164: str) -> tuple[int | None, tuple[str, ...]]:
+    """(calling code or None, ``number_zones(e164)``): the number classified once for both."""
+    data, longest, classify_e164, unknown, geographical = _tables()
+    classified = classify_e164(e164)
+    if classified is None:
+        return None, (UNKNOWN_ZONE,)
+    country_code, kind = classified
+    if kind == unknown:
+        return country_code, (UNKNOWN_ZONE,)
+    digits = e164.lstrip("+") if geographical(kind, country_code) else str(country_code)
+    found = _prefix_zones(digits, longest)
+    return country_code, (tuple(found) if found else (UNKNOWN_ZONE,))
 
 
 def number_zones(e164: str) -> tuple[str, ...]:
     """``phonenumbers.timezone.time_zones_for_number`` for a valid E.164 number (("Etc/Unknown",) when none)."""
-    from phonenumbers import PhoneNumberType
-    from phonenumbers.phonenumberutil import is_number_type_geographical
-    from phonenumbers.tzdata import TIMEZONE_LONGEST_PREFIX
-
-    from bulksend.phones import classify_e164
-
-    classified = classify_e164(e164)
-    if classified is None or classified[1] == PhoneNumberType.UNKNOWN:
-        return (UNKNOWN_ZONE,)
-    country_code, kind = classified
-    if is_number_type_geographical(kind, country_code):
-        digits = e164.lstrip("+")
-    else:
-        digits = str(country_code)
-    return _prefix_zones(digits, TIMEZONE_LONGEST_PREFIX) or (UNKNOWN_ZONE,)
+    return _classified_zones(e164)[1]
 
 
 def row_zones(e164: str, region: str | None = None, timezone_cell: str | None = None) -> tuple[str, ...]:
@@ -286,19 +298,21 @@ def row_zones(e164: str, region: str | None = None, timezone_cell: str | None = 
         name = timezone_cell.strip()
         if zone(name) is not None:
             return (name,)
-    known = tuple(sorted({z for z in number_zones(e164) if zone(z) is not None}))
+    country_code, found = _classified_zones(e164)
+    return _known_zones(found, region, country_code)
+
+
+@lru_cache(maxsize=4096)
+def _known_zones(found: tuple[str, ...], region: str | None, country_code: int | None) -> tuple[str, ...]:
+    """The rest of :func:`row_zones`, once per (number's zones, country, calling code): a list has few of them."""
+    known = tuple(sorted({z for z in found if zone(z) is not None}))
     if known:
         return known
     known = tuple(z for z in country_zones(region) if zone(z) is not None)
     if known:
         return known
-    from phonenumbers.tzdata import TIMEZONE_DATA
-
-    from bulksend.phones import classify_e164
-
-    classified = classify_e164(e164)
-    if classified is not None:
-        known = tuple(sorted(z for z in TIMEZONE_DATA.get(str(classified[0]), ()) if zone(z) is not None))
+    if country_code is not None:
+        known = tuple(sorted(z for z in _tables()[0].get(str(country_code), ()) if zone(z) is not None))
     return known or ("UTC",)
 
 

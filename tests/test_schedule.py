@@ -305,3 +305,29 @@ def test_a_million_rows_are_scheduled_quickly() -> None:
     dues = {scheduler.due(now, scheduler.zones(n, None)) for n in numbers}
     assert clock.perf_counter() - started < 5  # generous: shared 2-core machine
     assert dues == {utc(2026, 6, 2, 7), utc(2026, 6, 1, 22)}
+
+
+def test_row_zones_agree_with_phonenumbers_on_generated_numbers() -> None:
+    """The fast lookup (one classification, the rest memoized) against time_zones_for_number row by row."""
+    import random
+
+    from bulksend.schedule import zone
+
+    rng = random.Random(11)
+    shapes = ["+1{}{:07d}", "+44{}{:08d}", "+61{}{:08d}", "+49{}{:09d}", "+34{}{:08d}", "+91{}{:09d}",
+              "+52{}{:09d}", "+7{}{:09d}", "+55{}{:09d}", "+33{}{:08d}", "+81{}{:08d}", "+62{}{:09d}"]
+    checked = 0
+    for _ in range(3000):
+        shape = rng.choice(shapes)
+        number = shape.format(rng.randint(1, 9), rng.randint(0, 10**7 - 1))
+        parsed = phonenumbers.parse(number)
+        if not phonenumbers.is_valid_number(parsed):
+            continue
+        region = phonenumbers.region_code_for_number(parsed)
+        expected = tuple(sorted({z for z in time_zones_for_number(parsed) if zone(z) is not None}))
+        if not expected:
+            expected = tuple(z for z in country_zones(region) if zone(z) is not None) or ("UTC",)
+        assert row_zones(number, region) == expected, number
+        assert number_zones(number) == tuple(time_zones_for_number(parsed)), number
+        checked += 1
+    assert checked > 500
