@@ -6,7 +6,7 @@ keeps one row per profile in ``rate_buckets``: ``next_at``, the next free send s
 epoch on the ledger's clock: the PostgreSQL server's, or the machine's for a SQLite file).
 
 A sender leases a block of slots in one statement, the row locked while it runs (SQLite: under ``BEGIN
-IMMEDIATE``; PostgreSQL: the ``UPDATE``'s row lock, one round trip)::
+IMMEDIATE``; PostgreSQL: the ``UPDATE``'s row lock, in autocommit: one round trip)::
 
     start   = max(next_at, now)                  # no credit for idle time: nothing to burst with
     next_at = start + block / rate
@@ -138,11 +138,18 @@ class SharedRate:
         self._wasted = 0
         stamp = utc_timestamp()
         span = self.block * self.interval
-        with store.write():
-            if not self._created:
+        if not self._created:
+            with store.write():
                 store.execute("rate_bucket_create", profile=self.profile, now=stamp)
+            self._created = True
+        if store.dialect == "postgresql":
+            # One statement is its own transaction there (autocommit): one round trip, the row locked only
+            # while it runs. A SQLite file takes the write lock first (BEGIN IMMEDIATE): a statement that
+            # started as a reader could meet a newer snapshot and fail busy without waiting.
             next_at, clock = store.one("rate_bucket_lease", profile=self.profile, span=span, now=stamp)
-        self._created = True
+        else:
+            with store.write():
+                next_at, clock = store.one("rate_bucket_lease", profile=self.profile, span=span, now=stamp)
         start = float(next_at) - span
         # The monotonic moment of the ledger's ``clock`` is taken after the commit: slots can only come late.
         origin = time.monotonic() + (start - float(clock))
