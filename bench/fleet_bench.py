@@ -24,6 +24,7 @@ import argparse
 import collections
 import json
 import os
+import resource
 import secrets
 import shutil
 import subprocess
@@ -62,7 +63,9 @@ def load() -> str:
 class Spy:
     """Samples the send threads of some processes with ``py-spy dump``: where each one was, counted."""
 
-    PLACES = (("SharedRate.acquire", "waiting for a rate slot"), ("TokenBucket.acquire", "waiting for a rate slot"),
+    PLACES = (("SharedRate._lease", "leasing rate slots (a ledger statement)"),
+              ("Event.wait", "sleeping until its rate slot"),
+              ("SharedRate.acquire", "waiting for a thread that leases"),
               ("Provider.send", "in the provider request"), ("Engine._attempt", "elsewhere in the attempt"))
 
     def __init__(self, pids: list[int]) -> None:
@@ -90,7 +93,7 @@ class Spy:
 
 
 def one_case(directory: Path, fake: subprocess.Popen, fake_url: str, messages: int, concurrency: int, senders: int,
-             ledger_url: str | None, spy: bool) -> float:
+             ledger_url: str | None, spy: bool, code: Path | None) -> float:
     config = (
         "[providers.bench]\n"
         'type = "twilio"\n'
@@ -114,15 +117,18 @@ def one_case(directory: Path, fake: subprocess.Popen, fake_url: str, messages: i
         home.mkdir()
         (home / "config.toml").write_text(config)
         env = {**os.environ, "BULKSEND_HOME": str(home), "TWILIO_AUTH_TOKEN": "fake"}
+        if code is not None:  # another version of bulksend (--against): first on the path
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))
         if ledger_url:
             env["BULKSEND_LEDGER_URL"] = ledger_url
         envs.append(env)
-    run = dict(capture_output=True, text=True, check=True)
+    run = dict(capture_output=True, text=True, check=True, cwd=directory)  # not this checkout's bulksend via cwd
     subprocess.run([*BULKSEND, "credits", "topup", str(max(messages * 2, 1000)), "--channel", "sms"], env=envs[0], **run)
     subprocess.run([*BULKSEND, "send", str(campaign), "--yes", "--quiet", "--json", "--limit", "1"],
                    env=envs[0], **run)
     before = accepted(fake_url)
-    procs = [subprocess.Popen([*BULKSEND, "send", str(campaign), "--yes", "--quiet", "--json"], env=env,
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    procs = [subprocess.Popen([*BULKSEND, "send", str(campaign), "--yes", "--quiet", "--json"], env=env, cwd=directory,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for env in envs]
     spying = Spy([proc.pid for proc in procs]) if spy else None
     # The sending window: from the first message the fake accepted to the last (process start-up, the same
@@ -145,7 +151,9 @@ def one_case(directory: Path, fake: subprocess.Popen, fake_url: str, messages: i
             sys.exit(f"a sender failed ({proc.returncode}): {err}")
         run = json.loads(out).get("run") or {}
         shares.append(f"{run.get('sent', '?')} in {run.get('seconds', '?')}s")
-    print(f"    senders: {'; '.join(shares)}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
+    print(f"    senders: {'; '.join(shares)}; their CPU: {used * 1000 / max(1, messages - 1):.1f} ms per message")
     sent = accepted(fake_url) - before
     if sent != messages - 1:
         sys.exit(f"the fake accepted {sent}, expected {messages - 1}")
@@ -166,8 +174,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="run the cases this many times, back to back")
     parser.add_argument("--cases", default="sqlite:1,postgresql:1,postgresql:2,postgresql:4",
                         help="backend:senders, comma-separated (postgresql:1 is the base of the scaling)")
+    parser.add_argument("--against", metavar="GIT_REF",
+                        help="also run every case with bulksend as of this commit (e.g. main), right after ours")
     parser.add_argument("--spy", action="store_true", help="sample the senders with py-spy dump")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # each line as it comes, also into a file
     base = os.environ.get("BULKSEND_BENCH_POSTGRES") or os.environ.get("BULKSEND_TEST_POSTGRES")
     if not base:
         sys.exit("set BULKSEND_BENCH_POSTGRES=postgresql://postgres@127.0.0.1:5432/test")
@@ -176,44 +187,58 @@ def main() -> None:
     cases = [(backend, int(n)) for backend, n in (case.split(":") for case in args.cases.split(","))]
     import psycopg
 
+    versions: list[tuple[str, Path | None]] = [("this checkout", None)]
+    holder = tempfile.TemporaryDirectory()
+    if args.against:
+        archive = subprocess.run(["git", "-C", str(HERE.parent), "archive", args.against, "bulksend"],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", holder.name], input=archive, check=True)
+        versions.append((args.against, Path(holder.name)))
     fake, url = start_fake(args.latency)
     print(f"{args.messages:,} messages, {args.latency * 1000:.0f} ms provider latency, "
           f"{args.concurrency} requests in flight per sender (ceiling {args.concurrency / args.latency:,.0f}/s "
           f"per sender), {os.cpu_count()} CPUs")
-    results: dict[tuple[str, int], list[float]] = collections.defaultdict(list)
+    results: dict[tuple[str, str, int], list[float]] = collections.defaultdict(list)
     try:
         for round_ in range(args.repeat):
             print(f"round {round_ + 1} of {args.repeat}")
-            one = None
+            one: dict[str, float] = {}
             for backend, senders in cases:
-                server = backend == "postgresql"
-                schema = f"bulksend_bench_{secrets.token_hex(4)}" if server else None
-                if schema:
-                    with psycopg.connect(base, autocommit=True) as conn:
-                        conn.execute(f"CREATE SCHEMA {schema}")
-                try:
-                    with tempfile.TemporaryDirectory() as tmp:
-                        rate = one_case(Path(tmp), fake, url, args.messages, args.concurrency, senders,
-                                        schema_url(base, schema) if schema else None, args.spy and senders > 1)
-                finally:
+                for version, code in versions:
+                    server = backend == "postgresql"
+                    schema = f"bulksend_bench_{secrets.token_hex(4)}" if server else None
                     if schema:
                         with psycopg.connect(base, autocommit=True) as conn:
-                            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-                results[(backend, senders)].append(rate)
-                if (backend, senders) == ("postgresql", 1):
-                    one = rate
-                scaling = f" ({rate / one:.2f}x one sender)" if server and one and senders > 1 else ""
-                print(f"  {backend}, {senders} sender{'s' if senders > 1 else ''}: {rate:8,.0f} messages/s"
-                      f"{scaling}   [load {load()}]")
+                            conn.execute(f"CREATE SCHEMA {schema}")
+                    try:
+                        with tempfile.TemporaryDirectory() as tmp:
+                            rate = one_case(Path(tmp), fake, url, args.messages, args.concurrency, senders,
+                                            schema_url(base, schema) if schema else None,
+                                            args.spy and senders > 1, code)
+                    finally:
+                        if schema:
+                            with psycopg.connect(base, autocommit=True) as conn:
+                                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+                    results[(version, backend, senders)].append(rate)
+                    if (backend, senders) == ("postgresql", 1):
+                        one[version] = rate
+                    scaling = f" ({rate / one[version]:.2f}x one sender)" if server and version in one and senders > 1 else ""
+                    label = f" [{version}]" if args.against else ""
+                    print(f"  {backend}, {senders} sender{'s' if senders > 1 else ''}{label}: {rate:8,.0f} messages/s"
+                          f"{scaling}   [load {load()}]")
     finally:
         fake.terminate()
         fake.wait()
-    base_runs = results.get(("postgresql", 1))
-    if base_runs:
-        for (backend, senders), rates in results.items():
-            if backend == "postgresql" and senders > 1:
+        holder.cleanup()
+    for version, _ in versions:
+        base_runs = results.get((version, "postgresql", 1))
+        if not base_runs:
+            continue
+        for (of, backend, senders), rates in results.items():
+            if of == version and backend == "postgresql" and senders > 1:
                 ratios = ", ".join(f"{r / b:.2f}x" for r, b in zip(rates, base_runs))
-                print(f"scaling on PostgreSQL, {senders} senders: {ratios} one sender (per round)")
+                label = f" [{version}]" if args.against else ""
+                print(f"scaling on PostgreSQL{label}, {senders} senders: {ratios} one sender (per round)")
 
 
 if __name__ == "__main__":
