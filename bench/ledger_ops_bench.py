@@ -8,7 +8,8 @@ On a fresh ledger of each backend, through ``bulksend.ledger.Ledger`` (the rules
 - ``topup``: one top-up per transaction;
 - ``hold + release``: a hold of 1 credit and its release, each its own transaction (counted as 2 operations);
 - ``claim + debit``: what a sender's main thread does per message: claim ``--batch`` due rows (committed),
-  then one transaction of ``--batch`` ``mark_sent`` (debit + state), as the engine commits a batch;
+  then one transaction that records them sent and debits them (``mark_sent_many``, as the engine commits a
+  batch); then the same with a ``mark_sent`` per row (how the engine committed before);
 - ``refund``: one refund per transaction;
 - ``balance``: one balance read;
 - ``claim + debit, N writers``: ``--writers`` processes doing ``claim + debit`` on one campaign at once, each
@@ -59,24 +60,28 @@ def per_second(count: int, work) -> float:
     return count / (time.perf_counter() - start)
 
 
-def drain(ledger: Ledger, campaign_id: int, batch: int, sender: str) -> int:
-    """Claim and debit until nothing is left to claim; the messages this ledger debited."""
+def drain(ledger: Ledger, campaign_id: int, batch: int, sender: str, *, one_by_one: bool = False) -> int:
+    """Claim and debit until nothing is left to claim, as the engine commits a batch (``mark_sent_many``), or
+    with ``one_by_one`` a ``mark_sent`` per row in the batch's transaction; the messages this ledger debited."""
     done = 0
     while True:
         rows = ledger.claim(campaign_id, batch, sender=sender)
         if not rows:
             return done
         with ledger.transaction():
-            for row in rows:
-                ledger.mark_sent(row.id, f"SM{row.id}")
+            if one_by_one:
+                for row in rows:
+                    ledger.mark_sent(row.id, f"SM{row.id}")
+            else:
+                ledger.mark_sent_many([(row.id, f"SM{row.id}", None) for row in rows])
         done += len(rows)
 
 
-def _writer(url: str, campaign_id: int, batch: int, n: int, ready, go, out) -> None:
+def _writer(url: str, campaign_id: int, batch: int, n: int, one_by_one: bool, ready, go, out) -> None:
     ledger = opened(url)
     ready.put(n)
     go.wait()
-    out.put(drain(ledger, campaign_id, batch, f"bench:{n}:{os.getpid()}:x"))
+    out.put(drain(ledger, campaign_id, batch, f"bench:{n}:{os.getpid()}:x", one_by_one=one_by_one))
     ledger.close()
 
 
@@ -104,6 +109,10 @@ def measure(url: str, messages: int, batch: int, writers: int) -> dict[str, floa
     results[f"claim + debit (batches of {batch})"] = per_second(
         messages, lambda: drain(ledger, campaign_id, batch, "bench:0:0:x")
     )
+    campaign_id = campaign_with_rows(ledger, messages, start=2 * messages)
+    results["  the same, a mark_sent per row"] = per_second(
+        messages, lambda: drain(ledger, campaign_id, batch, "bench:0:0:x", one_by_one=True)
+    )
 
     sent = [row.id for row in ledger.transmissions(campaign_id)][:n]
 
@@ -114,26 +123,28 @@ def measure(url: str, messages: int, batch: int, writers: int) -> dict[str, floa
     results["refund"] = per_second(len(sent), refunds)
     results["balance"] = per_second(n, lambda: [ledger.balance("sms") for _ in range(n)])
 
-    campaign_id = campaign_with_rows(ledger, messages, start=messages)
+    for one_by_one in (False, True):
+        campaign_id = campaign_with_rows(ledger, messages, start=(3 + one_by_one) * messages)
+        context = multiprocessing.get_context("spawn")
+        ready, out, go = context.Queue(), context.Queue(), context.Event()
+        procs = [context.Process(target=_writer, args=(url, campaign_id, batch, i, one_by_one, ready, go, out))
+                 for i in range(writers)]
+        for proc in procs:
+            proc.start()
+        for _ in procs:
+            ready.get()
+        start = time.perf_counter()
+        go.set()
+        done = sum(out.get() for _ in procs)
+        elapsed = time.perf_counter() - start
+        for proc in procs:
+            proc.join()
+        assert done == messages, done
+        name = f"  the same, {writers} writers, a mark_sent per row" if one_by_one else (
+            f"claim + debit, {writers} writers at once")
+        results[name] = messages / elapsed
     assert ledger.audit().consistent
     ledger.close()
-    context = multiprocessing.get_context("spawn")
-    ready, out, go = context.Queue(), context.Queue(), context.Event()
-    procs = [context.Process(target=_writer, args=(url, campaign_id, batch, i, ready, go, out)) for i in range(writers)]
-    for proc in procs:
-        proc.start()
-    for _ in procs:
-        ready.get()
-    start = time.perf_counter()
-    go.set()
-    done = sum(out.get() for _ in procs)
-    elapsed = time.perf_counter() - start
-    for proc in procs:
-        proc.join()
-    assert done == messages, done
-    results[f"claim + debit, {writers} writers at once"] = messages / elapsed
-    with opened(url) as ledger:
-        assert ledger.audit().consistent
     return results
 
 
