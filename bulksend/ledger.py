@@ -855,9 +855,11 @@ class Ledger:
             return 0
         with self._write():
             rows: list[Transmission] = []
+            seen: set[int] = set()
             for transmission_id, provider_id, cost in accepted:
-                if any(row.id == transmission_id for row in rows):  # as the same id twice in a row would find it
+                if transmission_id in seen:  # what the same id twice, one after the other, would find
                     raise LedgerError(f"transmission {transmission_id} is sent: it cannot become sent.")
+                seen.add(transmission_id)
                 row = self._transition(transmission_id, "sent")
                 cost = row.cost if cost is None else cost
                 if cost < 0:
