@@ -36,7 +36,9 @@ The bound in any one-second window is therefore ``rate × (1 + LATE_SLACK + jitt
 loaded test machine (jitter of a few tens of milliseconds) about +6 %, under the +10 % target. Slots a
 sender leased and did not use (it stopped, or died) are simply lost: the error is always on the slow side.
 Where the rate binds, blocks reach ``LEASE_SECONDS`` of the rate: about five leases a second per sender.
-Where it does not, a lease is one or two slots, about one short statement per message.
+Where it does not, a lease is one or two slots, about one short statement per message; the limiter's
+connection commits them without waiting for the disk (``rate_bucket_session``): ``rate_buckets`` is working
+state, and a lease lost with a crash of the server or the machine goes with the senders' connections.
 
 A run with a lower ``--rate`` than the profile's leases its slots ``1/its rate`` apart, so it never
 pushes the account above the higher of the rates in use; a run with no rate (``rate = 0``) uses no row.
@@ -131,6 +133,8 @@ class SharedRate:
 
         if self._store is None:
             self._store = self._opener()
+            # This connection only leases: its commits need not wait for the disk (see rate_bucket_session).
+            self._store.execute("rate_bucket_session")
         store = self._store
         if self.leases:  # size this lease by how the last one went (every slot of it is used or thrown away)
             used = self.block - self._wasted

@@ -37,6 +37,11 @@ ORDER BY on_date DESC, id DESC;
 -- name: schema_version
 SELECT COALESCE(MAX(version), 0) FROM bulksend_schema;
 
+-- name: rate_bucket_session
+-- The rate limiter's own connection: a lease's commit does not wait for the WAL flush (a server crash that
+-- loses the last leases ends every sender's connection too: nobody spends them twice).
+SET synchronous_commit TO off;
+
 -- name: rate_bucket_lease
 -- Lease :span seconds of slots from max(next_at, the server's clock) in one statement (the row locked while it
 -- runs); returns the new next_at and that clock, read once, so senders whose clocks disagree share one time.

@@ -21,6 +21,11 @@ FROM movements
 WHERE (:channel IS NULL OR channel = :channel) AND (:since IS NULL OR on_date >= :since)
 ORDER BY on_date DESC, id DESC;
 
+-- name: rate_bucket_session
+-- The rate limiter's own connection: in WAL mode NORMAL syncs at checkpoints, not at every lease's commit; a
+-- power loss may lose the last leases, and with them the senders that took them: nobody spends them twice.
+PRAGMA synchronous = NORMAL;
+
 -- name: rate_bucket_lease
 -- Lease :span seconds of slots from max(next_at, now) under BEGIN IMMEDIATE (the whole file is this writer's);
 -- returns the new next_at and the clock: the machine's ('now', in milliseconds, the same within one statement).
