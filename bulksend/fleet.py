@@ -5,17 +5,25 @@ is the ceiling for every run, process and machine that sends through that profil
 keeps one row per profile in ``rate_buckets``: ``next_at``, the next free send slot (seconds since the
 epoch on the ledger's clock: the PostgreSQL server's, or the machine's for a SQLite file).
 
-A sender leases a block of slots in one short write transaction, the row locked (SQLite: ``BEGIN
-IMMEDIATE``; PostgreSQL: ``SELECT … FOR UPDATE``)::
+A sender leases a block of slots in one statement, the row locked while it runs (SQLite: under ``BEGIN
+IMMEDIATE``; PostgreSQL: the ``UPDATE``'s row lock, in autocommit: one round trip)::
 
     start   = max(next_at, now)                  # no credit for idle time: nothing to burst with
-    next_at = start + block / rate               # block = about LEASE_SECONDS of the rate
+    next_at = start + block / rate
 
 and then spends the slots locally: slot *i* is ``start + i / rate``, translated to its own monotonic
-clock through the ``now`` the transaction read (so machines whose clocks disagree still share one time
+clock through the ``now`` the statement read (so machines whose clocks disagree still share one time
 line: the server's). Each worker thread takes the next slot and sleeps until it comes. This is GCRA
 ("virtual scheduling") with a tolerance of zero, shared through one row: every slot of every sender is
 at least ``1/rate`` from every other, so the slots in any one-second window number at most ``rate + 1``.
+
+**The block follows what the sender uses.** A lease is a stretch of the account's time that no other
+sender can use, so it must not be larger than what this sender will spend. It starts at one slot, doubles
+after a lease whose slots were all used (the rate binds: workers wait for slots), up to ``LEASE_SECONDS``
+of the rate, and falls back to the number used after a lease that threw slots away. A block of a fixed
+``LEASE_SECONDS`` of the rate (the first design) made a rate that does not bind serialize the senders: at
+rate 100,000 a lease was 20,000 slots over 0.2 s, a sender with 4 requests in flight used a handful of them,
+and every other sender waited for the end of that 0.2 s; two senders sent no faster than one.
 
 What the provider sees can still differ from the slots by:
 
@@ -27,8 +35,10 @@ What the provider sees can still differ from the slots by:
 The bound in any one-second window is therefore ``rate × (1 + LATE_SLACK + jitter) + 1``: at rate 50 on a
 loaded test machine (jitter of a few tens of milliseconds) about +6 %, under the +10 % target. Slots a
 sender leased and did not use (it stopped, or died) are simply lost: the error is always on the slow side.
-Leasing ``LEASE_SECONDS`` at a time keeps the ledger's load to about five short transactions a second
-per sender, whatever the rate.
+Where the rate binds, blocks reach ``LEASE_SECONDS`` of the rate: about five leases a second per sender.
+Where it does not, a lease is one or two slots, about one short statement per message; the limiter's
+connection commits them without waiting for the disk (``rate_bucket_session``): ``rate_buckets`` is working
+state, and a lease lost with a crash of the server or the machine goes with the senders' connections.
 
 A run with a lower ``--rate`` than the profile's leases its slots ``1/its rate`` apart, so it never
 pushes the account above the higher of the rates in use; a run with no rate (``rate = 0``) uses no row.
@@ -47,7 +57,7 @@ from pathlib import Path
 
 from bulksend.errors import LedgerError
 
-#: How much of the rate one lease takes (seconds' worth of slots).
+#: The most of the rate one lease takes (seconds' worth of slots), once the rate binds.
 LEASE_SECONDS = 0.2
 #: A slot found this far in the past is thrown away rather than used late (seconds).
 LATE_SLACK = 0.02
@@ -80,7 +90,9 @@ class SharedRate:
         self.profile = profile
         self.rate = float(rate)
         self.interval = 1.0 / self.rate
-        self.block = max(1, math.floor(self.rate * lease))
+        self.most = max(1, math.floor(self.rate * lease))  # the largest block
+        self.block = 1  # the next lease's size: grows while every slot is used, shrinks when slots go unused
+        self._wasted = 0  # slots of the current lease thrown away (their moment passed)
         self._slots: deque[float] = deque()
         self._lock = threading.Lock()
         self._store = None
@@ -106,6 +118,7 @@ class SharedRate:
             now = time.monotonic()
             while self._slots and self._slots[0] < now - LATE_SLACK:
                 self._slots.popleft()  # its moment passed while every worker was busy: never use it late
+                self._wasted += 1
             if self._slots:
                 return self._slots.popleft()
             try:
@@ -120,17 +133,28 @@ class SharedRate:
 
         if self._store is None:
             self._store = self._opener()
+            # This connection only leases: its commits need not wait for the disk (see rate_bucket_session).
+            self._store.execute("rate_bucket_session")
         store = self._store
+        if self.leases:  # size this lease by how the last one went (every slot of it is used or thrown away)
+            used = self.block - self._wasted
+            self.block = min(self.most, self.block * 2) if not self._wasted else max(1, used)
+        self._wasted = 0
         stamp = utc_timestamp()
-        with store.write():
-            if not self._created:
+        span = self.block * self.interval
+        if not self._created:
+            with store.write():
                 store.execute("rate_bucket_create", profile=self.profile, now=stamp)
-            next_at, clock = store.one("rate_bucket_for_update", profile=self.profile)
-            start = max(float(next_at), float(clock))
-            store.execute(
-                "rate_bucket_save", profile=self.profile, next_at=start + self.block * self.interval, now=stamp
-            )
-        self._created = True
+            self._created = True
+        if store.dialect == "postgresql":
+            # One statement is its own transaction there (autocommit): one round trip, the row locked only
+            # while it runs. A SQLite file takes the write lock first (BEGIN IMMEDIATE): a statement that
+            # started as a reader could meet a newer snapshot and fail busy without waiting.
+            next_at, clock = store.one("rate_bucket_lease", profile=self.profile, span=span, now=stamp)
+        else:
+            with store.write():
+                next_at, clock = store.one("rate_bucket_lease", profile=self.profile, span=span, now=stamp)
+        start = float(next_at) - span
         # The monotonic moment of the ledger's ``clock`` is taken after the commit: slots can only come late.
         origin = time.monotonic() + (start - float(clock))
         self._slots.extend(origin + i * self.interval for i in range(self.block))

@@ -849,56 +849,102 @@ class Ledger:
 
     def mark_sent(self, transmission_id: int, provider_id: str | None, *, cost: int | None = None) -> int:
         """The provider accepted the message: move it to ``sent`` and debit its cost, atomically."""
-        with self._write():
-            row = self._transition(transmission_id, "sent")
-            cost = row.cost if cost is None else cost
-            if cost < 0:
-                raise LedgerError(f"a debit cannot be negative ({cost}).")
-            if cost:
-                self._debit(transmission_id, row.campaign_id, self._channel_of(row.campaign_id), cost)
-            self._save(replace(
-                row, state=T.SENT, provider_id=provider_id, cost=cost, debited=cost, sent_at=self._stamp,
-                not_before=None, error_code=None, error_text=None,
-            ))
-            return cost
+        return self.mark_sent_many([(transmission_id, provider_id, cost)])
 
-    def _debit(self, transmission_id: int, campaign_id: int, channel: str, cost: int) -> None:
-        """Take ``cost`` from the earliest-expiring lots; the campaign's hold pays what it covers, the rest
-        may come only from credits nobody holds."""
-        self.store.lock_pool(channel)
-        held = self.held(campaign_id)
-        from_hold = min(cost, held)
-        taken: list[tuple[int, int, int, date | str, int]] = []
-        need = cost
-        for lot_id, remaining, expired, expires_on in self.store.all(
-            "spendable_lots", channel=channel, today=str(self._day)
-        ):
-            part = min(need, remaining)
-            taken.append((lot_id, remaining, expired, expires_on, part))
-            need -= part
-            if not need:
-                break
-        if need or cost > from_hold:
-            total, all_held = self._available(channel)
-            usable = min(total, from_hold + max(0, total - all_held))
-            if cost > usable:
-                raise InsufficientCredits(
-                    f"transmission {transmission_id} costs {cost} {channel} credits but {usable} are "
-                    f"available to it: {cost - usable} short."
+    def mark_sent_many(self, accepted: Sequence[tuple[int, str | None, int | None]]) -> int:
+        """Several accepted messages, ``(id, provider id, cost or None for the row's own)``, in one step: each
+        moves to ``sent`` and is debited exactly as :meth:`mark_sent` would one after the other; the total cost.
+
+        The shared credit rows (the channel's pool, its lots, the campaign's hold) are locked and written last,
+        in a few statements, not once per message: senders sharing a ledger queue on them, so the part of a
+        batch's transaction others wait for stays short. All or nothing: a debit that cannot be made raises
+        and nothing of the batch is recorded."""
+        if not accepted:
+            return 0
+        with self._write():
+            rows: list[Transmission] = []
+            seen: set[int] = set()
+            for transmission_id, provider_id, cost in accepted:
+                if transmission_id in seen:  # what the same id twice, one after the other, would find
+                    raise LedgerError(f"transmission {transmission_id} is sent: it cannot become sent.")
+                seen.add(transmission_id)
+                row = self._transition(transmission_id, "sent")
+                cost = row.cost if cost is None else cost
+                if cost < 0:
+                    raise LedgerError(f"a debit cannot be negative ({cost}).")
+                rows.append(replace(
+                    row, state=T.SENT, provider_id=provider_id, cost=cost, debited=cost, sent_at=self._stamp,
+                    not_before=None, error_code=None, error_text=None,
+                ))
+            for row in rows:  # the messages' own rows first (locked above, no other writer waits on them)
+                self._save(row)
+            channels = {cid: self._channel_of(cid) for cid in dict.fromkeys(r.campaign_id for r in rows if r.cost)}
+            self._debit([(row.id, row.campaign_id, channels[row.campaign_id], row.cost) for row in rows if row.cost])
+            return sum(row.cost for row in rows)
+
+    def _debit(self, debits: Sequence[tuple[int, int, str, int]]) -> None:
+        """Debits ``(transmission, campaign, channel, cost)`` in order, each taking its cost from the
+        earliest-expiring lots; the campaign's hold pays what it covers, the rest may come only from credits
+        nobody holds. Reads the pools, holds and lots once, decides every debit, then writes them."""
+        if not debits:
+            return
+        pools = sorted({channel for _, _, channel, _ in debits})
+        for channel in pools:  # in name order: two writers never wait on each other in a cycle
+            self.store.lock_pool(channel)
+        held = {cid: self.held(cid) for cid in dict.fromkeys(cid for _, cid, _, _ in debits)}
+        lots = {channel: [list(r) for r in self.store.all("spendable_lots", channel=channel, today=str(self._day))]
+                for channel in pools}  # [id, remaining, expired, expires_on], earliest expiry first
+        # What each channel's holds paid so far in this call; the channel's total held is read when needed.
+        paid_from_holds = dict.fromkeys(pools, 0)
+        all_held: dict[str, int] = {}
+        touched: dict[int, list] = {}
+        movements = []
+        from_holds: dict[int, tuple[str, int]] = {}  # campaign: (channel, what its hold paid)
+        for transmission_id, campaign_id, channel, cost in debits:
+            from_hold = min(cost, held[campaign_id])
+            taken: list[tuple[list, int]] = []
+            need = cost
+            for lot in lots[channel]:
+                if not lot[1]:
+                    continue
+                part = min(need, lot[1])
+                taken.append((lot, part))
+                need -= part
+                if not need:
+                    break
+            if need or cost > from_hold:
+                if channel not in all_held:
+                    all_held[channel] = self.store.scalar("channel_held", channel=channel)
+                total = sum(lot[1] for lot in lots[channel])  # what channel_total would read now
+                still_held = all_held[channel] - paid_from_holds[channel]
+                usable = min(total, from_hold + max(0, total - still_held))
+                if cost > usable:
+                    raise InsufficientCredits(
+                        f"transmission {transmission_id} costs {cost} {channel} credits but {usable} are "
+                        f"available to it: {cost - usable} short."
+                    )
+            left_from_hold = from_hold
+            for lot, part in taken:
+                lot[1] -= part
+                touched[lot[0]] = lot
+                share = min(part, left_from_hold)
+                left_from_hold -= share
+                movements.append(dict(
+                    kind=MovementKind.DEBIT.value, channel=channel, amount=part, on_date=str(self._day),
+                    now=self._stamp, lot_id=lot[0], campaign_id=campaign_id, transmission_id=transmission_id,
+                    from_hold=share, ref=None, note=None,
+                ))
+            held[campaign_id] -= from_hold
+            from_holds[campaign_id] = (channel, from_holds.get(campaign_id, (channel, 0))[1] + from_hold)
+            paid_from_holds[channel] += from_hold
+        for lot_id, remaining, expired, expires_on in touched.values():
+            self._save_lot(lot_id, remaining, expired, expires_on)
+        self.store.many("insert_movement", movements)
+        for campaign_id, (channel, paid) in from_holds.items():
+            if paid:
+                self.store.execute(
+                    "save_hold", campaign_id=campaign_id, channel=channel, amount=held[campaign_id], now=self._stamp
                 )
-        left_from_hold = from_hold
-        for lot_id, remaining, expired, expires_on, part in taken:
-            self._save_lot(lot_id, remaining - part, expired, expires_on)
-            share = min(part, left_from_hold)
-            left_from_hold -= share
-            self._movement(
-                MovementKind.DEBIT, channel, part, lot_id=lot_id, campaign_id=campaign_id,
-                transmission_id=transmission_id, from_hold=share,
-            )
-        if from_hold:
-            self.store.execute(
-                "save_hold", campaign_id=campaign_id, channel=channel, amount=held - from_hold, now=self._stamp
-            )
 
     def mark_retry(
         self, transmission_id: int, not_before: datetime, code: str | None = None, text: str | None = None

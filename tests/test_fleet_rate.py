@@ -69,7 +69,8 @@ def test_two_limiters_on_one_profile_share_its_rate(backend):
     assert len(got["acme"]) >= rate * 2 * 0.7  # the two share the rate; they do not starve
     assert busiest_second(got["other-account"]) <= rate * 1.1
     assert len(got["other-account"]) >= rate * 2 * 0.7  # not slowed by acme's senders
-    assert limiters[0].block == int(rate * LEASE_SECONDS)
+    # The rate binds (every worker waits for a slot): the leases grew to their largest, LEASE_SECONDS of the rate.
+    assert limiters[0].block == limiters[0].most == int(rate * LEASE_SECONDS)
 
 
 @pytest.mark.slow
@@ -105,3 +106,49 @@ def test_two_campaigns_in_two_processes_never_exceed_the_profile_rate(backend, h
     assert busiest_second(times) <= rate * 1.1, busiest_second(times)
     span = max(times) - min(times)
     assert span >= (2 * each - rate - 1) / rate * 0.95, f"{2 * each} messages in {span:.1f}s"
+
+
+class _Waits:
+    """A halt event whose waits move a clock the test owns (the limiter's monotonic clock) instead of sleeping."""
+
+    def __init__(self, clock: list[float]) -> None:
+        self.clock = clock
+
+    def is_set(self) -> bool:
+        return False
+
+    def set(self) -> None:
+        raise AssertionError("the limiter stopped")
+
+    def wait(self, seconds: float) -> bool:
+        self.clock[0] += seconds
+        return False
+
+
+def test_a_lease_grows_while_every_slot_is_used_and_shrinks_to_what_was_used(backend, monkeypatch):
+    """A lease is account time no other sender can use: it is as large as what this sender spends, no larger.
+
+    (With a fixed block of 0.2 s of the rate, a sender at rate 100,000 with a few requests in flight held
+    20,000 slots, used a handful, and every other sender waited out the 0.2 s: two senders sent as fast as one.)
+    """
+    import bulksend.fleet as fleet
+
+    clock = [1000.0]
+    monkeypatch.setattr(fleet.time, "monotonic", lambda: clock[0])
+    ledger = backend.open()
+    limiter = SharedRate(lambda: own_store(ledger), "acme", 100.0)
+    waits = _Waits(clock)
+    sizes = []
+    for _ in range(1 + 2 + 4 + 8 + 16 + 20):  # the rate binds: each slot is taken the moment it comes
+        assert limiter.acquire(waits)
+        if limiter.block not in sizes:
+            sizes.append(limiter.block)
+    assert sizes == [1, 2, 4, 8, 16, 20] and limiter.most == int(100.0 * LEASE_SECONDS)
+    assert limiter.leases == 6
+
+    assert limiter.acquire(waits)  # a new lease of 20: one slot used…
+    clock[0] += 1.0  # …then every worker is busy for a second: the other 19 slots pass unused
+    assert limiter.acquire(waits)
+    assert limiter.block == 1, "the next lease takes only what the last one used"
+    limiter.close()
+    ledger.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -173,6 +174,35 @@ class LedgerMachine(RuleBasedStateMachine):
         for row_id in expected:
             held = self.model.held(channel, self.campaigns)
             self.model.debit(self.model.rows[row_id], held)
+
+    @rule(campaign=campaign_ids, n=st.integers(1, 6))
+    def send_a_batch_in_one_step(self, campaign, n):
+        """As the engine commits a batch now: every acceptance in one ``mark_sent_many``, all or nothing; when
+        a debit cannot be made, each row on its own (as the engine's salvage does)."""
+        now = self.traveller.now()
+        claimed = self.ledger.claim(campaign, n)
+        self.model.settle()
+        channel = self.campaigns[campaign]
+        trial = copy.deepcopy(self.model)
+        rows = [row.id for row in claimed]
+        together = all(trial.debit(trial.rows[row_id], trial.held(channel, self.campaigns)) for row_id in rows)
+        with self.ledger.transaction():
+            if together:
+                cost = self.ledger.mark_sent_many([(row_id, f"SM{row_id}", None) for row_id in rows])
+                assert cost == sum(trial.rows[row_id]["cost"] for row_id in rows)
+            else:
+                with pytest.raises(InsufficientCredits):
+                    self.ledger.mark_sent_many([(row_id, f"SM{row_id}", None) for row_id in rows])
+                for row_id in rows:
+                    try:
+                        self.ledger.mark_sent(row_id, f"SM{row_id}")
+                    except InsufficientCredits:
+                        self.ledger.mark_retry(row_id, now, "credits", "not enough credits")
+        if together:
+            self.model = trial
+        else:
+            for row_id in rows:
+                self.model.debit(self.model.rows[row_id], self.model.held(channel, self.campaigns))
 
     @rule(data=st.data())
     def refund(self, data):

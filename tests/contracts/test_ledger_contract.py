@@ -230,6 +230,62 @@ class TestLedgerContract:
         assert ledger.audit().consistent
 
 
+    def test_debits_in_one_step_are_the_debits_one_by_one(self, ledger):
+        """``mark_sent_many`` (the engine's batch commit) records exactly what ``mark_sent`` row by row does:
+        the same lots, hold shares, movements and balances. The same story on two channels, one each way."""
+        for channel in ("sms", "whatsapp"):
+            ledger.topup(channel, 1000)  # expires 2027-11-24
+            ledger.topup(channel, 1000, on=date(2026, 3, 1))  # expires 2027-03-01: spent first
+        made = {}
+        for channel in ("sms", "whatsapp"):
+            held = campaign(ledger, f"held-{channel}", channel=channel)
+            free = campaign(ledger, f"free-{channel}", channel=channel)
+            costs = [(held, 400), (free, 250), (held, 500), (held, 300), (free, 100)]
+            for i, (c, cost) in enumerate(costs):
+                ledger.add_transmissions(c.id, [NewTransmission(f"+44791110{i:04d}", "hi", cost, cost, i + 1)])
+            ledger.hold(held.id, channel, 1000)  # covers the first two of its three; the third is part free
+            rows = {c.id: ledger.claim(c.id, 10, within_hold=False) for c in (held, free)}
+            order = [rows[c.id].pop(0) for c, _ in costs]
+            made[channel] = (held, order)
+        _, one_by_one = made["sms"]
+        with ledger.transaction():
+            for row in one_by_one:
+                ledger.mark_sent(row.id, f"SM{row.id}")
+        _, together = made["whatsapp"]
+        assert ledger.mark_sent_many([(row.id, f"SM{row.id}", None) for row in together]) == 1550
+
+        def story(channel):
+            held, order = made[channel]
+            index = {row.id: i for i, row in enumerate(order)}
+            lots = {lot.id: n for n, lot in enumerate(sorted(ledger.lots(channel), key=lambda lot: lot.id))}
+            moves = [(m.kind, m.amount, lots.get(m.lot_id), index.get(m.transmission_id), m.from_hold)
+                     for m in ledger.history(channel)]
+            balance = ledger.balance(channel)[channel]
+            return (moves, [(lot.remaining, lot.expired) for lot in ledger.lots(channel)], ledger.held(held.id),
+                    (balance.total, balance.held, balance.expiring), [ledger.transmission(r.id).debited for r in order])
+
+        sms, whatsapp = story("sms"), story("whatsapp")
+        assert sms == whatsapp
+        assert ("debit", 300, 0, 3, 100) in sms[0]  # the held campaign's third: 100 from its hold, 200 free
+        assert ("debit", 350, 1, 2, 350) in sms[0] and ("debit", 150, 0, 2, 150) in sms[0]  # across two lots
+        assert ledger.held(made["sms"][0].id) == 0
+        assert ledger.audit().consistent
+
+    def test_debits_in_one_step_are_all_or_nothing(self, ledger):
+        ledger.topup("sms", 1000)
+        c = campaign(ledger, rows=3, cost=400)
+        rows = ledger.claim(c.id, 3, within_hold=False)
+        with pytest.raises(InsufficientCredits, match=f"transmission {rows[2].id} costs 400 sms credits but 200"):
+            ledger.mark_sent_many([(row.id, f"SM{row.id}", None) for row in rows])
+        assert ledger.counts(c.id) == {"sending": 3}
+        assert available(ledger) == 1000
+        with pytest.raises(LedgerError, match=f"transmission {rows[0].id} is sent: it cannot become sent"):
+            ledger.mark_sent_many([(rows[0].id, "SM1", None), (rows[0].id, "SM1", None)])
+        assert ledger.counts(c.id) == {"sending": 3}
+        assert ledger.mark_sent_many([(rows[0].id, "SM1", None), (rows[1].id, "SM2", 100)]) == 500
+        assert available(ledger) == 500
+        assert ledger.audit().consistent
+
     def test_a_debit_never_takes_another_campaigns_hold(self, ledger):
         ledger.topup("sms", 1000)
         greedy, careful = campaign(ledger, "greedy", rows=1, cost=300), campaign(ledger, "careful")

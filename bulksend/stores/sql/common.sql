@@ -265,8 +265,6 @@ SELECT COALESCE(SUM(remaining), 0) FROM credit_lots WHERE channel = :channel AND
 -- name: rate_bucket_create
 INSERT INTO rate_buckets (profile, next_at, updated_at) VALUES (:profile, 0, :now) ON CONFLICT (profile) DO NOTHING;
 
--- name: rate_bucket_save
-UPDATE rate_buckets SET next_at = :next_at, updated_at = :now WHERE profile = :profile;
 
 -- ------------------------------------------------------------------- receipts and replies (docs/webhooks.md)
 

@@ -37,10 +37,18 @@ ORDER BY on_date DESC, id DESC;
 -- name: schema_version
 SELECT COALESCE(MAX(version), 0) FROM bulksend_schema;
 
--- name: rate_bucket_for_update
--- The slot and the server's clock in one read, so senders on machines whose clocks disagree share one time.
-SELECT next_at, EXTRACT(EPOCH FROM clock_timestamp())::double precision FROM rate_buckets
-WHERE profile = :profile FOR UPDATE;
+-- name: rate_bucket_session
+-- The rate limiter's own connection: a lease's commit does not wait for the WAL flush (a server crash that
+-- loses the last leases ends every sender's connection too: nobody spends them twice).
+SET synchronous_commit TO off;
+
+-- name: rate_bucket_lease
+-- Lease :span seconds of slots from max(next_at, the server's clock) in one statement (the row locked while it
+-- runs); returns the new next_at and that clock, read once, so senders whose clocks disagree share one time.
+WITH clock AS (SELECT EXTRACT(EPOCH FROM clock_timestamp())::double precision AS now)
+UPDATE rate_buckets SET next_at = GREATEST(rate_buckets.next_at, clock.now) + :span, updated_at = :now
+FROM clock WHERE profile = :profile
+RETURNING rate_buckets.next_at, clock.now;
 
 -- name: receipt_row_by_id
 -- The row a receipt names, locked: two receipts for one message (two receivers) apply one after the other.

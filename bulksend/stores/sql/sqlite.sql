@@ -21,9 +21,17 @@ FROM movements
 WHERE (:channel IS NULL OR channel = :channel) AND (:since IS NULL OR on_date >= :since)
 ORDER BY on_date DESC, id DESC;
 
--- name: rate_bucket_for_update
--- Under BEGIN IMMEDIATE the whole file is this writer's; the clock is the machine's ('now', in milliseconds).
-SELECT next_at, (julianday('now') - 2440587.5) * 86400.0 FROM rate_buckets WHERE profile = :profile;
+-- name: rate_bucket_session
+-- The rate limiter's own connection: in WAL mode NORMAL syncs at checkpoints, not at every lease's commit; a
+-- power loss may lose the last leases, and with them the senders that took them: nobody spends them twice.
+PRAGMA synchronous = NORMAL;
+
+-- name: rate_bucket_lease
+-- Lease :span seconds of slots from max(next_at, now) under BEGIN IMMEDIATE (the whole file is this writer's);
+-- returns the new next_at and the clock: the machine's ('now', in milliseconds, the same within one statement).
+UPDATE rate_buckets SET next_at = MAX(next_at, (julianday('now') - 2440587.5) * 86400.0) + :span, updated_at = :now
+WHERE profile = :profile
+RETURNING next_at, (julianday('now') - 2440587.5) * 86400.0;
 
 -- name: receipt_row_by_id
 -- The row a receipt names by our echoed id, only in a campaign sent through the receipt's own profile.
