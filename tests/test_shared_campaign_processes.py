@@ -84,7 +84,10 @@ def test_two_senders_that_create_one_campaign_at_the_same_moment_make_one_campai
 
     for sender, (out, err) in zip(senders, outputs):
         assert sender.returncode == 0, err
-        assert json.loads(out)["state"] == "done"
+    # A sender that ends while the other still has rows in flight leaves the campaign open for it; the last
+    # one to finish closes it. Which one finishes last is a race, so either order is right.
+    finished = sorted(json.loads(out)["state"] for out, _ in outputs)
+    assert finished in (["done", "done"], ["done", "open"]), finished
     assert rows(backend, "SELECT name, state FROM campaigns") == [("spring", "done")]
     assert rows(backend, "SELECT COUNT(*), COUNT(DISTINCT e164) FROM transmissions") == [(n, n)]  # queued once
     holds = rows(backend, "SELECT amount FROM movements WHERE kind = 'hold'")
