@@ -30,6 +30,12 @@ LANDLINE_CHECKER = NumberChecker(allow_landline=True)
 STATUS = {None: 0, INVALID_NUMBER: 1, "not_mobile": 2}
 
 
+@pytest.fixture(autouse=True)
+def tables_for_every_column(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests compare the tables with check(): a column of any length takes the table path here."""
+    monkeypatch.setattr(phones, "SMALL_COLUMN", 0)
+
+
 def column_verdicts(checker: NumberChecker, cases: list[tuple[str, str | None]]) -> list[tuple]:
     """check_many over the whole column, as (e164, region, status) per cell."""
     names: list[str | None] = []
@@ -374,3 +380,12 @@ def test_a_table_with_too_many_intervals_is_refused() -> None:
     late = digitsets.DigitPattern("\\d{7}[2-9]\\d")
     with pytest.raises(digitsets.TooComplex):
         digitsets.Segments([late], 9, lambda s: True)
+
+
+def test_a_short_column_is_checked_row_by_row_without_building_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(phones, "SMALL_COLUMN", 2_000)
+    monkeypatch.setattr(phones, "_TABLES", {})
+    cases = [("+447911123456", "GB"), ("07911 123456", "GB"), ("+1 415 555 2671", None), ("n/a", "GB"),
+             ("+33 6 12 34 56 78", "FR"), ("020 7946 0018", "GB")]
+    assert column_verdicts(CHECKER, cases) == row_verdicts(CHECKER, cases)
+    assert phones._TABLES == {}  # no table was built for six cells
