@@ -5,6 +5,7 @@ means (a signature, or a secret token in the URL path) before anything is read f
 (delivery receipts, replies) is handed to one ``ReceiptWriter`` thread, which commits many requests in one
 ledger transaction; the request is answered 2xx only once that transaction has committed, so that a
 provider retries whatever was not recorded. A receipt the ledger cannot apply yet is kept and retried.
+``--workers N`` (PostgreSQL ledgers): N forked processes, each all of the above, accepting from one socket.
 """
 
 from __future__ import annotations
@@ -496,7 +497,7 @@ class ServeSummary:
 def serve(config: Config, host: str, port: int, public_url: str | None, *, workers: int = 1,
           announce: Callable[[str], None], log: Callable[[str], None]) -> ServeSummary:
     """``webhooks serve``: until SIGTERM or Ctrl-C; then the requests in progress finish and are committed.
-    ``workers`` > 1: that many processes on one listening socket (PostgreSQL ledgers only; see ``_serve_workers``)."""
+    ``workers`` > 1: that many processes on one listening socket (PostgreSQL only; see ``_serve_workers``)."""
     if workers > 1:
         _can_fork_workers(config, workers)
     found = endpoints(config)
@@ -629,6 +630,8 @@ def _serve_workers(config: Config, found: list[Endpoint], base: str, host: str, 
             os.close(write_end)
             children[pid] = (index, read_end)
         sock.close()  # the workers hold it now: when the last one stops, the port is closed
+        if stop_requested.is_set():
+            forward(signal.SIGTERM, None)  # a signal came while a worker was being forked: it is told now
         ready = [os.read(read_end, 1) == b"r" for read_end in (r for _, r in children.values())]
         if all(ready):
             announce(f"Listening on http://{host}:{bound} for {base} with {workers} workers "
