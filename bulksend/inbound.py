@@ -5,6 +5,7 @@ means (a signature, or a secret token in the URL path) before anything is read f
 (delivery receipts, replies) is handed to one ``ReceiptWriter`` thread, which commits many requests in one
 ledger transaction; the request is answered 2xx only once that transaction has committed, so that a
 provider retries whatever was not recorded. A receipt the ledger cannot apply yet is kept and retried.
+``--workers N`` (PostgreSQL ledgers): N forked processes, each all of the above, accepting from one socket.
 """
 
 from __future__ import annotations
@@ -185,8 +186,9 @@ class ReceiptWriter:
     each request when its part is committed (group commit). Between requests it retries the kept receipts."""
 
     def __init__(self, ledger: Ledger, *, max_batch: int = 2000, retry_every: float = RETRY_PENDING_EVERY,
-                 gather: float = GATHER, log: Callable[[str], None] | None = None) -> None:
+                 gather: float = GATHER, retry_pending: bool = True, log: Callable[[str], None] | None = None) -> None:
         self.ledger = ledger
+        self.retry_pending = retry_pending  # False in every worker of `serve --workers N` but the first
         self.max_batch = max_batch
         self.gather = gather
         self.retry_every = retry_every
@@ -241,7 +243,7 @@ class ReceiptWriter:
                 batch.append(item)
             if batch:
                 self._commit(batch)
-            if time.monotonic() - self._last_retry >= self.retry_every or stopping:
+            if self.retry_pending and (time.monotonic() - self._last_retry >= self.retry_every or stopping):
                 self._retry_pending()
 
     def _commit(self, batch: list[_Work]) -> None:
@@ -419,7 +421,10 @@ class ReceiverServer:
     """waitress serving one WSGI app, stopped cleanly: no new connection, requests in progress finished and
     answered, then the sockets closed. ``serve()`` blocks until ``stop()`` (from any thread or a signal)."""
 
-    def __init__(self, app, host: str = "127.0.0.1", port: int = DEFAULT_PORT, threads: int = 32) -> None:
+    def __init__(self, app, host: str = "127.0.0.1", port: int = DEFAULT_PORT, threads: int = 32,
+                 sock=None) -> None:
+        """``sock``: a listening socket bound already (the parent's, shared by the workers of ``--workers N``)
+        instead of ``host`` and ``port``."""
         import logging
 
         from waitress.server import create_server
@@ -427,9 +432,10 @@ class ReceiverServer:
         # A request waiting for a free thread is normal under a burst of receipts (they wait for one commit):
         # waitress would warn once per queued request.
         logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+        where = {"sockets": [sock]} if sock is not None else {"host": host, "port": port}
         try:
             self._server = create_server(
-                app, host=host, port=port, threads=threads, ident="bulksend", connection_limit=1000,
+                app, **where, threads=threads, ident="bulksend", connection_limit=1000,
                 channel_timeout=30, asyncore_use_poll=True,
             )
         except OSError as exc:
@@ -477,29 +483,56 @@ class ReceiverServer:
 
 @dataclass
 class ServeSummary:
-    """What a ``webhooks serve`` run recorded, said when it stops."""
+    """What a ``webhooks serve`` run recorded, said when it stops (with ``--workers N``: all of them)."""
 
     requests: dict[int, int]
     fates: dict[str, int]
     inbound: int
     opt_outs: int
     pending: int
+    per_worker: list[int] = field(default_factory=list)  # requests answered by each worker (--workers N > 1)
+    exit_code: int = 0  # not 0: a worker failed (it said why); the others were stopped
 
 
-def serve(config: Config, host: str, port: int, public_url: str | None, *,
+def serve(config: Config, host: str, port: int, public_url: str | None, *, workers: int = 1,
           announce: Callable[[str], None], log: Callable[[str], None]) -> ServeSummary:
-    """``webhooks serve``: until SIGTERM or Ctrl-C; then the requests in progress finish and are committed."""
+    """``webhooks serve``: until SIGTERM or Ctrl-C; then the requests in progress finish and are committed.
+    ``workers`` > 1: that many processes on one listening socket (PostgreSQL only; see ``_serve_workers``)."""
+    if workers > 1:
+        _can_fork_workers(config, workers)
+    found = endpoints(config)
+    base = public_base(config, public_url)
+    if workers > 1:
+        return _serve_workers(config, found, base, host, port, public_url, workers, announce, log)
+
+    def listening(server: ReceiverServer) -> None:
+        announce(f"Listening on http://{host}:{server.port} for {base} "
+                 f"({len(found)} profile(s); bulksend webhooks urls lists them). Ctrl-C stops.")
+        _warn_problems(found, log)
+
+    return _serve_one(config, found, public_url, lambda app: ReceiverServer(app, host, port), listening, log)
+
+
+def _warn_problems(found: list[Endpoint], log: Callable[[str], None]) -> None:
+    for endpoint in found:
+        if endpoint.problem:
+            log(f"webhooks: profile {endpoint.name!r} refuses every request: {endpoint.problem}")
+
+
+def _serve_one(config: Config, found: list[Endpoint], public_url: str | None,
+               make_server: Callable[[Receiver], ReceiverServer], listening: Callable[[ReceiverServer], None],
+               log: Callable[[str], None], *, retry_pending: bool = True,
+               stop_requested: threading.Event | None = None) -> ServeSummary:
+    """One server process: its own ledger connection, writer thread and waitress, until SIGTERM or SIGINT."""
     import signal
 
     from bulksend.ledger_guard import open_for_write
 
-    found = endpoints(config)
-    base = public_base(config, public_url)
     with open_for_write(config) as ledger:
-        writer = ReceiptWriter(ledger, log=log).start()
+        writer = ReceiptWriter(ledger, retry_pending=retry_pending, log=log).start()
         try:
             app = Receiver(config, writer, public_url, found)
-            server = ReceiverServer(app, host, port)
+            server = make_server(app)
             previous = {}
 
             def on_signal(signum, frame) -> None:  # noqa: ARG001
@@ -508,11 +541,9 @@ def serve(config: Config, host: str, port: int, public_url: str | None, *,
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, on_signal)
             try:
-                announce(f"Listening on http://{host}:{server.port} for {base} "
-                         f"({len(found)} profile(s); bulksend webhooks urls lists them). Ctrl-C stops.")
-                for endpoint in found:
-                    if endpoint.problem:
-                        log(f"webhooks: profile {endpoint.name!r} refuses every request: {endpoint.problem}")
+                if stop_requested is not None and stop_requested.is_set():
+                    server.stop()  # a signal came while this worker was starting
+                listening(server)
                 server.serve()
             finally:
                 for sig, handler in previous.items():
@@ -521,3 +552,161 @@ def serve(config: Config, host: str, port: int, public_url: str | None, *,
             writer.close()
         return ServeSummary(dict(app.requests), dict(writer.fates), writer.inbound, writer.opt_outs,
                             ledger.pending_receipt_count())
+
+
+def _listen(host: str, port: int, backlog: int = 1024):
+    """The listening socket the workers share (bound once, here: every worker accepts from it)."""
+    import socket
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family, backlog=backlog)
+    except OSError as exc:
+        raise InputError(f"cannot listen on {host}:{port} ({exc.strerror or exc}).",
+                         hint="Choose another --port, or stop what uses that one.") from None
+
+
+def _can_fork_workers(config: Config, workers: int) -> None:
+    """``--workers`` above 1 needs a PostgreSQL ledger and fork(); exit 2 otherwise, before anything is done."""
+    import os
+
+    from bulksend import ledger as ledgers
+
+    if not ledgers.server_url(config):
+        raise InputError(
+            f"--workers {workers} needs a PostgreSQL ledger: on SQLite the workers would all wait for its one "
+            "writer, so they cannot record receipts faster than one process.",
+            hint="Leave out --workers (one process), or move the ledger to PostgreSQL (docs/ledger.md).",
+        )
+    if not hasattr(os, "fork"):
+        raise InputError(f"--workers {workers} needs fork(), which this system lacks.",
+                         hint="Leave out --workers: one process serves every profile.")
+
+
+def _serve_workers(config: Config, found: list[Endpoint], base: str, host: str, port: int,
+                   public_url: str | None, workers: int, announce: Callable[[str], None],
+                   log: Callable[[str], None]) -> ServeSummary:
+    """``--workers N``: this process binds the port, forks N workers that all accept from it (each its own
+    ledger connection, writer thread and waitress: N GILs), forwards SIGTERM and SIGINT to them and waits for
+    each to finish what it acknowledged. Only worker 0 retries the kept receipts (any worker may keep one:
+    they are rows of the ledger). PostgreSQL only: on SQLite the workers would all queue for its one writer."""
+    import os
+    import signal
+    import sys
+
+    from bulksend import ledger as ledgers
+    from bulksend.ledger_guard import open_for_write
+
+    with open_for_write(config):
+        pass  # the home's and the ledger's checks (and migrations) once, before any worker starts
+    sock = _listen(host, port)
+    bound = sock.getsockname()[1]
+    parent = os.getpid()
+    stop_requested = threading.Event()
+    children: dict[int, tuple[int, int]] = {}  # pid -> (worker index, the read end of its pipe)
+
+    def forward(signum, frame) -> None:  # noqa: ARG001
+        stop_requested.set()
+        if os.getpid() != parent:
+            return  # a worker not yet serving: it stops as soon as it is
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for index in range(workers):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            read_end, write_end = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the worker: never returns into the parent's code
+                os.close(read_end)
+                for _, other in children.values():
+                    os.close(other)
+                os._exit(_worker(config, found, public_url, sock, index, write_end, stop_requested, log))
+            os.close(write_end)
+            children[pid] = (index, read_end)
+        sock.close()  # the workers hold it now: when the last one stops, the port is closed
+        if stop_requested.is_set():
+            forward(signal.SIGTERM, None)  # a signal came while a worker was being forked: it is told now
+        ready = [os.read(read_end, 1) == b"r" for read_end in (r for _, r in children.values())]
+        if all(ready):
+            announce(f"Listening on http://{host}:{bound} for {base} with {workers} workers "
+                     f"({len(found)} profile(s); bulksend webhooks urls lists them). Ctrl-C stops.")
+            _warn_problems(found, log)
+        else:
+            forward(signal.SIGTERM, None)
+        summaries: dict[int, dict] = {}
+        codes: dict[int, int] = {}
+        while len(codes) < len(children):
+            pid, status = os.waitpid(-1, 0)
+            if pid not in children:
+                continue
+            index, read_end = children[pid]
+            codes[index] = os.waitstatus_to_exitcode(status)
+            report = b""
+            while chunk := os.read(read_end, 65536):
+                report += chunk
+            os.close(read_end)
+            if report:
+                summaries[index] = json.loads(report)
+            if codes[index] != 0 and not stop_requested.is_set():
+                log(f"webhooks: worker {index} stopped (exit code {codes[index]}); stopping the others.")
+                forward(signal.SIGTERM, None)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    requests: Counter[int] = Counter()
+    fates: Counter[str] = Counter()
+    for summary in summaries.values():
+        requests.update({int(k): v for k, v in summary["requests"].items()})
+        fates.update(summary["fates"])
+    try:  # counted once every worker has stopped: any of them may have kept one
+        ledger = ledgers.open_existing(config)
+        pending = 0 if ledger is None else ledger.pending_receipt_count()
+        if ledger is not None:
+            ledger.close()
+    except LedgerError:
+        pending = max((s["pending"] for s in summaries.values()), default=0)
+    exit_code = next((code if code > 0 else 1 for code in codes.values() if code != 0), 0)
+    return ServeSummary(
+        dict(requests), dict(fates), sum(s["inbound"] for s in summaries.values()),
+        sum(s["opt_outs"] for s in summaries.values()), pending,
+        [sum(summaries[i]["requests"].values()) if i in summaries else 0 for i in range(workers)], exit_code,
+    )
+
+
+def _worker(config: Config, found: list[Endpoint], public_url: str | None, sock, index: int, report: int,
+            stop_requested: threading.Event, log: Callable[[str], None]) -> int:
+    """One worker of ``--workers N`` (a forked process): ``b"r"`` on ``report`` once it serves, then its
+    summary as JSON when it has stopped; returns its exit code (an error is said as the command would)."""
+    import os
+    import sys
+    from dataclasses import asdict
+
+    from bulksend import output
+    from bulksend.errors import BulksendError
+
+    code = 0
+    try:
+        summary = _serve_one(
+            config, found, public_url, lambda app: ReceiverServer(app, sock=sock),
+            lambda server: os.write(report, b"r"), log, retry_pending=index == 0, stop_requested=stop_requested,
+        )
+        os.write(report, json.dumps(asdict(summary)).encode())
+    except BulksendError as exc:
+        output.error(f"webhooks worker {index}: {exc.message}", exc.hint)
+        code = int(exc.exit_code)
+    except BaseException:  # noqa: BLE001 - a bug: said plainly, and the parent stops the other workers
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        os.close(report)
+        sys.stdout.flush()
+        sys.stderr.flush()
+    return code

@@ -31,20 +31,30 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="The address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="The port to listen on (0: any free one).")] = 8080,
     public_url: PublicUrl = None,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=1, help="Server processes sharing the port (above 1: PostgreSQL ledgers only).",
+    )] = 1,
 ) -> None:
     """Receive signed delivery receipts and inbound replies for every provider profile, until Ctrl-C or SIGTERM.
 
     Each request is verified (the provider's signature, or a secret token in the URL) and answered only once
     what it carries is in the ledger. Put it behind your HTTPS reverse proxy at the public URL.
 
+    With a PostgreSQL ledger, --workers N runs N processes on the one port (each its own ledger connection),
+    for more receipts per second than one process can record.
+
     Example: bulksend webhooks serve --port 8080 --public-url https://hooks.example.com
     """
     from bulksend import inbound, output
 
-    summary = inbound.serve(ctx.obj.config(), host, port, public_url, announce=output.note, log=output.warn)
+    summary = inbound.serve(ctx.obj.config(), host, port, public_url, workers=workers, announce=output.note,
+                            log=output.warn)
+    if summary.exit_code:
+        raise typer.Exit(summary.exit_code)  # the worker that failed said why
     receipts = sum(n for fate, n in summary.fates.items() if not fate.startswith("later_"))
+    shares = f" (per worker: {', '.join(map(str, summary.per_worker))})" if summary.per_worker else ""
     output.note(
-        f"Stopped. {sum(summary.requests.values())} request(s), {receipts} receipt(s), {summary.inbound} "
+        f"Stopped. {sum(summary.requests.values())} request(s){shares}, {receipts} receipt(s), {summary.inbound} "
         f"repl(ies), {summary.opt_outs} opt-out(s); {summary.pending} receipt(s) kept for rows not known yet."
     )
 
