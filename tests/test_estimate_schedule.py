@@ -175,3 +175,11 @@ def test_zones_of_a_whole_column_are_row_zones_row_by_row():
         assert sets[ids[i]] == row_zones(number, regions[i], cell), number
     ids, sets = zones_many(digits, index, names)
     assert [sets[i] for i in ids] == [row_zones(n, r) for n, r in zip(numbers, regions)]
+
+
+def test_estimate_help_names_the_rules(cli):
+    result = cli("estimate", "--help")
+    text = " ".join(result.stdout.split())
+    assert result.exit_code == 0
+    assert "--quiet-hours" in text and "--frequency-cap" in text
+    assert "[compliance] quiet_hours" in text and "frequency_capped" in text

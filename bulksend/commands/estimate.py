@@ -42,9 +42,9 @@ def estimate(
 ) -> None:
     """Validate a recipient CSV, render the message for every row, and price it in credits.
 
-    Priced as `send` would send it now: numbers at the frequency cap ([compliance] frequency_cap or
+    Priced as `send` would send it now: numbers at the frequency cap (config.toml \\[compliance] frequency_cap, or
     --frequency-cap, counted in the ledger, which is only read) are rejected frequency_capped, and the
-    rows quiet hours would hold back ([compliance] quiet_hours or --quiet-hours, 21:00-08:00 by default,
+    rows quiet hours would hold back (\\[compliance] quiet_hours, or --quiet-hours, 21:00-08:00 by default,
     in each recipient's own zone) are counted with when they would go.
 
     Example: bulksend estimate recipients.csv --template spring.txt --rates rates.csv

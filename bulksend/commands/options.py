@@ -65,7 +65,8 @@ Rates = Annotated[
 QuietHours = Annotated[
     str | None,
     typer.Option("--quiet-hours", metavar="HH:MM-HH:MM|off",
-                 help="Hours in each recipient's own zone when nothing is sent (default: [compliance], 21:00-08:00)."),
+                 help="Hours in each recipient's own zone when nothing is sent "
+                 "(default: \\[compliance] quiet_hours, else 21:00-08:00)."),
 ]
 FrequencyCap = Annotated[
     str | None,
