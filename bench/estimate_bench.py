@@ -4,14 +4,15 @@ Reuses bench/validate_bench.py's list generator, baseline and RSS sampler, in on
 user would write (pandas + phonenumbers, per row parse + is_valid_number + format_number), then
 `bulksend estimate` and `bulksend send --dry-run`, as whole processes, on the same file.
 
-What is measured (docs/benchmarks.md, "Estimate with quiet hours, caps and content checks"):
-`estimate` has no quiet hours or caps (they decide *when* a row goes and whether it goes now, which
-only `send` knows); it always runs the content checks. `send --dry-run` does the whole preparation of
-a send without sending: validation, rendering, pricing and content checks in pass one, the frequency
-cap counted against the ledger's recent sends, then per row the quiet-hours zone lookup and due time,
-and the dry-run file with every message. The home has `[compliance] quiet_hours = "21:00-08:00"` and
-`frequency_cap = "1/24h"`, and its ledger has recent sends to some of the list's numbers (a real
-`send` of the list's first rows through the outbox, before the timed runs), so the cap rejects rows.
+What is measured (docs/benchmarks.md, "Estimate with quiet hours, caps and content checks"): both
+`estimate` and `send --dry-run` apply the rules a send follows. The home has `[compliance] quiet_hours =
+"21:00-08:00"` and `frequency_cap = "1/24h"`, and its ledger has recent sends to some of the list's numbers
+(a real `send` of the list's first rows through the outbox, before the timed runs), so the cap rejects
+rows. `estimate` runs validation, rendering, pricing and content checks in pass one, the frequency cap
+counted against the ledger's recent sends (read only), and counts the rows quiet hours would hold back
+now (every accepted row's zones, a column at a time, and a due time per distinct zone set).
+`send --dry-run` does the whole preparation of a send without sending: the same pass one and cap, then
+per row the quiet-hours zone lookup and due time, and the dry-run file with every message.
 
 Every row gets a unique discount code (the costly case for content checks: no memo hit).
 
@@ -141,7 +142,9 @@ def _summary(job: str, out: Path) -> str:
     doc = json.loads(out.read_text())
     if job == "dry-run":
         return f"messages {doc['messages']:,}, waiting {doc['waiting']:,}"
-    return f"accepted {doc.get('valid', doc.get('recipients')):,}, reasons {doc['reasons']}"
+    quiet = doc.get("quiet_hours") or {}
+    waiting = f", waiting {quiet['waiting_now']:,}" if quiet else ""
+    return f"accepted {doc.get('valid', doc.get('recipients')):,}, reasons {doc['reasons']}{waiting}"
 
 
 def main() -> None:
@@ -166,7 +169,7 @@ def main() -> None:
         template.write_text(TEMPLATE)
         home = tmp_path / "home"
         env = {**os.environ, "BULKSEND_HOME": str(home)}
-        if "dry-run" in jobs:
+        if "dry-run" in jobs or "estimate" in jobs:
             prepare_home(home, csv_path, template, args.warm, env)
         print(f"load average: {open('/proc/loadavg').read().split()[:3]}")
         cmds = commands(csv_path, template)

@@ -241,37 +241,25 @@ def send_rules(config: Config, spec: CampaignSpec | None, stored: dict[str, Any]
 
     ``send-one`` (one person writing to another) follows neither quiet hours nor a cap.
     """
-    from bulksend.config import CONFIG_FILE
-    from bulksend.schedule import SendRules, resolve_rules
+    from bulksend.schedule import SendRules, configured_rules
 
     now = datetime.now(timezone.utc)
     if spec is not None and spec.send_one:
         return SendRules(anchor=now)
     given = {key: getattr(spec, key) for key in SCHEDULE_FLAGS} if spec is not None else {}
-    where = f"{config.home / CONFIG_FILE}: [compliance]"
-    try:
-        return resolve_rules(config.compliance, given, stored, now, config_where=where)
-    except InputError as exc:
-        if exc.message.startswith(where):
-            raise ConfigError(exc.message, hint=exc.hint) from None
-        raise
+    return configured_rules(config, given, stored, now)
 
 
 def _capped(prepared: Prepared) -> dict[str, str] | None:
     """Numbers at the frequency cap now (any campaign), with when each is eligible again."""
-    from bulksend.schedule import cap_detail
+    from bulksend.schedule import capped_numbers
 
     cap = prepared.rules.cap if prepared.rules is not None else None
     if cap is None:
         return None
     now = datetime.now(timezone.utc)
-    sends = prepared.ledger.recent_sends(None, prepared.channel, now - cap.window)
-    capped = {}
-    for e164, times in sends.items():
-        eligible = cap.eligible_at(times, now)
-        if eligible is not None:
-            capped[e164] = cap_detail(cap, prepared.channel, eligible)
-    return capped
+    return capped_numbers(cap, prepared.channel, prepared.ledger.recent_sends(None, prepared.channel, now - cap.window),
+                          now)
 
 
 def _check_same(existing: Campaign, fp: str, channel: str, spec: CampaignSpec, hints: Invocation) -> None:

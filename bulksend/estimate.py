@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bulksend.recipients import ENCODINGS, RecipientTable, ValidationReport
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bulksend.schedule import SendRules
 
 
 @dataclass(frozen=True)
@@ -15,6 +20,26 @@ class CostlyRow:
     e164: str
     segments: int
     credits: int
+
+
+@dataclass(frozen=True)
+class QuietHoursWait:
+    """How many accepted rows a send started at ``at`` would hold back for quiet hours, and until when."""
+
+    range: str
+    at: datetime
+    waiting: int  # due after ``at``: a send queues them not before their due time
+    first_due: datetime | None
+    last_due: datetime | None
+    no_shared_hours: int  # zones with no common allowed hour within the horizon (settled when claimed)
+
+    def as_json(self) -> dict:
+        def iso(moment: datetime | None) -> str | None:
+            return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if moment is not None else None
+
+        return {"range": self.range, "at": iso(self.at), "waiting_now": self.waiting,
+                "first_due": iso(self.first_due), "last_due": iso(self.last_due),
+                "no_shared_hours": self.no_shared_hours}
 
 
 @dataclass
@@ -35,6 +60,8 @@ class Estimate:
     smart_credits_delta: int
     details_written: int | None = None
     extra: dict = field(default_factory=dict)
+    rules: "SendRules | None" = None  # the quiet hours and frequency cap a send would follow
+    quiet: QuietHoursWait | None = None  # None: quiet hours off
 
     @property
     def table(self) -> RecipientTable:
@@ -62,7 +89,57 @@ class Estimate:
             },
             "content": table.content_report(),
             "compliance": table.plan.compliance.as_json() if table.plan.compliance is not None else None,
+            "frequency_cap": self._cap_json(),
+            "quiet_hours": self.quiet.as_json() if self.quiet is not None else None,
         }
+
+    def _cap_json(self) -> dict | None:
+        cap = self.rules.cap if self.rules is not None else None
+        if cap is None:
+            return None
+        return {"cap": str(cap), "capped": self.table.reasons().get("frequency_capped", 0)}
+
+
+def quiet_hours_summary(table: RecipientTable, rules: "SendRules", now: datetime) -> QuietHoursWait | None:
+    """Which accepted rows a send started at ``now`` would queue for later, as ``send`` queues them.
+
+    The zones of each row (``schedule.zones_many``: ``row_zones`` for a whole column) and its due time
+    (``Scheduler.due``, once per distinct zone set) are the ones ``send`` uses when it queues a row.
+    """
+    if rules.quiet is None and rules.send_at is None:
+        return None
+    from bulksend.schedule import zones_many
+
+    rows = np.flatnonzero(table.accepted_mask)
+    cells = _column_cells(table, table.columns.timezone, rows) if table.columns.timezone is not None else None
+    ids, sets = zones_many(table.e164[rows], table.region[rows], table.regions, cells)
+    scheduler = rules.scheduler()
+    anchor = rules.anchor or now
+    dues = [scheduler.due(anchor, zones) for zones in sets]
+    per_set = np.bincount(ids, minlength=len(sets)) if rows.size else np.zeros(len(sets), dtype=np.int64)
+    later = [(due, int(per_set[i])) for i, due in enumerate(dues) if due is not None and due > anchor and per_set[i]]
+    never = sum(int(per_set[i]) for i, due in enumerate(dues) if due is None)
+    return QuietHoursWait(
+        range=str(rules.quiet) if rules.quiet is not None else "off",
+        at=anchor,
+        waiting=sum(count for _, count in later),
+        first_due=min((due for due, _ in later), default=None),
+        last_due=max((due for due, _ in later), default=None),
+        no_shared_hours=never,
+    )
+
+
+def _column_cells(table: RecipientTable, column: int, rows: np.ndarray) -> list[str]:
+    """The cells of one column for ``rows`` (sorted row indexes), read in one streaming pass."""
+    cells: list[str] = []
+    for chunk in table.csv.chunks([column]):
+        if chunk.empty:
+            continue
+        start = int(chunk.index[0])
+        lo, hi = np.searchsorted(rows, [start, start + len(chunk)])
+        if lo < hi:
+            cells.extend(chunk[column].to_numpy()[rows[lo:hi] - start].tolist())
+    return cells
 
 
 def summarize(report: ValidationReport, top: int = 5) -> Estimate:

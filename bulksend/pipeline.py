@@ -174,16 +174,43 @@ def run_estimate(
     examples: bool = False,
     progress: Callable[[int], None] | None = None,
     inputs: tuple[Path | None, ...] = (),
+    schedule: dict | None = None,
 ):
-    """Validate, render and price; ``inputs`` are the other files read (template, rate card), never overwritten."""
-    from bulksend.estimate import summarize
+    """Validate, render and price; ``inputs`` are the other files read (template, rate card), never overwritten.
+
+    ``schedule``: the ``--quiet-hours`` / ``--frequency-cap`` flags (None: not given). The rules a ``send``
+    would follow (flags, else config.toml's ``[compliance]``, else the defaults) apply as in its pass one:
+    numbers at the frequency cap in the ledger (read only) are rejected ``frequency_capped``, and the
+    accepted rows are counted that would wait for quiet hours if sent now.
+    """
+    from datetime import datetime, timezone
+
+    from bulksend.estimate import quiet_hours_summary, summarize
     from bulksend.files import refuse_overwrite
     from bulksend.recipients import write_details
+    from bulksend.schedule import configured_rules
 
     refuse_overwrite({"--details": details}, [path, *inputs])
-
-    report = run_validation(config, path, options, plan=plan, examples=examples, progress=progress, previews=True)
+    now = datetime.now(timezone.utc)  # one clock read: the cap and quiet hours are judged at the same instant
+    rules = configured_rules(config, dict(schedule or {}), None, now)
+    capped = recent_capped(config, rules.cap, options.channel, now) if rules.cap is not None else None
+    report = run_validation(config, path, options, plan=plan, examples=examples, progress=progress, previews=True,
+                            capped=capped)
     estimate = summarize(report)
+    estimate.rules = rules
+    estimate.quiet = quiet_hours_summary(report.table, rules, now)
     if details is not None:
         estimate.details_written = write_details(report.table, details)
     return estimate
+
+
+def recent_capped(config: Config, cap, channel: str, now) -> dict[str, str]:
+    """Numbers at the frequency cap now, from the ledger opened read-only (none without a ledger)."""
+    from bulksend.ledger_guard import open_for_read
+    from bulksend.schedule import capped_numbers
+
+    ledger = open_for_read(config)
+    if ledger is None:
+        return {}
+    with ledger:
+        return capped_numbers(cap, channel, ledger.recent_sends(None, channel, now - cap.window), now)

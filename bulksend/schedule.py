@@ -523,3 +523,159 @@ def cap_detail(cap: FrequencyCap, channel: str, eligible: datetime) -> str:
 def _window(cap: FrequencyCap) -> str:
     text = str(cap).split("/", 1)[1]
     return text
+
+
+def capped_numbers(
+    cap: FrequencyCap, channel: str, sends: dict[str, list[datetime]], now: datetime
+) -> dict[str, str]:
+    """Numbers at ``cap`` at ``now``, each with its reject detail (:func:`cap_detail`).
+
+    ``sends`` is ``Ledger.recent_sends(None, channel, now - cap.window)``: every number sent to lately.
+    ``send`` (pass one) and ``estimate`` both decide the cap here.
+    """
+    capped = {}
+    for e164, times in sends.items():
+        eligible = cap.eligible_at(times, now)
+        if eligible is not None:
+            capped[e164] = cap_detail(cap, channel, eligible)
+    return capped
+
+
+def configured_rules(config, given: dict, stored: dict | None, now: datetime) -> SendRules:
+    """:func:`resolve_rules` for a home: a bad ``[compliance]`` value in config.toml is a ConfigError (exit 6)."""
+    from bulksend.config import CONFIG_FILE
+    from bulksend.errors import ConfigError
+
+    where = f"{config.home / CONFIG_FILE}: [compliance]"
+    try:
+        return resolve_rules(config.compliance, given, stored, now, config_where=where)
+    except InputError as exc:
+        if exc.message.startswith(where):
+            raise ConfigError(exc.message, hint=exc.hint) from None
+        raise
+
+
+# ------------------------------------------------------------------------------------- many rows at once
+
+
+@lru_cache(maxsize=1)
+def _prefix_table() -> tuple[list, list[tuple[str, ...]]]:
+    """phonenumbers' zone prefixes as arrays: per prefix length, the sorted prefixes and their zones' index."""
+    import numpy as np
+
+    data, longest = _tables()[:2]
+    index: dict[tuple[str, ...], int] = {}
+    by_length: list = [None] * (longest + 1)
+    for length in range(1, longest + 1):
+        keys = sorted((int(k), tuple(v)) for k, v in data.items() if len(k) == length)
+        ids = [index.setdefault(v, len(index)) for _, v in keys]
+        by_length[length] = (np.array([k for k, _ in keys], dtype=np.int64), np.array(ids, dtype=np.int64))
+    return by_length, list(index)
+
+
+def zones_many(
+    e164: "np.ndarray", region: "np.ndarray", regions: Sequence[str], cells: Sequence[str | None] | None = None
+) -> tuple["np.ndarray", list[tuple[str, ...]]]:
+    """:func:`row_zones` for many rows: (each row's index into a list of zone sets, that list).
+
+    ``e164`` holds valid numbers as integers, ``region`` each row's index into ``regions`` (the row's
+    country, -1 for none), ``cells`` the rows' timezone column (or None). The numbers are classified
+    with bulksend's number tables a (calling code, length) at a time (``phones._classify_table``), the
+    zone prefixes looked up with ``np.searchsorted``, and the rest of ``row_zones`` runs once per
+    distinct (number's zones, country, calling code) and per distinct timezone cell. What the tables
+    cannot classify goes through ``row_zones``' own path, row by row. tests/test_schedule.py compares the two.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from bulksend import phones
+
+    _, longest, _, unknown, geographical = _tables()
+    n = int(e164.size)
+    e164 = np.asarray(e164, dtype=np.int64)
+    pow10 = phones._POW10
+    width = np.searchsorted(pow10, e164, side="right")  # digits in each number
+    country = np.zeros(n, dtype=np.int64)
+    for k in (1, 2, 3):  # the calling code is the first 1, 2 or 3 digits that name one (_country_code_prefix)
+        open_ = np.flatnonzero((country == 0) & (width > k))
+        prefix = e164[open_] // pow10[width[open_] - k]
+        country[open_[phones._CC_BY_LENGTH[k][prefix]]] = prefix[phones._CC_BY_LENGTH[k][prefix]]
+    kind = np.full(n, -1, dtype=np.int64)  # -1: decided row by row
+    cc_width = np.where(country >= 100, 3, np.where(country >= 10, 2, 1))
+    nsn_width = width - cc_width
+    nsn = e164 % pow10[np.minimum(nsn_width, len(pow10) - 1)]
+    keyed = np.flatnonzero(country > 0)
+    if keyed.size:
+        pair = country[keyed] * 100 + nsn_width[keyed]
+        for key in np.unique(pair).tolist():
+            rows = keyed[pair == key]
+            code, size = divmod(key, 100)
+            calling = phones._calling_code(code)
+            table = phones._classify_table(calling, size) if calling is not None and len(str(code)) + size <= 18 \
+                else None
+            if table is not None:
+                kind[rows] = table.find(nsn[rows]) % phones._KIND_BITS
+
+    by_length, cached = _prefix_table()
+    prefix_zones = list(cached)
+    found_index = {z: i for i, z in enumerate(prefix_zones)}
+
+    def found_id(zones: tuple[str, ...]) -> int:
+        if zones not in found_index:
+            found_index[zones] = len(prefix_zones)
+            prefix_zones.append(zones)
+        return found_index[zones]
+
+    found = np.full(n, -1, dtype=np.int64)
+    found[kind == unknown] = found_id((UNKNOWN_ZONE,))
+    typed = np.flatnonzero((kind >= 0) & (kind != unknown))
+    geo = np.zeros(n, dtype=bool)
+    if typed.size:
+        pair = kind[typed] * 1000 + country[typed]
+        for key in np.unique(pair).tolist():
+            rows = typed[pair == key]
+            what, code = divmod(key, 1000)
+            if geographical(what, code):
+                geo[rows] = True
+            else:
+                zones = _prefix_zones(str(code), longest)
+                found[rows] = found_id(tuple(zones) if zones else (UNKNOWN_ZONE,))
+    pending = geo
+    for length in range(longest, 0, -1):  # the longest zone prefix of the number's digits (_prefix_zones)
+        keys, ids = by_length[length]
+        rows = np.flatnonzero(pending & (width >= length))
+        if rows.size == 0 or keys.size == 0:
+            continue
+        prefix = e164[rows] // pow10[width[rows] - length]
+        at = np.minimum(np.searchsorted(keys, prefix), keys.size - 1)
+        hit = keys[at] == prefix
+        found[rows[hit]] = ids[at[hit]]
+        pending[rows[hit]] = False
+    found[pending] = found_id((UNKNOWN_ZONE,))
+    for i in np.flatnonzero(kind < 0).tolist():  # what the tables cannot classify: row_zones' own path
+        code, zones = _classified_zones(f"+{int(e164[i])}")
+        country[i] = code or 0
+        found[i] = found_id(zones)
+
+    # The rest of row_zones once per distinct (number's zones, country, calling code).
+    key = (found * 1024 + (np.asarray(region, dtype=np.int64) + 1)) * 1000 + country
+    codes, uniques = pd.factorize(key, sort=False)
+    set_index: dict[tuple[str, ...], int] = {}
+    mapping = np.empty(len(uniques), dtype=np.int64)
+    for j, value in enumerate(uniques.tolist()):
+        rest, code = divmod(value, 1000)
+        zones_id, region_id = divmod(rest, 1024)
+        name = regions[region_id - 1] if region_id > 0 else None
+        known = _known_zones(prefix_zones[zones_id], name, code or None)
+        mapping[j] = set_index.setdefault(known, len(set_index))
+    out = mapping[codes] if n else np.zeros(0, dtype=np.int64)
+    if cells is not None:  # a row's own zone, when its timezone cell names one
+        cell_codes, cell_values = pd.factorize(pd.Series(list(cells), dtype=object), sort=False)
+        own = np.full(len(cell_values) + 1, -1, dtype=np.int64)  # the last: a missing cell (code -1)
+        for j, value in enumerate(cell_values.tolist()):
+            name = value.strip() if isinstance(value, str) else ""
+            if name and zone(name) is not None:
+                own[j] = set_index.setdefault((name,), len(set_index))
+        picked = own[cell_codes]
+        out = np.where(picked >= 0, picked, out)
+    return out, list(set_index)

@@ -25,6 +25,8 @@ def estimate(
     rates: opt.Rates = None,
     purpose: opt.Purpose = None,
     allow_content: opt.AllowContent = None,
+    quiet_hours: opt.QuietHours = None,
+    frequency_cap: opt.FrequencyCap = None,
     details: Annotated[
         Path | None, typer.Option("--details", help="Write one row per recipient with its segments and credits.")
     ] = None,
@@ -39,6 +41,11 @@ def estimate(
     json_output: opt.JsonOutput = False,
 ) -> None:
     """Validate a recipient CSV, render the message for every row, and price it in credits.
+
+    Priced as `send` would send it now: numbers at the frequency cap (config.toml \\[compliance] frequency_cap, or
+    --frequency-cap, counted in the ledger, which is only read) are rejected frequency_capped, and the
+    rows quiet hours would hold back (\\[compliance] quiet_hours, or --quiet-hours, 21:00-08:00 by default,
+    in each recipient's own zone) are counted with when they would go.
 
     Example: bulksend estimate recipients.csv --template spring.txt --rates rates.csv
     """
@@ -61,5 +68,6 @@ def estimate(
                      smart_encoding=smart_encoding, category=category, config=config, channel=options.channel,
                      purpose=purpose, allow_content=allow_content or ())
     result = run_estimate(config, csv_path, options, plan, details=details, examples=not json_output,
-                          inputs=(template, rates))
+                          inputs=(template, rates),
+                          schedule={"quiet_hours": quiet_hours, "frequency_cap": frequency_cap})
     show_estimate(result, json_output=json_output, argv_path=csv_path, hints=ctx.obj.invocation, values=ctx.params)

@@ -62,3 +62,14 @@ AllowContent = Annotated[
 Rates = Annotated[
     Path | None, typer.Option("--rates", help="Rate card CSV: country,channel,credits (* = any country).")
 ]
+QuietHours = Annotated[
+    str | None,
+    typer.Option("--quiet-hours", metavar="HH:MM-HH:MM|off",
+                 help="Hours in each recipient's own zone when nothing is sent "
+                 "(default: \\[compliance] quiet_hours, else 21:00-08:00)."),
+]
+FrequencyCap = Annotated[
+    str | None,
+    typer.Option("--frequency-cap", metavar="N/WINDOW|off",
+                 help="At most N messages per number and channel per window, across campaigns (like 2/24h)."),
+]

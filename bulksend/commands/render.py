@@ -174,6 +174,21 @@ def show_validation(report, *, json_output: bool, argv_path: Path, hints=None, v
     out.print(f"Next: {first}price a message with  {hints.estimate(listed, values)}", markup=False)
 
 
+def quiet_hours_line(quiet) -> str:
+    """One line: how many rows quiet hours would hold back if the send started now, and until when."""
+    when = f"{quiet.at:%Y-%m-%d %H:%M} UTC"
+    if not quiet.waiting:
+        line = f"Quiet hours ({quiet.range}, each recipient's own zone): sent at {when}, no row would wait."
+    else:
+        first, last = (f"{d:%Y-%m-%d %H:%M} UTC" for d in (quiet.first_due, quiet.last_due))
+        span = first if first == last else f"{first} to {last}"
+        line = (f"Quiet hours ({quiet.range}, each recipient's own zone): sent at {when}, "
+                f"{_plural(quiet.waiting, 'row')} would wait until {span}.")
+    if quiet.no_shared_hours:
+        line += f" {_plural(quiet.no_shared_hours, 'row')}: zones with no common allowed hour."
+    return line
+
+
 def show_estimate(estimate, *, json_output: bool, argv_path: Path, hints=None, values=None) -> None:
     from rich.table import Table
 
@@ -245,6 +260,9 @@ def show_estimate(estimate, *, json_output: bool, argv_path: Path, hints=None, v
                 f"({_plural(estimate.smart_credits_delta, 'credit')}) by replacing look-alike characters.",
                 markup=False,
             )
+    quiet = estimate.quiet
+    if quiet is not None:
+        out.print(quiet_hours_line(quiet), markup=False)
     if estimate.details_written is not None:
         out.print(f"Wrote details: {_plural(estimate.details_written, 'row')}.", markup=False)
     if estimate.channel == "whatsapp":

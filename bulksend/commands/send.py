@@ -42,21 +42,13 @@ RetryUnknown = Annotated[
 Limit = Annotated[int | None, typer.Option("--limit", min=1, help="Send only N more messages (a canary).")]
 Provider = Annotated[str | None, typer.Option("--provider", "-p", help="Provider profile (default: outbox).")]
 Sender = Annotated[str | None, typer.Option("--sender", help="Sender number or ID, instead of the profile's.")]
-QuietHoursOption = Annotated[
-    str | None,
-    typer.Option("--quiet-hours", metavar="HH:MM-HH:MM|off",
-                 help="Hours in each recipient's own zone when nothing is sent (default: [compliance], 21:00-08:00)."),
-]
+QuietHoursOption = opt.QuietHours
 At = Annotated[
     str | None,
     typer.Option("--at", help="Send not before this instant (2026-12-01T09:00:00+01:00), or HH:MM with --local."),
 ]
 Local = Annotated[bool, typer.Option("--local", help="--at is a wall time in each recipient's own zone.")]
-FrequencyCapOption = Annotated[
-    str | None,
-    typer.Option("--frequency-cap", metavar="N/WINDOW|off",
-                 help="At most N messages per number and channel per window, across campaigns (like 2/24h)."),
-]
+FrequencyCapOption = opt.FrequencyCap
 Wait = Annotated[
     bool,
     typer.Option("--wait", help="When only rows not yet due are left, sleep until they are, instead of exiting."),
