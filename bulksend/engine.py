@@ -951,6 +951,7 @@ class Engine:
         ledger = self.ledger
         unsent: list[int] = []
         opted_out: list[str] = []
+        accepted: list[tuple[int, str | None]] = []  # (row id, provider id): recorded together, in order
         pending, self._pending = self._pending, []
         try:
             with ledger.transaction():
@@ -963,9 +964,7 @@ class Engine:
                     stats.last_outcome = outcome
                     kind = outcome.kind
                     if kind is OutcomeKind.ACCEPTED:
-                        stats.credits += ledger.mark_sent(row.id, outcome.provider_id)
-                        stats.sent += 1
-                        stats.retrying.discard(row.id)
+                        accepted.append((row.id, outcome.provider_id))
                         continue
                     if kind is OutcomeKind.FATAL:
                         ledger.unclaim([row.id], outcome.code, outcome.text)
@@ -999,6 +998,10 @@ class Engine:
                     else:  # PERMANENT
                         ledger.mark_failed(row.id, outcome.code, outcome.text)
                         self._final_failure(row, outcome.code)
+                if accepted:
+                    stats.credits += ledger.mark_sent_many(accepted)
+                    stats.sent += len(accepted)
+                    stats.retrying.difference_update(row_id for row_id, _ in accepted)
                 if unsent:
                     ledger.unclaim(unsent)
                 if opted_out:

@@ -315,15 +315,15 @@ def test_a_ledger_error_while_recording_leaves_no_row_sending_and_no_hold(cli, h
     from bulksend.errors import LedgerError
     from bulksend.ledger import SqliteLedger
 
-    original = SqliteLedger.mark_sent
+    original = SqliteLedger.mark_sent_many
     failing = {"m-2"}  # the second message the server accepts cannot be recorded as sent
 
-    def mark_sent(self, transmission_id, provider_id, **kwargs):
-        if provider_id in failing:
+    def mark_sent_many(self, accepted):  # the engine records accepted rows a batch at a time
+        if any(provider_id in failing for _, provider_id in accepted):
             raise LedgerError("database or disk is full")
-        return original(self, transmission_id, provider_id, **kwargs)
+        return original(self, accepted)
 
-    monkeypatch.setattr(SqliteLedger, "mark_sent", mark_sent)
+    monkeypatch.setattr(SqliteLedger, "mark_sent_many", mark_sent_many)
     with FaultServer("ok") as server:
         campaign = setup_campaign(cli, home, tmp_path, server.url, concurrency=1)
         result = cli("send", campaign, "--yes", "--quiet")

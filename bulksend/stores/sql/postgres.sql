@@ -18,6 +18,13 @@ SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost,
        report_status, reported_at
 FROM transmissions WHERE id = :id FOR UPDATE;
 
+-- name: transmissions_for_update_by_ids
+-- In id order: two writers locking overlapping batches take the rows in one order, never in a cycle.
+SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost, row_number, country, provider_id,
+       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone,
+       report_status, reported_at
+FROM transmissions WHERE id = ANY(:ids) ORDER BY id FOR UPDATE;
+
 -- name: hold_for_update
 SELECT channel, amount FROM holds WHERE campaign_id = :campaign_id FOR UPDATE;
 
