@@ -729,9 +729,13 @@ class Engine:
         if rules.quiet is not None:
             if self._quiet is None:
                 self._quiet = Scheduler(rules.quiet)
+            allowed: dict[tuple[str, ...], bool] = {}  # by zone set: a batch's rows share a handful
             for row in rows:
                 zones = self._quiet.zones(row.e164, row.country, row.timezone)
-                if allowed_now(now, zones, rules.quiet):
+                ok = allowed.get(zones)
+                if ok is None:
+                    ok = allowed[zones] = allowed_now(now, zones, rules.quiet)
+                if ok:
                     keep.append(row)
                     continue
                 held += 1

@@ -42,7 +42,6 @@ import secrets
 import socket
 import threading
 import time
-from collections import deque
 from pathlib import Path
 
 from bulksend.errors import LedgerError
@@ -81,7 +80,10 @@ class SharedRate:
         self.rate = float(rate)
         self.interval = 1.0 / self.rate
         self.block = max(1, math.floor(self.rate * lease))
-        self._slots: deque[float] = deque()
+        # The leased block, as arithmetic rather than a list: slot i is origin + i * interval, for next ≤ i < end.
+        self._origin = 0.0
+        self._next = 0
+        self._end = 0
         self._lock = threading.Lock()
         self._store = None
         self._created = False
@@ -103,11 +105,12 @@ class SharedRate:
         while True:
             if self.error is not None or halt.is_set():
                 return None
-            now = time.monotonic()
-            while self._slots and self._slots[0] < now - LATE_SLACK:
-                self._slots.popleft()  # its moment passed while every worker was busy: never use it late
-            if self._slots:
-                return self._slots.popleft()
+            # Slots whose moment passed while every worker was busy are skipped: never used late.
+            stale = (time.monotonic() - LATE_SLACK - self._origin) / self.interval
+            index = self._next if self._next > stale else math.ceil(stale)
+            if index < self._end:
+                self._next = index + 1
+                return self._origin + index * self.interval
             try:
                 self._lease()
             except LedgerError as exc:
@@ -132,8 +135,8 @@ class SharedRate:
             )
         self._created = True
         # The monotonic moment of the ledger's ``clock`` is taken after the commit: slots can only come late.
-        origin = time.monotonic() + (start - float(clock))
-        self._slots.extend(origin + i * self.interval for i in range(self.block))
+        self._origin = time.monotonic() + (start - float(clock))
+        self._next, self._end = 0, self.block
         self.leases += 1
 
     def close(self) -> None:
