@@ -72,6 +72,10 @@ COMMIT_INTERVAL = 0.25
 DEFAULT_LEASE = 60.0
 #: A shared ledger: claims that found due rows they could not take, before the run gives up on credits.
 SHARED_STALLS = 20
+#: Batches handed to the workers and not yet answered, below which the next batch is claimed. Two keep the
+#: workers busy while the main thread commits one batch and claims the next, even when each statement is a
+#: round trip to a server and waits for the GIL behind the workers (PostgreSQL on a loaded machine).
+CLAIM_AHEAD = 2
 #: After a claim found nothing due, the next attempt to claim waits this long (while others are in flight).
 IDLE_CLAIM_INTERVAL = 0.2
 #: A stopping run (Ctrl-C, SIGTERM, an error) waits this long for the answers in flight, then cuts them short
@@ -522,7 +526,7 @@ class Engine:
             if (
                 not halted
                 and not limit_reached
-                and self._in_flight < batch
+                and self._in_flight < CLAIM_AHEAD * batch
                 and (not self._in_flight or time.monotonic() >= claim_after)
             ):
                 want = batch if settings.limit is None else min(batch, settings.limit - attempted)
