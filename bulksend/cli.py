@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from bulksend import __version__
 from bulksend.errors import BulksendError, ExitCode
+
+if TYPE_CHECKING:  # pragma: no cover
+    from typer import _click as click  # the Click that Typer vendors (annotations only)
 
 
 @dataclass
@@ -70,6 +74,13 @@ class BulksendGroup(TyperGroup):
     ``--debug`` adds the traceback on stderr and changes nothing else: the same message, the same exit
     code, the same stdout (a monitoring probe run with --debug must still see exit 3).
     """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.commands = _Commands(self.commands)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # the names only: listing them builds nothing
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
@@ -166,45 +177,89 @@ def root(
     hints.use(ctx.obj.invocation)  # for the hints of code that has no Config at hand
 
 
-def _register() -> None:
-    """Mount every command. Command modules import their heavy dependencies lazily, inside the command."""
-    from bulksend.commands import estimate, validate
-
-    app.command("validate")(validate.validate)
-    app.command("estimate")(estimate.estimate)
-
-    from bulksend.commands import balance, credits, optout
-
-    app.command("balance")(balance.balance)
-    app.add_typer(credits.app, name="credits")
-    app.add_typer(optout.app, name="optout")
-
-    from bulksend.commands import provider
-
-    app.add_typer(provider.app, name="provider")
-
-    from bulksend.commands import campaigns, send
-
-    app.command("send")(send.send)
-    app.command("send-one")(send.send_one)
-    app.add_typer(campaigns.app, name="campaigns")
-
-    from bulksend.commands import config
-
-    app.add_typer(config.app, name="config")
-
-    from bulksend.commands import ledger
-
-    app.add_typer(ledger.app, name="ledger")
-
-    from bulksend.commands import webhooks
-
-    app.add_typer(webhooks.app, name="webhooks")
+#: Every command and group, in the order ``--help`` lists them: its name → (module, attribute). A function is a
+#: command, a ``typer.Typer`` a group. A module is imported, and its command built, only when that command is
+#: run, or when ``--help`` or shell completion lists them all: ``balance`` never imports ``send``.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": ("bulksend.commands.validate", "validate"),
+    "estimate": ("bulksend.commands.estimate", "estimate"),
+    "balance": ("bulksend.commands.balance", "balance"),
+    "send": ("bulksend.commands.send", "send"),
+    "send-one": ("bulksend.commands.send", "send_one"),
+    "credits": ("bulksend.commands.credits", "app"),
+    "optout": ("bulksend.commands.optout", "app"),
+    "provider": ("bulksend.commands.provider", "app"),
+    "campaigns": ("bulksend.commands.campaigns", "app"),
+    "config": ("bulksend.commands.config", "app"),
+    "ledger": ("bulksend.commands.ledger", "app"),
+    "webhooks": ("bulksend.commands.webhooks", "app"),
+}
 
 
-_register()
+def _build(name: str) -> click.Command:
+    """The Click command of ``COMMANDS[name]``, built as ``app.command(name)`` / ``app.add_typer`` would build it."""
+    import importlib
+
+    from typer.main import get_command_from_info, get_group_from_info
+
+    module, attribute = COMMANDS[name]
+    target = getattr(importlib.import_module(module), attribute)
+    holder = typer.Typer()  # registers it exactly as the root app would
+    settings = {"pretty_exceptions_short": app.pretty_exceptions_short, "rich_markup_mode": app.rich_markup_mode}
+    if isinstance(target, typer.Typer):
+        holder.add_typer(target, name=name)
+        return get_group_from_info(holder.registered_groups[0], suggest_commands=app.suggest_commands, **settings)
+    holder.command(name)(target)
+    return get_command_from_info(holder.registered_commands[0], **settings)
+
+
+class _Commands(MutableMapping):
+    """The root's subcommands: every name known at once, each command built on first use (see ``COMMANDS``)."""
+
+    def __init__(self, built: MutableMapping[str, click.Command]) -> None:
+        self._built = dict(built)  # commands registered on the app itself (tests add some)
+        self._names = [*self._built, *(n for n in COMMANDS if n not in self._built)]
+
+    def __getitem__(self, name: str) -> click.Command:
+        if name not in self._built:
+            if name not in COMMANDS:
+                raise KeyError(name)
+            self._built[name] = _build(name)
+        return self._built[name]
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self._built[name] = command
+        if name not in self._names:
+            self._names.append(name)
+
+    def __delitem__(self, name: str) -> None:
+        self._names.remove(name)
+        self._built.pop(name, None)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def __iter__(self):
+        return iter(list(self._names))
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 def main() -> None:
     """Console-script entry point."""
-    sys.exit(app(standalone_mode=True))  # pragma: no cover - typer exits itself
+    import gc
+    import os
+
+    # numpy's OpenBLAS starts a thread per core when numpy is imported; bulksend does no linear algebra, and
+    # starting them cost validate, estimate and send about 40 ms of CPU (docs/benchmarks.md, "Start-up").
+    # A value the user set is kept.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    try:
+        sys.exit(app(standalone_mode=True))  # pragma: no cover - typer exits itself
+    finally:
+        # The command is done and its files are closed. Frozen, the objects of pandas and numpy are not walked
+        # again and again by the collector while the interpreter tears its modules down: that walk cost validate
+        # 70 ms or more at exit (docs/benchmarks.md, "Start-up"). Nothing of ours waits for it: every file and
+        # connection is closed by its `with`, and atexit handlers still run.
+        gc.freeze()

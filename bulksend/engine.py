@@ -567,6 +567,8 @@ class Engine:
                 return StopReason.WAITING, wake
             if delay <= 0:
                 # Due rows the claim did not take: only possible when the campaign's hold cannot pay for them.
+                if self.ledger.get_campaign(self.campaign.id).state == "cancelled":
+                    return StopReason.DONE, None  # cancelled from another home: its hold is gone, nothing more goes
                 stalls += 1
                 if self.ledger.store.leases and stalls < SHARED_STALLS:
                     # A shared ledger: another sender that finished may have released the hold this run

@@ -716,7 +716,7 @@ class Ledger:
         with self._write():
             channel = self._channel_of(campaign_id)
             self.store.lock_pool(channel)
-            need = self.outstanding_cost(campaign_id) - self.held(campaign_id)
+            need = self._may_still_spend(campaign_id) - self.held(campaign_id)
             if need <= 0:
                 return 0
             self.hold(campaign_id, channel, need)
@@ -731,13 +731,21 @@ class Ledger:
                 return 0
             self.store.lock_pool(row[0])
             channel, amount = self.store.one("hold_of", campaign_id=campaign_id)
-            excess = amount - self.outstanding_cost(campaign_id)
+            excess = amount - self._may_still_spend(campaign_id)
             if excess <= 0:
                 return 0
             self.store.execute("save_hold", campaign_id=campaign_id, channel=channel, amount=amount - excess,
                                now=self._stamp)
             self._movement(MovementKind.RELEASE, channel, excess, campaign_id=campaign_id)
             return excess
+
+    def _may_still_spend(self, campaign_id: int) -> int:
+        """What the hold must still cover: the outstanding cost; once the campaign is cancelled, only the rows a
+        sender has in flight under a live lease (a shared ledger: a sender of another home kept running, and
+        its requests may be accepted), so they are paid from the hold and nothing more is claimed."""
+        if self._require_campaign(campaign_id).state != "cancelled":
+            return self.outstanding_cost(campaign_id)
+        return self.store.scalar("cost_in_flight", campaign_id=campaign_id) if self.store.leases else 0
 
     def held(self, campaign_id: int) -> int:
         row = self.store.one("hold_of", campaign_id=campaign_id)

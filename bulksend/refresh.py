@@ -46,7 +46,7 @@ class RefreshReport:
     pending_statuses: dict[str, int] = field(default_factory=dict)  # the provider's word for what is not final
 
     def as_json(self) -> dict[str, Any]:
-        from bulksend.campaign import every_state
+        from bulksend.campaign_status import every_state
 
         return {
             "campaign": self.campaign,
@@ -88,12 +88,12 @@ def refresh(
     progress: Progress | None = None,
 ) -> RefreshReport:
     """Ask the provider about every ``sent`` row of campaign ``key`` and record the final answers."""
-    from bulksend.campaign import _find
+    from bulksend.campaign_status import find_campaign
     from bulksend.profiles import load_profile, open_provider
     from bulksend.providers.base import provider_class
 
     stop = stop or threading.Event()
-    ledger, campaign = _find(config, key)
+    ledger, campaign = find_campaign(config, key)
     with ledger:
         profile = load_profile(config, campaign.provider)
         report = RefreshReport(

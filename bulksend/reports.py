@@ -101,12 +101,12 @@ def export_campaign(config: Config, key: str, *, output: Path | None, as_json: b
 
     A file appears only once complete (written aside, then renamed); the ledger is never overwritten.
     """
-    from bulksend.campaign import _find
+    from bulksend.campaign_status import find_campaign
     from bulksend.files import refuse_overwrite
     from bulksend.refresh import provider_type_of
     from bulksend.spreadsheet import atomic_text
 
-    ledger, campaign = _find(config, key, write=False)
+    ledger, campaign = find_campaign(config, key, write=False)
     with ledger:
         if output is not None:
             refuse_overwrite({"--output": output}, [Path(ledger.location)])
@@ -201,12 +201,12 @@ class Breakdown:
 
 
 def breakdown(config: Config, key: str) -> Breakdown:
-    from bulksend.campaign import _find, _status
+    from bulksend.campaign_status import find_campaign, status_of
     from bulksend.refresh import provider_type_of
 
-    ledger, campaign = _find(config, key, write=False)
+    ledger, campaign = find_campaign(config, key, write=False)
     with ledger:
-        status = _status(ledger, campaign, config.invocation)
+        status = status_of(ledger, campaign, config.invocation)
         provider_type = provider_type_of(config, campaign.provider)
         groups: Counter = Counter({("failed", code): n for code, n in status.failures.items()})
         examples: dict = {}
@@ -283,12 +283,12 @@ class ReportResult:
 def report_campaign(config: Config, key: str, *, html: Path) -> ReportResult:
     """Write the campaign's self-contained HTML report to ``html`` (atomically)."""
     from bulksend import report_html
-    from bulksend.campaign import _find
+    from bulksend.campaign_status import find_campaign
     from bulksend.files import refuse_overwrite
     from bulksend.refresh import provider_type_of
     from bulksend.spreadsheet import atomic_text
 
-    ledger, campaign = _find(config, key, write=False)
+    ledger, campaign = find_campaign(config, key, write=False)
     with ledger:
         refuse_overwrite({"--html": html}, [Path(ledger.location)])
         data = gather(ledger, campaign, provider_type_of(config, campaign.provider))

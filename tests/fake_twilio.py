@@ -19,6 +19,7 @@ import random
 import socket
 import threading
 import time
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -222,6 +223,12 @@ def _handler(twilio: FakeTwilio):
             self._reply(201, message)
 
     return Handler
+
+
+def busiest_second(times: list[float]) -> int:
+    """The most arrivals in any one-second window [t, t + 1) that starts at an arrival."""
+    times = sorted(times)
+    return max((bisect_left(times, t + 1.0) - i for i, t in enumerate(times)), default=0)
 
 
 def twilio_config(url: str, **settings) -> str:

@@ -13,23 +13,16 @@ import subprocess
 import sys
 import threading
 import time
-from bisect import bisect_left
 
 import pytest
 
-from fake_twilio import AUTH_TOKEN, FakeTwilio, twilio_config
+from fake_twilio import AUTH_TOKEN, FakeTwilio, busiest_second, twilio_config
 from ledger_backends import BACKENDS, Backend
 from sendhelpers import write_campaign
 
 from bulksend.fleet import LEASE_SECONDS, SharedRate, own_store
 
 BULKSEND = [sys.executable, "-m", "bulksend"]
-
-
-def busiest_second(times: list[float]) -> int:
-    """The most arrivals in any one-second window [t, t + 1) that starts at an arrival."""
-    times = sorted(times)
-    return max((bisect_left(times, t + 1.0) - i for i, t in enumerate(times)), default=0)
 
 
 def test_busiest_second_counts_a_sliding_window():

@@ -203,7 +203,7 @@ def test_an_interrupted_send_suggests_the_resume_that_finishes_it(bulksend, tmp_
         yield event
 
     with monkeypatch.context() as patched:
-        patched.setattr("bulksend.campaign.stop_on_signals", ctrl_c_at_once)
+        patched.setattr("bulksend.campaign_run.stop_on_signals", ctrl_c_at_once)
         stopped = bulksend(*H, "send", LIST, "--region", "GB", "-m", "Hi {first_name}", "--yes")
     assert stopped.exit_code == 130 and "Interrupted" in stopped.stdout
     [resume] = hints(stopped)

@@ -1,7 +1,9 @@
 """Many senders, one campaign, on PostgreSQL (issue 10 item 4): three sender processes from three homes on one
 ledger, killed with SIGKILL at random and replaced, through a fake provider that adds latency and sometimes
 drops the connection after accepting. At the end every recipient was accepted exactly once, the debits
-equal what was accepted, and ``credits audit`` passes.
+equal what was accepted, ``credits audit`` passes, and the provider never saw more than the profile's rate
+(+10 %) in any one-second window: the rate is shared through the ledger, so senders that die and senders that
+start in their place never add up to more than it (issue 10, "Proving it").
 
 A short lease (2 s) makes expiry happen within the test: a killed sender whose home is never used again
 leaves rows only a lease expiry can free; one whose home is reused is settled at once by its successor.
@@ -18,13 +20,14 @@ import time
 
 import pytest
 
-from fake_twilio import AUTH_TOKEN, FakeTwilio, twilio_config
+from fake_twilio import AUTH_TOKEN, FakeTwilio, busiest_second, twilio_config
 from ledger_backends import Backend
 from sendhelpers import write_campaign
 
 BULKSEND = [sys.executable, "-m", "bulksend"]
 RECIPIENTS = 1200
 KILLS = 10
+RATE = 100  # the profile's rate: 12 s of sending at least, so the kills land while the senders work
 
 
 def _dropping(rate: float, seed: int):
@@ -69,7 +72,7 @@ def test_three_senders_killed_at_random_send_every_message_exactly_once(tmp_path
 
     try:
         with FakeTwilio(latency=0.02, fault=_dropping(0.02, seed=3)) as twilio:
-            config = twilio_config(twilio.url, rate=0, concurrency=6, reconcile_after=0, backoff_base=0.05,
+            config = twilio_config(twilio.url, rate=RATE, concurrency=6, reconcile_after=0, backoff_base=0.05,
                                    backoff_cap=0.2)
             campaign, numbers = write_campaign(tmp_path, "spring", RECIPIENTS, provider="fake")
             first = new_home()
@@ -111,15 +114,19 @@ def test_three_senders_killed_at_random_send_every_message_exactly_once(tmp_path
                 assert final.returncode == 0, err
             accepted = twilio.accepted_counts()
             lookups, dropped = twilio.lookups, twilio.faults["drop"]
+            arrivals = [t for times in twilio.post_times.values() for t in times]
 
         rows = _rows(backend)
-        print(f"kills={kills} homes={homes_made} lookups={lookups} dropped={dropped} posts={sum(twilio.posts.values())}")
+        busiest = busiest_second(arrivals)
+        print(f"kills={kills} homes={homes_made} lookups={lookups} dropped={dropped} posts={sum(twilio.posts.values())} "
+              f"busiest second={busiest} (rate {RATE})")
         # What may have reached the provider was looked up, never re-sent blindly.
         assert lookups > 0 and dropped > 0
         assert {state for _, state, _, _ in rows} == {"sent"}
         assert sorted(accepted) == sorted(numbers)
         assert set(accepted.values()) == {1}, [n for n, k in accepted.items() if k > 1]
         assert sum(debited for _, _, debited, _ in rows) == sum(cost for _, _, _, cost in rows) == len(accepted)
+        assert busiest <= RATE * 1.1, f"the provider saw {busiest} requests in one second at rate {RATE}"
         env = {**os.environ, "BULKSEND_HOME": str(first), "BULKSEND_LEDGER_URL": backend.url}
         audit = subprocess.run([*BULKSEND, "credits", "audit", "--json"], env=env, capture_output=True, text=True)
         assert audit.returncode == 0, audit.stdout + audit.stderr

@@ -116,7 +116,7 @@ def test_a_lock_held_by_another_process_is_refused_and_a_killed_holder_leaves_no
         started = time.monotonic()
         with pytest.raises(CampaignLocked, match=rf"being sent by another run \(pid {holder.pid}\)"):
             CampaignLock.acquire(tmp_path, "spring")
-        assert time.monotonic() - started < 1.0  # at once, not after a wait
+        assert time.monotonic() - started < 60  # at once: a wait would last the holder's 120 s
     finally:
         holder.kill()  # SIGKILL: no cleanup of its own
         holder.wait(timeout=30)

@@ -318,10 +318,9 @@ class HttpProviderContract(ProviderContract):
         accepted = next(r for r in self.recorded_responses if r.kind is OutcomeKind.ACCEPTED)
         api.expect_request(self.send_path).respond_with_handler(respond_after(1.0, accepted.response()))
         provider = make_provider(base_url_of(api), timeout=0.3)
-        started = time.monotonic()
         outcome = provider.send(sample_delivery())
+        # The answer comes after 1.0 s: a read timeout shows the profile's 0.3 s applied, not a default.
         assert (outcome.kind, outcome.code) == (OutcomeKind.AMBIGUOUS, "read_timeout"), outcome
-        assert time.monotonic() - started < 0.9, "the read timeout comes from the profile"
 
     def test_connection_dropped_after_sending_is_ambiguous(self, api, make_provider):
         api.expect_request(self.send_path).respond_with_handler(drop_connection)

@@ -477,7 +477,7 @@ def test_provider_check_with_debug_shows_a_traceback_but_never_the_secret(api, t
 
 
 def test_docs_list_every_classified_code_with_its_class_and_source():
-    from bulksend.providers.twilio import TWILIO_ERRORS
+    from bulksend.providers.twilio import TWILIO_CODES
 
     docs = (Path(__file__).resolve().parent.parent / "docs" / "providers.md").read_text(encoding="utf-8")
     rows = {}
@@ -487,4 +487,6 @@ def test_docs_list_every_classified_code_with_its_class_and_source():
             code, kind, _meaning, source = cells
             rows[int(code)] = (kind, source)
     source = "https://www.twilio.com/docs/api/errors/{}"
-    assert rows == {code: (kind.value, source.format(code)) for code, (kind, _) in TWILIO_ERRORS.items()}
+    assert TWILIO_CODES.source_of(30008) == source.format(30008)
+    classified = {code: row.send for code, row in TWILIO_CODES.codes.items() if row.send}
+    assert rows == {code: (kind.value, source.format(code)) for code, kind in classified.items()}

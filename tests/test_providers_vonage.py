@@ -34,7 +34,7 @@ from bulksend import profiles
 from bulksend.config import Config
 from bulksend.errors import BulksendError, ConfigError, ExitCode, ProviderError
 from bulksend.providers.base import Delivery, LookupResult, OutcomeKind, Profile, Provider
-from bulksend.providers.vonage import VONAGE_STATUS, VonageProvider
+from bulksend.providers.vonage import VONAGE_SEND_CODES, VonageProvider
 
 API_KEY = "abcd1234"
 SENDER = "ACME"
@@ -380,7 +380,7 @@ EXPECTED_CLASSES = {
 
 
 def test_every_documented_status_has_its_class():
-    assert {code: kind for code, (kind, _) in VONAGE_STATUS.items()} == EXPECTED_CLASSES
+    assert {code: row.send for code, row in VONAGE_SEND_CODES.codes.items()} == EXPECTED_CLASSES
 
 
 @pytest.mark.parametrize("status", sorted(EXPECTED_CLASSES))
@@ -388,7 +388,7 @@ def test_each_status_in_a_200_answer(api, vonage, status):
     api.expect_request(SEND).respond_with_json(answer(part(str(status))))
     outcome = vonage().send(sample_delivery())
     assert (outcome.kind, outcome.code, outcome.provider_id) == (EXPECTED_CLASSES[status], str(status), None)
-    assert outcome.text == VONAGE_STATUS[status][1], "without error-text, our own words"
+    assert outcome.text == VONAGE_SEND_CODES.meaning(status), "without error-text, our own words"
 
 
 def test_a_long_message_is_sent_only_when_every_part_is(api, vonage):
@@ -598,7 +598,8 @@ def test_docs_list_every_classified_status_with_its_class_and_source():
             status, _name, kind, _why, source = cells
             rows[int(status)] = (kind, source)
     source = "https://developer.vonage.com/en/messaging/sms/guides/troubleshooting-sms#sms-api-error-codes"
-    assert rows == {code: (kind.value, source) for code, (kind, _) in VONAGE_STATUS.items()}
+    assert VONAGE_SEND_CODES.source_of(4) == source
+    assert rows == {code: (row.send.value, source) for code, row in VONAGE_SEND_CODES.codes.items()}
 
 
 def test_a_campaign_through_random_faults_never_sends_twice(cli, home, tmp_path, api, monkeypatch):

@@ -475,7 +475,8 @@ def test_show_gives_delivery_counts_and_what_each_failure_code_means(cli, twilio
     assert doc["delivery"] == {"accepted": 5, "delivered": 2, "undelivered": 1, "awaiting": 2}
     assert doc["failures_explained"] == [
         {"state": "failed", "code": "21211", "count": 1, "meaning": "invalid 'To' phone number"},
-        {"state": "undelivered", "code": "30003", "count": 1, "meaning": codes.TWILIO["30003"]},
+        {"state": "undelivered", "code": "30003", "count": 1,
+         "meaning": "unreachable destination handset (off, out of coverage, or no service)"},
     ]
     assert doc["failures"] == {"21211": 1}
 

@@ -193,7 +193,7 @@ def test_wait_sleeps_until_due_and_finishes_in_one_run(funded, home, tmp_path, m
             clock.shift(seconds)
             return False
 
-        monkeypatch.setattr("bulksend.campaign.sleep_until_due", sleep)
+        monkeypatch.setattr("bulksend.campaign_run.sleep_until_due", sleep)
         doc = send(funded, campaign, "--wait")
     assert doc["state"] == "done" and doc["counts"]["sent"] == 4
     assert slept == [11 * 3600, 2.5 * 3600]
@@ -202,7 +202,7 @@ def test_wait_sleeps_until_due_and_finishes_in_one_run(funded, home, tmp_path, m
 
 def test_ctrl_c_while_waiting_exits_130_with_the_rest_queued(funded, home, tmp_path, monkeypatch):
     campaign = world(tmp_path, quiet_hours="21:00-08:00")
-    monkeypatch.setattr("bulksend.campaign.sleep_until_due", lambda stop, seconds: True)
+    monkeypatch.setattr("bulksend.campaign_run.sleep_until_due", lambda stop, seconds: True)
     with time_machine.travel(utc(2026, 6, 1, 12), tick=False):
         result = funded("send", campaign, "--yes", "--wait", "--json")
     assert result.exit_code == 130
@@ -240,7 +240,8 @@ def test_a_number_at_the_cap_is_rejected_with_when_it_is_eligible(funded, home, 
 
 def test_the_cap_detail_says_when(funded, home, tmp_path):
     from bulksend.config import Config
-    from bulksend.campaign import RunOptions, build_spec, prepare_send
+    from bulksend.campaign_file import RunOptions, build_spec
+    from bulksend.campaign_run import prepare_send
 
     first, numbers = write_campaign(tmp_path / "a", "first", 1)
     with time_machine.travel(utc(2026, 6, 1, 10), tick=False):

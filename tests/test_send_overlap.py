@@ -47,12 +47,11 @@ def test_a_second_run_of_the_same_campaign_exits_5_at_once_and_ctrl_c_exits_130(
                                  text=True)
         _wait_for_requests(twilio, first, 5)
 
-        started = time.monotonic()
         second = subprocess.run(send, env=env, capture_output=True, text=True, timeout=30)
-        elapsed = time.monotonic() - started
         assert second.returncode == 5, second.stderr
-        assert elapsed < 1.0, f"the overlapping run took {elapsed:.2f}s to give up"
         assert f"campaign 'spring' is being sent by another run (pid {first.pid})" in second.stderr
+        # "At once", without timing anything: the first run holds the lock until it ends and is still running,
+        # so the second did not wait for the lock.
         assert first.poll() is None  # the first run was not disturbed
 
         first.send_signal(signal.SIGINT)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bulksend.campaign import CAMPAIGN_KEYS, WHATSAPP_TABLE
+from bulksend.campaign_file import CAMPAIGN_KEYS, WHATSAPP_TABLE
 from twilio_forms import AUTH_TOKEN, TwilioForms
 
 SID = "HX" + "ab" * 16

@@ -16,10 +16,19 @@ import pytest
 import requests
 from werkzeug import Request, Response
 
-from bulksend.config import LEDGER_URL_ENV
 from ledger_backends import BACKENDS, Backend
 from sendhelpers import mobile
-from webhook_helpers import PUBLIC, meta_signature, receiver, rows, snapshot, twilio_signature, urls, vonage_sig
+from webhook_helpers import (  # noqa: F401 - the ledger_backend fixture
+    PUBLIC,
+    ledger_backend_fixture,
+    meta_signature,
+    receiver,
+    rows,
+    snapshot,
+    twilio_signature,
+    urls,
+    vonage_sig,
+)
 
 ACCOUNT = "AC" + "1" * 32
 AUTH_TOKEN = "twilio-auth-token-123"
@@ -236,19 +245,6 @@ def setup(home: Path, monkeypatch, driver) -> None:
         monkeypatch.setenv(name, value)
 
 
-@pytest.fixture(params=BACKENDS)
-def ledger_backend(request, monkeypatch):
-    """The ledger `send` and `webhooks serve` share: the home's SQLite file, or a fresh PostgreSQL schema
-    (BULKSEND_LEDGER_URL; skipped without BULKSEND_TEST_POSTGRES)."""
-    if request.param == "sqlite":
-        yield None
-        return
-    backend = Backend("postgresql")
-    monkeypatch.setenv(LEDGER_URL_ENV, backend.url)
-    yield backend
-    backend.drop()
-
-
 @pytest.mark.parametrize("provider", sorted(DRIVERS))
 def test_receipts_settle_every_row_and_refund_provider_faults_once(provider, ledger_backend, cli, home, tmp_path,
                                                                    httpserver, monkeypatch):
@@ -299,8 +295,9 @@ def test_receipts_settle_every_row_and_refund_provider_faults_once(provider, led
 
 
 @pytest.fixture
-def settled_twilio(cli, home, tmp_path, httpserver, monkeypatch):
-    """A Twilio campaign with one unknown row, and a second Twilio profile with another auth token."""
+def settled_twilio(ledger_backend, cli, home, tmp_path, httpserver, monkeypatch):
+    """A Twilio campaign with one unknown row, and a second Twilio profile with another auth token, on each
+    ledger backend."""
     driver = Twilio(httpserver.url_for("").rstrip("/"))
     setup(home, monkeypatch, driver)
     with open(home / "config.toml", "a") as handle:
@@ -320,6 +317,7 @@ def test_forged_unsigned_replayed_and_wrong_profile_requests_get_403_and_change_
     good = twilio_signature(AUTH_TOKEN, url, form)
     other_url = url.replace("/hooks/api", "/hooks/other")
     before = snapshot(home)
+    assert len(before["transmissions"]) == N and before["movements"]
     with receiver(home) as running:
         attempts = {
             "forged": running.post(url, data=form, headers={"X-Twilio-Signature": "AAAA" + good[4:]}),
@@ -340,7 +338,7 @@ def test_forged_unsigned_replayed_and_wrong_profile_requests_get_403_and_change_
     assert rows(home, "spring")[mobile(1)]["state"] == "delivered"
 
 
-def test_meta_handshake_signature_and_path_tokens(cli, home, monkeypatch):
+def test_meta_handshake_signature_and_path_tokens(ledger_backend, cli, home, monkeypatch):
     (home / "config.toml").write_text(
         f'[webhooks]\npublic_url = "{PUBLIC}"\n[providers.wa]\ntype = "whatsapp"\nphone_number_id = "1234567890"\n'
         '[providers.gw]\ntype = "http"\nurl = "https://gw.example/send"\nauth = { type = "bearer" }\n'
@@ -360,15 +358,13 @@ def test_meta_handshake_signature_and_path_tokens(cli, home, monkeypatch):
         "metadata": {"phone_number_id": "1234567890"},
         "messages": [{"from": "447400000005", "id": "wamid.in1", "timestamp": "1735732800", "type": "text",
                       "text": {"body": "Thanks, see you Sunday"}}]}}]}]}).encode()
-    before = snapshot(home) if (home / "ledger.db").exists() else None
-    with receiver(home) as running:
+    with receiver(home) as running:  # it opens (and on a new home creates) the ledger
+        before = snapshot(home)
         assert running.get(f"{PUBLIC}/healthz").status_code == 200
         handshake = {"hub.mode": "subscribe", "hub.verify_token": token, "hub.challenge": "1158201444"}
         answer = running.get(hooks["wa"]["url"], params=handshake)
         assert (answer.status_code, answer.text) == (200, "1158201444")
         assert running.get(hooks["wa"]["url"], params={**handshake, "hub.verify_token": "guess"}).status_code == 403
-        if before is None:
-            before = snapshot(home)
         assert running.post(hooks["wa"]["url"], data=reply, headers={
             "Content-Type": "application/json", "X-Hub-Signature-256": meta_signature("guess", reply)}).status_code == 403
         wrong = hooks["gw"]["url"][:-4] + "abcd"
@@ -392,7 +388,7 @@ def test_meta_handshake_signature_and_path_tokens(cli, home, monkeypatch):
 
 
 def test_a_stop_reply_mid_campaign_stops_that_number_at_once_and_suppresses_it_next_time(
-    cli, home, tmp_path, httpserver, monkeypatch
+    ledger_backend, cli, home, tmp_path, httpserver, monkeypatch
 ):
     driver = Twilio(httpserver.url_for("").rstrip("/"))
     driver.config = driver.config.replace("concurrency = 4", "concurrency = 1\nbatch_size = 1")
@@ -433,7 +429,7 @@ def test_a_stop_reply_mid_campaign_stops_that_number_at_once_and_suppresses_it_n
     assert stopper not in requested and len(requested) == 2 * (N - 1)
 
 
-def test_provider_opt_out_signals_add_the_number(cli, home, monkeypatch):
+def test_provider_opt_out_signals_add_the_number(ledger_backend, cli, home, monkeypatch):
     (home / "config.toml").write_text(
         f'[webhooks]\npublic_url = "{PUBLIC}"\n[providers.api]\ntype = "twilio"\naccount_sid = "{ACCOUNT}"\n'
         'sender = "+15005550006"\n'
@@ -462,7 +458,8 @@ def test_provider_opt_out_signals_add_the_number(cli, home, monkeypatch):
 # ----------------------------------------------------------------------------- receipts before rows
 
 
-def test_a_receipt_for_a_row_still_being_sent_is_kept_and_applied_when_the_row_is(cli, home, monkeypatch):
+def test_a_receipt_for_a_row_still_being_sent_is_kept_and_applied_when_the_row_is(ledger_backend, cli, home,
+                                                                                  monkeypatch):
     from bulksend.config import Config
     from bulksend.ledger import NewTransmission
     from bulksend.ledger_guard import open_for_write
@@ -518,7 +515,7 @@ def test_webhook_urls_need_a_public_url_and_never_print_a_secret(cli, home, monk
 # ------------------------------------------------------------------------------- the command itself
 
 
-def test_serve_stops_cleanly_on_sigterm_after_answering(home, tmp_path):
+def test_serve_stops_cleanly_on_sigterm_after_answering(ledger_backend, home, tmp_path):
     import os
     import re
     import signal

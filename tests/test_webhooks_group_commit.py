@@ -10,10 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 from bulksend.config import Config
 from bulksend.inbound import ReceiptWriter
 from bulksend.ledger_guard import open_for_write
-from webhook_helpers import PUBLIC, receiver, urls
+from webhook_helpers import PUBLIC, ledger_backend_fixture, receiver, urls  # noqa: F401 - the ledger_backend fixture
 
 
-def test_many_requests_share_one_commit_and_are_answered_after_it(cli, home, monkeypatch):
+def test_many_requests_share_one_commit_and_are_answered_after_it(ledger_backend, cli, home, monkeypatch):
     (home / "config.toml").write_text(f'[webhooks]\npublic_url = "{PUBLIC}"\n')
     assert cli("credits", "topup", 1000, "--channel", "sms").exit_code == 0
     url = urls(cli)["outbox"]["url"]

@@ -7,18 +7,19 @@ import base64
 import hashlib
 import hmac
 import json
-import sqlite3
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
 import requests
 
-from bulksend.config import Config
+from bulksend.config import LEDGER_URL_ENV, Config
 from bulksend.inbound import Receiver, ReceiptWriter, ReceiverServer
 from bulksend.ledger_guard import open_for_write
+from ledger_backends import BACKENDS, Backend
 
 PUBLIC = "https://hooks.example.test/bulk"  # behind a reverse proxy that keeps the /bulk prefix
 
@@ -89,16 +90,29 @@ def rows(home: Path, campaign: str) -> dict[str, dict]:
         return {t.e164: asdict(t) for t in ledger.transmissions(found.id)}
 
 
-def snapshot(home: Path) -> tuple:
-    """Everything a webhook may change: transmissions, movements, opt-outs, kept receipts, replies."""
-    conn = sqlite3.connect(home / "ledger.db")
+@pytest.fixture(name="ledger_backend", params=BACKENDS)
+def ledger_backend_fixture(request, home, monkeypatch):
+    """The ledger the commands and ``webhooks serve`` share: the home's SQLite file, or a fresh PostgreSQL schema
+    (BULKSEND_LEDGER_URL; skipped without BULKSEND_TEST_POSTGRES)."""
+    if request.param == "sqlite":
+        yield None
+        return
+    backend = Backend("postgresql")
+    monkeypatch.setenv(LEDGER_URL_ENV, backend.url)
     try:
-        return tuple(
-            conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
-            for table in ("transmissions", "movements", "optouts", "pending_receipts", "inbound_messages")
-        )
+        yield backend
+        assert not (home / "ledger.db").exists(), "a PostgreSQL test wrote to the home's SQLite file"
     finally:
-        conn.close()
+        backend.drop()
+
+
+def snapshot(home: Path) -> dict[str, list[tuple]]:
+    """Every row of every table but ``meta`` (the ledger's identity), read through the store as ``ledger copy``
+    reads it: on SQLite or PostgreSQL, as the home's config and BULKSEND_LEDGER_URL say."""
+    from bulksend.ledger import TABLES, open_existing
+
+    with open_existing(Config.load(home)) as ledger:
+        return {table: list(ledger.store.export_rows(table)) for table in TABLES if table != "meta"}
 
 
 def urls(cli) -> dict:

@@ -11,7 +11,7 @@ from bulksend.commands import send as sending
 from bulksend.commands.options import JsonOutput
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bulksend.campaign import CampaignStatus
+    from bulksend.campaign_status import CampaignStatus
 
 app = typer.Typer(
     help="Campaigns in the ledger: list, show, resume, cancel, reconcile, refresh, export, report.",
@@ -39,7 +39,7 @@ def list_(ctx: typer.Context, json_output: JsonOutput = False) -> None:
     Example: bulksend campaigns list --json
     """
     from bulksend import output
-    from bulksend.campaign import list_campaigns
+    from bulksend.campaign_status import list_campaigns
 
     statuses = list_campaigns(ctx.obj.config())
     if json_output:
@@ -138,7 +138,8 @@ def resume(
 
     Example, from cron: bulksend campaigns resume spring-sale --yes
     """
-    from bulksend.campaign import RunOptions, prepare_resume
+    from bulksend.campaign_file import RunOptions
+    from bulksend.campaign_run import prepare_resume
 
     sending._require_confirmation_or_yes(yes, ctx.obj.invocation.resume(campaign, ctx.params))
     run = RunOptions(None, rate, concurrency, batch_size, max_attempts, retry_unknown)
@@ -155,13 +156,14 @@ def resume(
 def cancel(ctx: typer.Context, campaign: CampaignId, json_output: JsonOutput = False) -> None:
     """Cancel a campaign: messages still queued are never sent, and its credit hold is released.
 
-    Messages already sent stay sent (and debited). A campaign being sent right now cannot be
-    cancelled (exit 5): stop that run first.
+    Messages already sent stay sent (and debited). A campaign being sent right now from this home
+    cannot be cancelled (exit 5): stop that run first. On a shared (PostgreSQL) ledger, a sender of
+    another home stops once what it has in flight is recorded.
 
     Example: bulksend campaigns cancel spring-sale
     """
     from bulksend import output
-    from bulksend.campaign import cancel_campaign
+    from bulksend.campaign_run import cancel_campaign
 
     report = cancel_campaign(ctx.obj.config(), campaign)
     status = report.status
@@ -206,7 +208,7 @@ def reconcile(
     Example: bulksend campaigns reconcile spring-sale
     """
     from bulksend import output
-    from bulksend.campaign import reconcile as run_reconcile
+    from bulksend.campaign_run import reconcile as run_reconcile
 
     report = run_reconcile(ctx.obj.config(), campaign, assume=assume)
     status = report.status
@@ -247,7 +249,7 @@ def refresh(ctx: typer.Context, campaign: CampaignId, json_output: JsonOutput = 
     import time
 
     from bulksend import output
-    from bulksend.campaign import stop_on_signals
+    from bulksend.campaign_run import stop_on_signals
     from bulksend.refresh import refresh as run_refresh
 
     last = [time.monotonic()]

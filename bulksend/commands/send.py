@@ -12,7 +12,8 @@ import typer
 from bulksend.commands import options as opt
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bulksend.campaign import DryRunReport, Prepared, SendReport
+    from bulksend.campaign_run import Prepared
+    from bulksend.campaign_status import DryRunReport, SendReport
     from bulksend.engine import RunStats
 
 # --- options shared by send, send-one and campaigns resume ------------------------------------------------
@@ -120,7 +121,8 @@ def send(
 
     Example: bulksend send campaign.toml --yes
     """
-    from bulksend.campaign import RunOptions, build_spec, prepare_send
+    from bulksend.campaign_file import RunOptions, build_spec
+    from bulksend.campaign_run import prepare_send
 
     _require_confirmation_or_yes(
         yes or dry_run,
@@ -173,7 +175,8 @@ def send_one(
 
     Example: bulksend send-one +447700900123 --message "Your table is ready" --provider twilio
     """
-    from bulksend.campaign import RunOptions, prepare_send, send_one_spec
+    from bulksend.campaign_file import RunOptions, send_one_spec
+    from bulksend.campaign_run import prepare_send
 
     run = RunOptions(sender=sender, max_attempts=max_attempts)
     spec, tmp = send_one_spec(number, message, provider=provider, channel=channel, region=region, run=run)
@@ -302,7 +305,7 @@ def _confirm(prepared: "Prepared", yes: bool) -> None:
 
 
 def _execute(prepared: "Prepared", *, quiet: bool, wait: bool = False) -> "SendReport":
-    from bulksend.campaign import execute, stop_on_signals
+    from bulksend.campaign_run import execute, stop_on_signals
 
     total = prepared.messages if prepared.limit is None else min(prepared.limit, prepared.messages)
     with SendProgress(prepared.name, total, quiet=quiet) as progress, stop_on_signals() as stop:
@@ -395,7 +398,7 @@ def _duration(seconds: float) -> str:
 
 def _finish_dry_run(prepared: "Prepared", path: Path, *, json_output: bool, next_command: str) -> None:
     from bulksend import output
-    from bulksend.campaign import dry_run
+    from bulksend.campaign_run import dry_run
 
     if prepared.status in ("done", "cancelled"):
         report = _execute(prepared, quiet=True)  # nothing runs for these: it only reads the ledger

@@ -11,6 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
+from bulksend.codes import NO_CODES, CodeTable
 from bulksend.errors import ConfigError
 
 
@@ -109,6 +110,9 @@ class Provider(ABC):
         max_body: the longest text body the API accepts, in characters.
         needs_secret: whether ``secret`` must be given (from the environment or the keyring).
         secret_env: the provider-specific environment variable for the secret, if any.
+        send_codes: the provider's documented codes on a send answer: meaning and class (``bulksend.codes``).
+        receipt_codes: its documented codes in a delivery receipt: meaning and whose fault (only the
+            provider's is refunded). The same table as ``send_codes`` where the provider has one set of codes.
     """
 
     type_name: ClassVar[str]
@@ -119,6 +123,8 @@ class Provider(ABC):
     secret_env: ClassVar[str | None] = None
     can_lookup: ClassVar[bool] = False
     can_fetch_status: ClassVar[bool] = False
+    send_codes: ClassVar[CodeTable] = NO_CODES
+    receipt_codes: ClassVar[CodeTable] = NO_CODES
 
     @classmethod
     def secret_env_vars(cls, profile: Profile) -> tuple[str, ...]:

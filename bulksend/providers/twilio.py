@@ -16,6 +16,7 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 import requests
 
 from bulksend import hints
+from bulksend.codes import Code, CodeTable
 from bulksend.errors import ConfigError, ProviderError
 from bulksend.providers import http_common
 from bulksend.providers.base import (
@@ -49,50 +50,67 @@ RETRYABLE, PERMANENT, OPTED_OUT, FATAL = (
     OutcomeKind.FATAL,
 )
 
-# Twilio error codes seen on create, and what each means for the run. docs/providers.md gives the source of
-# every row (https://www.twilio.com/docs/api/errors/<code>) and why it is classed so. Codes not listed here:
-# HTTP 5xx → ambiguous, 401/403/404 → fatal, any other 4xx → permanent with Twilio's code and message.
-TWILIO_ERRORS: dict[int, tuple[OutcomeKind, str]] = {
+PROVIDER, RECIPIENT, SENDER = Fault.PROVIDER, Fault.RECIPIENT, Fault.SENDER
+
+# Twilio's error codes, one set for both moments: on create (an HTTP 400 body: the send class) and in a
+# Message's error_code or a status callback (whose fault: only PROVIDER is refunded). Reports print the meaning.
+# Source of every row: https://www.twilio.com/docs/api/errors/<code>; docs/providers.md gives why each is classed
+# so on create, docs/webhooks.md why each fault. Codes not listed here: on create, HTTP 5xx → ambiguous,
+# 401/403/404 → fatal, any other 4xx → permanent with Twilio's code and message; in a receipt, fault unknown.
+TWILIO_CODES = CodeTable(ERROR_DOCS, {
     # Not accepted, and worth trying again later.
-    20429: (RETRYABLE, "too many concurrent requests"),
-    21611: (RETRYABLE, "the sender's queue is full (more than 10 hours of messages)"),
-    21730: (RETRYABLE, "Twilio is under maintenance"),
-    30001: (RETRYABLE, "queue overflow"),
-    63017: (RETRYABLE, "account message rate limit exceeded"),
+    20429: Code("too many concurrent requests", RETRYABLE),
+    21611: Code("the sender's queue is full", RETRYABLE),
+    21730: Code("Twilio is under maintenance", RETRYABLE),
+    30001: Code("queue overflow", RETRYABLE, PROVIDER),
+    63017: Code("account message rate limit exceeded", RETRYABLE),
     # The recipient said no.
-    21610: (OPTED_OUT, "the recipient has unsubscribed (replied STOP)"),
-    63014: (OPTED_OUT, "the recipient blocked this sender"),
+    21610: Code("the recipient unsubscribed (replied STOP)", OPTED_OUT, RECIPIENT),
+    63014: Code("the recipient blocked this sender", OPTED_OUT),
     # This recipient (or this message) will never work.
-    21211: (PERMANENT, "invalid 'To' number"),
-    21265: (PERMANENT, "'To' is a short code"),
-    21408: (PERMANENT, "sending to this region is not enabled (Geo Permissions)"),
-    21602: (PERMANENT, "message body is required"),
-    21604: (PERMANENT, "'To' number is required"),
-    21612: (PERMANENT, "'To' cannot be reached from this sender"),
-    21614: (PERMANENT, "'To' is not a mobile number"),
-    21617: (PERMANENT, "message body exceeds 1600 characters"),
-    21635: (PERMANENT, "'To' is a landline"),
-    30003: (PERMANENT, "unreachable destination handset"),
-    30004: (PERMANENT, "message blocked"),
-    30005: (PERMANENT, "unknown destination handset"),
-    30006: (PERMANENT, "landline or unreachable carrier"),
-    30007: (PERMANENT, "message filtered by the carrier"),
-    30008: (PERMANENT, "unknown delivery error"),
-    63003: (PERMANENT, "the channel could not find the 'To' address"),
-    63016: (PERMANENT, "outside the WhatsApp 24-hour window: send a Content template (content_sid in the campaign file)"),
+    21211: Code("invalid 'To' phone number", PERMANENT),
+    21265: Code("'To' is a short code", PERMANENT),
+    21408: Code("sending to this region is not enabled (Geo Permissions)", PERMANENT),
+    21602: Code("message body is required", PERMANENT),
+    21604: Code("'To' number is required", PERMANENT),
+    21612: Code("the 'To' number cannot be reached from this sender", PERMANENT),
+    21614: Code("'To' is not a mobile number", PERMANENT, RECIPIENT),
+    21617: Code("message body exceeds 1600 characters", PERMANENT),
+    21635: Code("'To' is a landline", PERMANENT),
+    30003: Code("unreachable destination handset (off, out of coverage, or no service)", PERMANENT, RECIPIENT),
+    30004: Code("message blocked (the recipient blocked it, or the number cannot receive it)", PERMANENT, RECIPIENT),
+    30005: Code("unknown destination handset (the number does not exist)", PERMANENT, RECIPIENT),
+    30006: Code("landline or unreachable carrier", PERMANENT, RECIPIENT),
+    30007: Code("message filtered by the carrier (spam or content rules)", PERMANENT, SENDER),
+    30008: Code("unknown error (from the carrier or Twilio)", PERMANENT, PROVIDER),
+    63003: Code("the channel could not find the 'To' address", PERMANENT, RECIPIENT),
+    63016: Code("outside the WhatsApp 24-hour window: only a template may be sent", PERMANENT, SENDER),
     # Nothing will work until the account or profile is fixed: stop the run, keep the rest queued.
-    10001: (FATAL, "the account is not active"),
-    20003: (FATAL, "authentication failed"),
-    20005: (FATAL, "the account is not active (out of funds, or trial not activated)"),
-    20403: (FATAL, "the account may not use the API (suspended or closed)"),
-    20404: (FATAL, "account or messaging service not found"),
-    21606: (FATAL, "the 'From' number cannot send messages for this account"),
-    21608: (FATAL, "trial account: recipients must be verified numbers"),
-    30002: (FATAL, "the account is suspended"),
-    30016: (FATAL, "'To' and 'From' are on different channels"),
-    63007: (FATAL, "no channel (e.g. WhatsApp sender) for the 'From' address"),
-    63038: (FATAL, "the account's daily message limit is reached"),
-}
+    10001: Code("the account is not active", FATAL),
+    20003: Code("authentication failed", FATAL),
+    20005: Code("the account is not active (out of funds, or trial not activated)", FATAL),
+    20403: Code("the account may not use the API (suspended or closed)", FATAL),
+    20404: Code("account or messaging service not found", FATAL),
+    21606: Code("the 'From' number cannot send messages", FATAL),
+    21608: Code("trial account: the recipient is not a verified number", FATAL),
+    30002: Code("account suspended", FATAL, SENDER),
+    30016: Code("'To' and 'From' are on different channels", FATAL),
+    63007: Code("no channel (e.g. WhatsApp sender) for the 'From' address", FATAL),
+    63038: Code("the account's daily message limit is reached", FATAL),
+    # Only in receipts: the message was accepted, then not delivered.
+    30009: Code("missing segment of a long message", fault=PROVIDER),
+    30017: Code("carrier network congestion", fault=PROVIDER),
+    63024: Code("invalid message recipient", fault=RECIPIENT),
+    30010: Code("message price exceeds the max price", fault=SENDER),
+    30018: Code("the destination carrier requires sender ID pre-registration", fault=SENDER),
+    30019: Code("content size exceeds the carrier's limit", fault=SENDER),
+    30022: Code("US A2P 10DLC: rate limit exceeded", fault=SENDER),
+    30023: Code("US A2P 10DLC: daily cap reached", fault=SENDER),
+    30024: Code("numeric sender ID not provisioned with the carrier", fault=SENDER),
+    30027: Code("US A2P 10DLC: T-Mobile daily limit reached", fault=SENDER),
+    30032: Code("toll-free number not verified", fault=SENDER),
+    30034: Code("US A2P 10DLC: message from an unregistered number", fault=SENDER),
+})
 
 LOOKUP_PAGE_SIZE = 100
 LOOKUP_MAX_PAGES = 10
@@ -145,6 +163,8 @@ class TwilioProvider(Provider):
     secret_env: ClassVar[str | None] = AUTH_TOKEN_ENV
     can_lookup: ClassVar[bool] = True
     can_fetch_status: ClassVar[bool] = True
+    send_codes: ClassVar[CodeTable] = TWILIO_CODES
+    receipt_codes: ClassVar[CodeTable] = TWILIO_CODES
 
     @classmethod
     def settings_from_env(cls, profile: Profile, environ: Mapping[str, str]) -> dict[str, str]:
@@ -273,8 +293,8 @@ class TwilioProvider(Provider):
             return Outcome(OutcomeKind.AMBIGUOUS, code=code_text, text=text, retry_after=retry_after)
         if 300 <= status < 400:
             return Outcome(OutcomeKind.FATAL, code=code_text, text=f"unexpected redirect ({text}); check base_url")
-        if code in TWILIO_ERRORS:
-            kind = TWILIO_ERRORS[code][0]
+        if (known := TWILIO_CODES.send(code)) is not None:
+            kind = known
         elif status in (401, 403, 404):
             kind = OutcomeKind.FATAL  # credentials, account or URL: the same for every message
         elif status == 408:
@@ -290,8 +310,8 @@ class TwilioProvider(Provider):
             detail = error.get("detail")
             if isinstance(detail, str) and detail.strip() and detail not in message:
                 text = f"{message}: {detail}"
-        elif code in TWILIO_ERRORS:
-            text = TWILIO_ERRORS[code][1]
+        elif (meaning := TWILIO_CODES.meaning(code)) is not None:
+            text = meaning
         else:
             text = f"HTTP {response.status_code}: {http_common.body_excerpt(response)}"
         return self._scrub(http_common.short(text))
@@ -412,7 +432,7 @@ class TwilioProvider(Provider):
             text = message.get("error_message")
             code_text = str(code) if code not in (None, "") else None
             if not (isinstance(text, str) and text.strip()):
-                text = TWILIO_ERRORS[int(code)][1] if isinstance(code, int) and code in TWILIO_ERRORS else status
+                text = (TWILIO_CODES.meaning(code) if isinstance(code, int) else None) or status
             return MessageStatus(
                 StatusKind.UNDELIVERED, status, code=code_text, text=self._scrub(http_common.short(text)), at=at
             )
@@ -554,10 +574,10 @@ class TwilioProvider(Provider):
 
 
 def classify_failure(status: str | None, code: str | None) -> tuple[Fault, str | None, bool]:
-    """Whose fault an undelivered message is (``TWILIO_DELIVERY_ERRORS``), what its code means, and whether it
-    says the recipient opted out: one classification for status callbacks and ``campaigns refresh``."""
-    known = TWILIO_DELIVERY_ERRORS.get(int(code)) if code and code.isdigit() else None
-    fault, text = known if known else (Fault.UNKNOWN, f"Twilio error {code}" if code else status)
+    """Whose fault an undelivered message is (``TWILIO_CODES``), what its code means, and whether it says the
+    recipient opted out: one classification for status callbacks and ``campaigns refresh``."""
+    fault, text = TWILIO_CODES.failure(code)
+    text = text or (f"Twilio error {code}" if code else status)
     if status == "canceled":
         fault, text = Fault.SENDER, "canceled before it was sent"
     return fault, text, code in ("21610",)
@@ -594,32 +614,4 @@ TWILIO_RECEIPT_STATES: dict[str, ReceiptState] = {
     "undelivered": ReceiptState.UNDELIVERED,
     "failed": ReceiptState.UNDELIVERED,
     "canceled": ReceiptState.UNDELIVERED,
-}
-
-# Delivery error codes in status callbacks, and whose fault each is. Source of each row:
-# https://www.twilio.com/docs/api/errors/<code>; docs/webhooks.md gives the reasoning. Only PROVIDER is refunded.
-TWILIO_DELIVERY_ERRORS: dict[int, tuple[Fault, str]] = {
-    30001: (Fault.PROVIDER, "queue overflow: Twilio dropped it from the sender's queue"),
-    30008: (Fault.PROVIDER, "unknown error delivering the message"),
-    30009: (Fault.PROVIDER, "missing segment: a part of the message was lost"),
-    30017: (Fault.PROVIDER, "carrier network congestion"),
-    30002: (Fault.SENDER, "the account is suspended"),
-    30007: (Fault.SENDER, "filtered by the carrier as spam or for its content"),
-    30010: (Fault.SENDER, "the price exceeds the message's MaxPrice"),
-    30018: (Fault.SENDER, "the destination carrier requires sender ID registration"),
-    30019: (Fault.SENDER, "the content is larger than the carrier accepts"),
-    30022: (Fault.SENDER, "US A2P 10DLC: the campaign's rate limit was exceeded"),
-    30023: (Fault.SENDER, "US A2P 10DLC: the daily cap was reached"),
-    30024: (Fault.SENDER, "the numeric sender ID is not provisioned with the carrier"),
-    30027: (Fault.SENDER, "US A2P 10DLC: T-Mobile daily limit reached"),
-    30034: (Fault.SENDER, "US A2P 10DLC: the sender number is not registered"),
-    63016: (Fault.SENDER, "WhatsApp: outside the 24-hour window without a template"),
-    30003: (Fault.RECIPIENT, "unreachable destination handset (off, out of coverage)"),
-    30004: (Fault.RECIPIENT, "blocked by the recipient or the recipient's carrier"),
-    30005: (Fault.RECIPIENT, "unknown destination handset (the number does not exist)"),
-    30006: (Fault.RECIPIENT, "landline or unreachable carrier"),
-    21610: (Fault.RECIPIENT, "the recipient unsubscribed (replied STOP)"),
-    21614: (Fault.RECIPIENT, "not a mobile number"),
-    63003: (Fault.RECIPIENT, "WhatsApp: the channel could not find the recipient"),
-    63024: (Fault.RECIPIENT, "WhatsApp: not a valid recipient"),
 }

@@ -11,6 +11,7 @@ from urllib.parse import quote, quote_plus
 import requests
 
 from bulksend import hints
+from bulksend.codes import Code, CodeTable
 from bulksend.errors import ConfigError, ProviderError
 from bulksend.providers import http_common
 from bulksend.providers.base import (
@@ -27,6 +28,7 @@ from bulksend.receipts import Fault, InboundMessage, Receipt, ReceiptState
 
 DEFAULT_BASE_URL = "https://rest.nexmo.com"
 STATUS_DOCS = "https://developer.vonage.com/en/messaging/sms/guides/troubleshooting-sms#sms-api-error-codes"
+DLR_DOCS = "https://developer.vonage.com/en/messaging/sms/guides/delivery-receipts#dlr-error-codes"
 
 ACCEPTED, RETRYABLE, AMBIGUOUS, PERMANENT, FATAL = (
     OutcomeKind.ACCEPTED,
@@ -36,34 +38,65 @@ ACCEPTED, RETRYABLE, AMBIGUOUS, PERMANENT, FATAL = (
     OutcomeKind.FATAL,
 )
 
-# Every non-zero ``messages[].status`` Vonage documents, and what it means for the run. docs/providers.md gives
-# the source and the reasoning of every row (a test keeps the two in step). A status not listed here is
+PROVIDER, RECIPIENT, SENDER = Fault.PROVIDER, Fault.RECIPIENT, Fault.SENDER
+
+# Every non-zero ``messages[].status`` Vonage documents: what it means, and what it means for the run.
+# docs/providers.md gives the reasoning of every row (a test keeps the two in step). A status not listed here is
 # permanent with Vonage's own code and text: the message was refused, and a new code shows up by number.
-VONAGE_STATUS: dict[int, tuple[OutcomeKind, str]] = {
+VONAGE_SEND_CODES = CodeTable(STATUS_DOCS, {
     # Not accepted, and worth trying again later.
-    1: (RETRYABLE, "throttled: sending faster than the account's limit"),
-    10: (RETRYABLE, "too many existing binds (simultaneous connections)"),
+    1: Code("throttled: sending faster than the account's limit", RETRYABLE),
+    10: Code("too many existing binds", RETRYABLE),
     # May have been accepted: Vonage's platform failed while processing it.
-    5: (AMBIGUOUS, "internal error while processing the message"),
+    5: Code("internal error at Vonage", AMBIGUOUS),
     # This recipient (or this message) will never work.
-    2: (PERMANENT, "missing parameters"),
-    3: (PERMANENT, "invalid parameters"),
-    6: (PERMANENT, "invalid message: not routable (e.g. an unrecognised number prefix)"),
-    7: (PERMANENT, "the number is barred"),
-    12: (PERMANENT, "message too long"),
-    15: (PERMANENT, "sender ID not authorised for this destination"),
-    22: (PERMANENT, "invalid network code"),
-    23: (PERMANENT, "invalid callback URL"),
-    33: (PERMANENT, "the number is de-activated"),
+    2: Code("missing parameters", PERMANENT),
+    3: Code("invalid parameters", PERMANENT),
+    6: Code("invalid message: the number is not routable", PERMANENT),
+    7: Code("the number is barred", PERMANENT),
+    12: Code("message too long", PERMANENT),
+    15: Code("sender ID not authorised for this destination", PERMANENT),
+    22: Code("invalid network code", PERMANENT),
+    23: Code("invalid callback URL", PERMANENT),
+    33: Code("the number is de-activated", PERMANENT),
     # Nothing will work until the account or profile is fixed: stop the run, keep the rest queued.
-    4: (FATAL, "invalid credentials (api_key / api_secret)"),
-    8: (FATAL, "the account is barred (suspended)"),
-    9: (FATAL, "partner quota exceeded: not enough credit"),
-    11: (FATAL, "the account is not enabled for the HTTP SMS API"),
-    14: (FATAL, "invalid signature"),
-    29: (FATAL, "non-whitelisted destination: the account is in demo mode"),
-    32: (FATAL, "a signed request may not also carry api_secret"),
-}
+    4: Code("invalid credentials", FATAL),
+    8: Code("the account is barred (suspended)", FATAL),
+    9: Code("partner quota exceeded: not enough credit", FATAL),
+    11: Code("the account is not enabled for the HTTP SMS API", FATAL),
+    14: Code("invalid signature", FATAL),
+    29: Code("non-whitelisted destination (demo account)", FATAL),
+    32: Code("a signed request may not also carry api_secret", FATAL),
+})
+
+# A delivery receipt's err-code (another code space: 9 here is an opt-out) and whose fault each is: only
+# PROVIDER is refunded. Sources: Vonage, "SMS API delivery receipt error codes", and its support article "SMS
+# Delivery Error Codes" (api.support.vonage.com, article 204014733); docs/webhooks.md gives the reasoning.
+VONAGE_RECEIPT_CODES = CodeTable(DLR_DOCS, {
+    0: Code("delivered"),
+    1: Code("unknown: not delivered and no cause could be determined", fault=PROVIDER),
+    5: Code("portability error", fault=PROVIDER),
+    8: Code("network error", fault=PROVIDER),
+    11: Code("unroutable: Vonage found no route for this message", fault=PROVIDER),
+    16: Code("gateway quota exceeded", fault=PROVIDER),
+    99: Code("general error", fault=PROVIDER),
+    2: Code("absent subscriber (temporary): the handset was unavailable", fault=RECIPIENT),
+    3: Code("absent subscriber (permanent): the number is no longer active", fault=RECIPIENT),
+    4: Code("call barred by the user", fault=RECIPIENT),
+    7: Code("handset busy", fault=RECIPIENT),
+    9: Code("illegal number: the user asked not to receive messages from this service", fault=RECIPIENT),
+    12: Code("destination unreachable", fault=RECIPIENT),
+    13: Code("subscriber age restriction", fault=RECIPIENT),
+    14: Code("number blocked by the carrier", fault=RECIPIENT),
+    15: Code("prepaid subscriber with insufficient funds", fault=RECIPIENT),
+    6: Code("anti-spam rejection by the carrier", fault=SENDER),
+    10: Code("illegal message: error in a message parameter (e.g. the encoding)", fault=SENDER),
+    50: Code("entity filter (10DLC / sender registration)", fault=SENDER),
+    51: Code("header filter (sender ID)", fault=SENDER),
+    52: Code("content filter", fault=SENDER),
+    53: Code("consent filter", fault=SENDER),
+    54: Code("regulation error", fault=SENDER),
+})
 
 # When every part of a message failed, the part whose class weighs most decides: a part that may have gone
 # out (ambiguous) above all, since a row that is requeued or failed could then be sent twice or hidden.
@@ -104,6 +137,8 @@ class VonageProvider(Provider):
     needs_secret: ClassVar[bool] = True
     secret_env: ClassVar[str | None] = "VONAGE_API_SECRET"
     can_lookup: ClassVar[bool] = False
+    send_codes: ClassVar[CodeTable] = VONAGE_SEND_CODES
+    receipt_codes: ClassVar[CodeTable] = VONAGE_RECEIPT_CODES
 
     def __init__(self, profile, secret, home) -> None:
         super().__init__(profile, secret, home)
@@ -218,16 +253,14 @@ class VonageProvider(Provider):
 
     @staticmethod
     def _kind(code: int) -> OutcomeKind:
-        return VONAGE_STATUS.get(code, (PERMANENT, ""))[0]
+        return VONAGE_SEND_CODES.send(code) or PERMANENT
 
     @staticmethod
     def _part_text(part: dict[str, Any], code: int) -> str:
         text = part.get("error-text")
         if isinstance(text, str) and text.strip():
             return text.strip()
-        if code in VONAGE_STATUS:
-            return VONAGE_STATUS[code][1]
-        return f"status {code}, not documented by Vonage"
+        return VONAGE_SEND_CODES.meaning(code) or f"status {code}, not documented by Vonage"
 
     # -- checking --------------------------------------------------------------------------------------------
 
@@ -312,8 +345,8 @@ class VonageProvider(Provider):
         fault = text = None
         if state is ReceiptState.UNDELIVERED or (code not in (None, "0") and state is not ReceiptState.DELIVERED):
             state = ReceiptState.UNDELIVERED
-            known = VONAGE_DLR_ERRORS.get(int(code)) if code and code.isdigit() else None
-            fault, text = known if known else (Fault.UNKNOWN, f"Vonage err-code {code}" if code else status)
+            fault, text = VONAGE_RECEIPT_CODES.failure(code)
+            text = text or (f"Vonage err-code {code}" if code else status)
         reference = (fields.get("client-ref") or "").strip()
         return [
             Receipt(
@@ -360,35 +393,6 @@ VONAGE_RECEIPT_STATES: dict[str, ReceiptState] = {
     "failed": ReceiptState.UNDELIVERED,
     "rejected": ReceiptState.UNDELIVERED,
 }
-
-# DLR err-code values and whose fault each is. Source: Vonage, "SMS API delivery receipt error codes"
-# (https://developer.vonage.com/en/messaging/sms/guides/delivery-receipts#dlr-error-codes); docs/webhooks.md
-# gives the reasoning. Only PROVIDER is refunded.
-VONAGE_DLR_ERRORS: dict[int, tuple[Fault, str]] = {
-    1: (Fault.PROVIDER, "unknown: the carrier gave no reason"),
-    5: (Fault.PROVIDER, "portability error: the carrier could not route the ported number"),
-    8: (Fault.PROVIDER, "network error at the carrier"),
-    11: (Fault.PROVIDER, "unroutable: Vonage has no route to this carrier"),
-    16: (Fault.PROVIDER, "gateway quota exceeded"),
-    99: (Fault.PROVIDER, "general error"),
-    2: (Fault.RECIPIENT, "absent subscriber (temporary): the phone is off or out of coverage"),
-    3: (Fault.RECIPIENT, "absent subscriber (permanent): the number is no longer active"),
-    4: (Fault.RECIPIENT, "call barred by the user"),
-    7: (Fault.RECIPIENT, "handset busy or its memory full"),
-    9: (Fault.RECIPIENT, "illegal number: the recipient opted out (replied STOP)"),
-    12: (Fault.RECIPIENT, "destination unreachable"),
-    13: (Fault.RECIPIENT, "subscriber age restriction"),
-    14: (Fault.RECIPIENT, "number blocked by the carrier"),
-    15: (Fault.RECIPIENT, "prepaid account without funds"),
-    6: (Fault.SENDER, "anti-spam rejection"),
-    10: (Fault.SENDER, "illegal message (content or sender ID)"),
-    50: (Fault.SENDER, "entity filter (registration)"),
-    51: (Fault.SENDER, "header filter (sender ID)"),
-    52: (Fault.SENDER, "content filter"),
-    53: (Fault.SENDER, "consent filter"),
-    54: (Fault.SENDER, "regulation error"),
-}
-
 
 def _scts(value: str | None) -> str | None:
     """A DLR's ``scts`` (YYMMDDHHMM, the carrier's UTC time of the event) in the ledger's timestamp format."""

@@ -27,7 +27,7 @@ What ``Delivery.params`` means to this adapter — the contract with the campaig
   stop the run (FATAL, code ``bad_template_params`` or ``unsupported_params``) with the rest left queued.
   An empty value concerns one row: that row fails (PERMANENT, ``empty_parameter``), without a request.
 
-Every Meta error code this adapter knows is classified in ``WHATSAPP_ERRORS``; docs/providers.md gives the
+Every Meta error code this adapter knows is classified in ``WHATSAPP_CODES``; docs/providers.md gives the
 source of each and why it is classed so. The Cloud API cannot list sent messages, so ``lookup`` cannot tell:
 an ambiguous row stays ``unknown`` until ``campaigns reconcile`` (the user decides) or ``--retry-unknown``.
 """
@@ -47,6 +47,7 @@ from urllib.parse import quote
 import requests
 
 from bulksend import hints
+from bulksend.codes import Code, CodeTable
 from bulksend.errors import ConfigError, ProviderError
 from bulksend.providers import http_common
 from bulksend.providers.base import (
@@ -65,6 +66,7 @@ from bulksend.receipts import Fault, InboundMessage, Receipt, ReceiptState
 DEFAULT_BASE_URL = "https://graph.facebook.com"
 DEFAULT_API_VERSION = "v21.0"
 CHECK_FIELDS = "display_phone_number,verified_name,quality_rating"
+ERROR_DOCS = "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes"
 MAX_TEXT_BODY = 4096  # characters in a text message body (Cloud API limit)
 
 #: Seconds to wait before writing to the same person again after 131056. Meta allows about one message every
@@ -84,58 +86,64 @@ ACCEPTED, RETRYABLE, AMBIGUOUS, PERMANENT, OPTED_OUT, FATAL = (
     OutcomeKind.FATAL,
 )
 
-# Meta's error codes on the send request, and what each means for the run. docs/providers.md gives the
-# source of every row and the reasoning; a test keeps the two in step. Besides these: 200-299 (API
-# permission) are fatal; 100 with error_subcode 33 (no such phone number id for this token) is fatal; an
-# unknown code is permanent, unless the HTTP status says more (429 retryable, 5xx ambiguous, 401/403/404
-# fatal).
-WHATSAPP_ERRORS: dict[int, tuple[OutcomeKind, str]] = {
+PROVIDER, RECIPIENT, SENDER = Fault.PROVIDER, Fault.RECIPIENT, Fault.SENDER
+
+# Meta's error codes, one set for both moments: on the send request (the send class) and in a failed status
+# webhook's errors[] (whose fault: only PROVIDER is refunded). Reports print the meaning. docs/providers.md gives
+# why each is classed so on send (a test keeps the two in step), docs/webhooks.md why each fault. Besides these:
+# 200-299 (API permission) are fatal; 100 with error_subcode 33 (no such phone number id for this token) is fatal;
+# an unknown code is permanent, unless the HTTP status says more (429 retryable, 5xx ambiguous, 401/403/404
+# fatal); in a receipt, its fault is unknown.
+WHATSAPP_CODES = CodeTable(ERROR_DOCS, {
     # Throttled or refused at the door: certainly not accepted, worth trying again later.
-    4: (RETRYABLE, "the app reached its API call rate limit"),
-    80007: (RETRYABLE, "the WhatsApp Business Account reached its rate limit"),
-    130429: (RETRYABLE, "Cloud API message throughput reached"),
-    131056: (RETRYABLE, "pair rate limit: too many messages to this recipient in a short time"),
-    131057: (RETRYABLE, "the business account is in maintenance mode (a throughput upgrade)"),
+    4: Code("the app reached its API call rate limit", RETRYABLE),
+    80007: Code("the WhatsApp Business Account reached its rate limit", RETRYABLE),
+    130429: Code("Cloud API message throughput reached", RETRYABLE, SENDER),
+    131056: Code("pair rate limit: too many messages to this recipient in a short time", RETRYABLE, SENDER),
+    131057: Code("the business account is in maintenance mode", RETRYABLE),
     # Failed inside Meta for a reason Meta does not know: the message may or may not exist.
-    1: (AMBIGUOUS, "unknown API error: invalid request or possible server error"),
-    2: (AMBIGUOUS, "the API is temporarily down or overloaded"),
-    131000: (AMBIGUOUS, "something went wrong (unknown error)"),
-    131016: (AMBIGUOUS, "a service is temporarily unavailable"),
+    1: Code("unknown API error", AMBIGUOUS, PROVIDER),
+    2: Code("the API is temporarily unavailable", AMBIGUOUS, PROVIDER),
+    131000: Code("something went wrong (unknown error)", AMBIGUOUS, PROVIDER),
+    131016: Code("a service is temporarily unavailable", AMBIGUOUS, PROVIDER),
     # The recipient said no.
-    131050: (OPTED_OUT, "the recipient stopped marketing messages from this business"),
+    131050: Code("the recipient stopped marketing messages from this business", OPTED_OUT, RECIPIENT),
     # This recipient, or this one message, will never work.
-    100: (PERMANENT, "invalid parameter"),
-    130472: (PERMANENT, "the recipient's number is part of an experiment"),
-    130497: (PERMANENT, "the business may not message users in this country"),
-    131008: (PERMANENT, "a required parameter is missing"),
-    131009: (PERMANENT, "a parameter value is not valid"),
-    131021: (PERMANENT, "the recipient is the sender"),
-    131026: (PERMANENT, "message undeliverable (not on WhatsApp, outdated app, terms not accepted)"),
-    131047: (PERMANENT, "more than 24 hours since the recipient last wrote: only a template can be sent"),
-    131049: (PERMANENT, "Meta chose not to deliver it (per-user marketing limit)"),
-    131051: (PERMANENT, "unsupported message type"),
-    132005: (PERMANENT, "the template's text is too long once filled in"),
-    132007: (PERMANENT, "the filled-in template violates the format character policy"),
-    132012: (PERMANENT, "a template parameter is not in the template's format"),
+    100: Code("invalid parameter", PERMANENT),
+    130472: Code("the recipient's number is part of an experiment", PERMANENT, PROVIDER),
+    130497: Code("the business may not message users in this country", PERMANENT),
+    131008: Code("a required parameter is missing", PERMANENT),
+    131009: Code("a parameter value is not valid", PERMANENT),
+    131021: Code("the recipient is the sender", PERMANENT, SENDER),
+    131026: Code("message undeliverable (not on WhatsApp, an old app, or the terms not accepted)", PERMANENT, RECIPIENT),
+    131047: Code("more than 24 hours since the recipient last wrote: only a template may be sent", PERMANENT, SENDER),
+    131049: Code("Meta did not deliver it to keep engagement healthy (per-user marketing limit)", PERMANENT, PROVIDER),
+    131051: Code("unsupported message type", PERMANENT, SENDER),
+    132005: Code("the template's text is too long once filled in", PERMANENT, SENDER),
+    132007: Code("the filled-in template violates the format character policy", PERMANENT, SENDER),
+    132012: Code("a template parameter is not in the template's format", PERMANENT, SENDER),
     # Nothing will work until the token, the account, the number or the template is fixed.
-    0: (FATAL, "authentication failed (the access token expired or was invalidated)"),
-    3: (FATAL, "capability or permission issue"),
-    10: (FATAL, "permission denied"),
-    33: (FATAL, "the business phone number has been deleted"),
-    190: (FATAL, "the access token expired or is invalid"),
-    368: (FATAL, "temporarily blocked for policy violations"),
-    131005: (FATAL, "access denied"),
-    131031: (FATAL, "the business account is locked"),
-    131037: (FATAL, "the business number needs display name approval"),
-    131042: (FATAL, "business eligibility payment issue"),
-    131045: (FATAL, "incorrect certificate (phone number registration)"),
-    131048: (FATAL, "spam rate limit: sending from this number is restricted"),
-    132000: (FATAL, "the number of template parameters does not match the template"),
-    132001: (FATAL, "the template does not exist in this language, or is not approved"),
-    132015: (FATAL, "the template is paused for low quality"),
-    132016: (FATAL, "the template is disabled"),
-    133010: (FATAL, "the business phone number is not registered on the WhatsApp Business Platform"),
-}
+    0: Code("authentication failed (the access token expired or was invalidated)", FATAL),
+    3: Code("capability or permission issue", FATAL),
+    10: Code("permission denied", FATAL),
+    33: Code("the business phone number has been deleted", FATAL),
+    190: Code("the access token expired", FATAL),
+    368: Code("temporarily blocked for policy violations", FATAL, SENDER),
+    131005: Code("access denied", FATAL),
+    131031: Code("the business account is locked", FATAL),
+    131037: Code("the business number needs display name approval", FATAL),
+    131042: Code("business eligibility payment issue", FATAL, SENDER),
+    131045: Code("incorrect certificate (phone number registration)", FATAL),
+    131048: Code("spam rate limit: sending from this number is restricted", FATAL, SENDER),
+    132000: Code("the number of template parameters does not match the template", FATAL, SENDER),
+    132001: Code("the template does not exist in this language, or is not approved", FATAL, SENDER),
+    132015: Code("the template is paused for low quality", FATAL, SENDER),
+    132016: Code("the template is disabled", FATAL, SENDER),
+    133010: Code("the business phone number is not registered", FATAL),
+    # Only in status webhooks: the message was accepted, then not delivered.
+    131052: Code("media download error", fault=SENDER),
+    131053: Code("media upload error", fault=SENDER),
+})
 API_PERMISSION_CODES = range(200, 300)  # "API Permission": permission not granted or removed (fatal)
 UNKNOWN_OBJECT_SUBCODE = 33  # with code 100: the phone number id does not exist for this token (fatal)
 
@@ -151,8 +159,8 @@ def error_class(code: int | None, subcode: int | None = None) -> OutcomeKind | N
         return None
     if code == 100 and subcode == UNKNOWN_OBJECT_SUBCODE:
         return FATAL
-    if code in WHATSAPP_ERRORS:
-        return WHATSAPP_ERRORS[code][0]
+    if (known := WHATSAPP_CODES.send(code)) is not None:
+        return known
     if code in API_PERMISSION_CODES:
         return FATAL
     return None
@@ -254,6 +262,8 @@ class WhatsAppProvider(Provider):
     needs_secret: ClassVar[bool] = True
     secret_env: ClassVar[str | None] = "WHATSAPP_TOKEN"
     can_lookup: ClassVar[bool] = False
+    send_codes: ClassVar[CodeTable] = WHATSAPP_CODES
+    receipt_codes: ClassVar[CodeTable] = WHATSAPP_CODES
 
     def __init__(self, profile, secret, home) -> None:
         super().__init__(profile, secret, home)
@@ -376,8 +386,8 @@ class WhatsAppProvider(Provider):
             trace = error.get("fbtrace_id")
             if isinstance(trace, str) and trace.strip():
                 text = f"{text} (fbtrace_id {trace.strip()})"
-        elif code in WHATSAPP_ERRORS:
-            text = WHATSAPP_ERRORS[code][1]
+        elif (meaning := WHATSAPP_CODES.meaning(code)) is not None:
+            text = meaning
         else:
             text = f"HTTP {response.status_code}: {http_common.body_excerpt(response)}"
         return self._scrub(http_common.short(text)) or f"HTTP {response.status_code}"
@@ -524,9 +534,8 @@ class WhatsAppProvider(Provider):
                 code = _as_int(error.get("code"))
                 fault = text = None
                 if state is ReceiptState.UNDELIVERED:
-                    known = WHATSAPP_DELIVERY_ERRORS.get(code) if code is not None else None
-                    fallback = str(error.get("title") or error.get("message") or word)
-                    fault, text = known if known else (Fault.UNKNOWN, fallback)
+                    fault, text = WHATSAPP_CODES.failure(code)
+                    text = text or str(error.get("title") or error.get("message") or word)
                 reference = str(status.get("biz_opaque_callback_data") or "").strip()
                 receipts.append(
                     Receipt(
@@ -585,38 +594,6 @@ WHATSAPP_RECEIPT_STATES: dict[str, ReceiptState] = {
     "read": ReceiptState.DELIVERED,
     "failed": ReceiptState.UNDELIVERED,
 }
-
-# Error codes in failed status webhooks and whose fault each is. Source: Meta, "Error codes"
-# (https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes); docs/webhooks.md gives the
-# reasoning. Only PROVIDER is refunded.
-WHATSAPP_DELIVERY_ERRORS: dict[int, tuple[Fault, str]] = {
-    1: (Fault.PROVIDER, "unknown API error"),
-    2: (Fault.PROVIDER, "the API was temporarily down or overloaded"),
-    131000: (Fault.PROVIDER, "something went wrong at Meta"),
-    131016: (Fault.PROVIDER, "a Meta service was temporarily unavailable"),
-    131049: (Fault.PROVIDER, "Meta chose not to deliver it (ecosystem engagement limit)"),
-    130472: (Fault.PROVIDER, "the number is part of a Meta experiment"),
-    131026: (Fault.RECIPIENT, "undeliverable: not on WhatsApp, an old app, or terms not accepted"),
-    131050: (Fault.RECIPIENT, "the recipient stopped marketing messages from this business"),
-    131021: (Fault.SENDER, "the recipient is the sender"),
-    131047: (Fault.SENDER, "more than 24 hours since the recipient last wrote: only a template may be sent"),
-    131051: (Fault.SENDER, "unsupported message type"),
-    131052: (Fault.SENDER, "media download error"),
-    131053: (Fault.SENDER, "media upload error"),
-    131042: (Fault.SENDER, "business eligibility payment issue"),
-    131048: (Fault.SENDER, "spam rate limit: this number is restricted"),
-    131056: (Fault.SENDER, "pair rate limit: too many messages to this recipient"),
-    130429: (Fault.SENDER, "throughput limit reached"),
-    368: (Fault.SENDER, "temporarily blocked for policy violations"),
-    132000: (Fault.SENDER, "template parameter count mismatch"),
-    132001: (Fault.SENDER, "the template does not exist or is not approved"),
-    132005: (Fault.SENDER, "the filled-in template is too long"),
-    132007: (Fault.SENDER, "the template violates the format policy"),
-    132012: (Fault.SENDER, "a template parameter has the wrong format"),
-    132015: (Fault.SENDER, "the template is paused"),
-    132016: (Fault.SENDER, "the template is disabled"),
-}
-
 
 def _wa_number(value: Any) -> str:
     """A WhatsApp id (digits, the country code first) as E.164."""

@@ -83,6 +83,11 @@ class Store(ABC):
     the ``…_for_update`` queries. ``savepoint()`` nests one operation inside it, ``snapshot()`` makes
     several reads consistent. Named queries take keyword parameters; a list parameter is a list of
     values (the dialect's query says how it is matched).
+
+    A failure of the storage (a damaged file, a full disk, a read-only database, a server gone) surfaces from
+    whichever method met it as one ``LedgerError`` that names the cause, with the transaction rolled back.
+    A store may replace a connection it finds dead when a transaction begins (nothing of it had run), never
+    one lost inside a transaction: the rest of that transaction would be written without its beginning.
     """
 
     dialect: str = ""

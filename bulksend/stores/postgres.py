@@ -6,6 +6,12 @@ those rows and never overspend nor lose an update. Migrations are numbered files
 ``sql/postgres/``, recorded in ``bulksend_schema`` and applied under a transaction-scoped advisory lock,
 so ten senders starting in the same second migrate once. Every message names the server by its URL
 with the password scrubbed; libpq reads ``PGPASSWORD`` and ``~/.pgpass`` itself.
+
+When the server fails (docs/ledger.md, "When the server fails"): a connection found dead when a
+transaction or a lone read begins is replaced once and the statement runs on the new one (nothing had
+started); a connection lost inside a transaction is never replaced, because the server rolled that
+transaction back: the operation stops with a LedgerError saying so. A read-only server (a replica) and
+a full disk (SQLSTATE class 53) are LedgerErrors that name the cause; every one exits 1.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
-from typing import Any
+from typing import Any, NoReturn
 
 from pathlib import Path
 
@@ -70,6 +76,8 @@ class PostgresStore(Store):
         self.url = url
         self.location = scrub_url(url)
         self._psycopg = _psycopg()
+        #: True from a BEGIN of ours until its COMMIT or ROLLBACK: a connection lost then is never replaced.
+        self._open = False
 
     # -- opening -----------------------------------------------------------------------------------
 
@@ -93,17 +101,7 @@ class PostgresStore(Store):
     @classmethod
     def connect(cls, url: str) -> "PostgresStore":
         """A connection to the server, nothing read or written yet."""
-        psycopg = _psycopg()
-        try:
-            connection = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
-        except psycopg.Error as exc:
-            raise LedgerError(
-                f"cannot reach the ledger at {scrub_url(url)}: {_first_line(exc, url)}",
-                hint="Check that the server is up and the URL, user and password (PGPASSWORD, ~/.pgpass) are right.",
-            ) from None
-        except ValueError as exc:  # psycopg refuses a URL it cannot parse before connecting
-            raise LedgerError(f"the ledger URL {scrub_url(url)} is not valid: {_first_line(exc, url)}") from None
-        return cls(connection, url)
+        return cls(_connection(url), url)
 
     def schema_version(self) -> int:
         if self._run("SELECT to_regclass('bulksend_schema')", {}).fetchone()[0] is None:
@@ -167,21 +165,26 @@ class PostgresStore(Store):
 
     @property
     def in_transaction(self) -> bool:
-        return self.connection.info.transaction_status != self._psycopg.pq.TransactionStatus.IDLE
+        return self._open or self.connection.info.transaction_status not in (
+            self._psycopg.pq.TransactionStatus.IDLE, self._psycopg.pq.TransactionStatus.UNKNOWN)
 
     @contextmanager
     def write(self) -> Iterator[None]:
         self._run("BEGIN ISOLATION LEVEL READ COMMITTED", None)
+        self._open = True
         try:
-            yield
-        except BaseException:
-            self._rollback("ROLLBACK")
-            raise
-        try:
-            self._run("COMMIT", None)
-        except BaseException:
-            self._rollback("ROLLBACK")
-            raise
+            try:
+                yield
+            except BaseException:
+                self._rollback("ROLLBACK")
+                raise
+            try:
+                self._run("COMMIT", None)
+            except BaseException:
+                self._rollback("ROLLBACK")
+                raise
+        finally:
+            self._open = False
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -189,8 +192,9 @@ class PostgresStore(Store):
         try:
             yield
         except BaseException:
-            self._run("ROLLBACK TO SAVEPOINT op", None)
-            self._run("RELEASE SAVEPOINT op", None)
+            if not self.connection.closed:  # a lost connection took the whole transaction: the first error tells
+                self._run("ROLLBACK TO SAVEPOINT op", None)
+                self._run("RELEASE SAVEPOINT op", None)
             raise
         self._run("RELEASE SAVEPOINT op", None)
 
@@ -200,9 +204,11 @@ class PostgresStore(Store):
             yield
             return
         self._run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", None)
+        self._open = True
         try:
             yield
         finally:
+            self._open = False
             self._rollback("COMMIT")
 
     def lock_pool(self, channel: str) -> None:
@@ -229,11 +235,68 @@ class PostgresStore(Store):
         psycopg = self._psycopg
         try:
             return self.connection.execute(sql, params)
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        except psycopg.Error as exc:
+            if not (self._lost(exc) and not self._open and _repeatable(sql)):
+                self._raise(exc, sql)
+        # The connection died while idle (a server restart, a fail-over, an idle timeout): nothing of this
+        # statement ran, so it runs once more on a new connection.
+        self.close()
+        self.connection = _connection(self.url)
+        try:
+            return self.connection.execute(sql, params)
+        except psycopg.Error as exc:
+            self._raise(exc, sql)
+
+    def _lost(self, exc: BaseException) -> bool:
+        """True when ``exc`` ended the connection (the server went away, or an administrator ended it)."""
+        return self.connection.closed or self.connection.broken or (
+            getattr(exc, "sqlstate", None) or "").startswith(("08", "57P"))
+
+    def _raise(self, exc: BaseException, sql: str) -> NoReturn:
+        """Raise the LedgerError a storage failure means; an error that is not about the storage, as it is (a bug
+        or a constraint the rules handle)."""
+        psycopg = self._psycopg
+        if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
+            raise LedgerError(
+                f"the ledger's server at {self.location} is read-only ({_first_line(exc, self.url)}); "
+                "nothing was recorded.",
+                hint="It is a replica, or default_transaction_read_only is on: point --ledger, BULKSEND_LEDGER_URL "
+                "or [ledger] url at the primary server, then run the same command again (balance and credits audit only "
+                "read: they work on a replica).",
+            ) from None
+        if (getattr(exc, "sqlstate", None) or "").startswith("53"):  # disk full, out of memory, a limit
+            raise LedgerError(
+                f"the ledger's server at {self.location} cannot write: {_first_line(exc, self.url)} "
+                f"(SQLSTATE {exc.sqlstate}); the operation was rolled back, nothing of it was recorded.",
+                hint="Free some space on the server's disk (its data directory and WAL), then run the same "
+                "command again." if exc.sqlstate == "53100" else
+                "Ask the server's administrator about its resources, then run the same command again.",
+            ) from None
+        if self._lost(exc):
+            text = _first_line(exc, self.url)
+            if sql == "COMMIT":
+                raise LedgerError(
+                    f"the connection to the ledger at {self.location} was lost while committing ({text}): the "
+                    "server may or may not have recorded the operation.",
+                    hint="Look before repeating it (credits history, campaigns status; a top-up whose --ref was "
+                    "recorded is refused). A send resumes safely: run it again.",
+                ) from None
+            if self._open:
+                raise LedgerError(
+                    f"the connection to the ledger at {self.location} was lost in the middle of a transaction "
+                    f"({text}); the server rolled it back: nothing of it was recorded.",
+                    hint="Run the same command again when the server is back (a send resumes where it stopped).",
+                ) from None
+            raise LedgerError(
+                f"the connection to the ledger at {self.location} was lost ({text}).",
+                hint="Run the same command again when the server is back.",
+            ) from None
+        if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
             raise LedgerError(
                 f"the ledger at {self.location} failed: {_first_line(exc, self.url)}",
                 hint="Nothing of the interrupted operation was recorded; run the command again.",
             ) from None
+        raise exc
 
     def execute(self, query: str, **params: Any) -> int:
         return self._run(QUERIES[query], _params(params)).rowcount
@@ -248,13 +311,12 @@ class PostgresStore(Store):
         rows = [_params(r) for r in rows]
         if not rows:
             return 0
-        psycopg = self._psycopg
         try:
             with self.connection.cursor() as cursor:
                 cursor.executemany(QUERIES[query], rows)
                 return cursor.rowcount
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            raise LedgerError(f"the ledger at {self.location} failed: {_first_line(exc, self.url)}") from None
+        except self._psycopg.Error as exc:
+            self._raise(exc, query)
 
     def high_water(self) -> tuple[int, int, int]:
         return self._run(
@@ -282,8 +344,11 @@ class PostgresStore(Store):
             return 0
         columns = TABLES[table]
         sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
-        with self.connection.cursor() as cursor:
-            cursor.executemany(sql, list(rows))
+        try:
+            with self.connection.cursor() as cursor:
+                cursor.executemany(sql, list(rows))
+        except self._psycopg.Error as exc:
+            self._raise(exc, sql)
         return len(rows)
 
     def after_import(self) -> None:
@@ -302,6 +367,26 @@ def backup_refusal(location: str) -> InputError:
         "nothing was written.",
         hint="e.g. pg_dump --format=custom --file=ledger.dump DBNAME (see docs/ledger.md, \"Backup and recovery\").",
     )
+
+
+def _connection(url: str) -> Any:
+    """A new autocommit connection to ``url``, or the LedgerError that says why there is none."""
+    psycopg = _psycopg()
+    try:
+        return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+    except psycopg.Error as exc:
+        raise LedgerError(
+            f"cannot reach the ledger at {scrub_url(url)}: {_first_line(exc, url)}",
+            hint="Check that the server is up and the URL, user and password (PGPASSWORD, ~/.pgpass) are right.",
+        ) from None
+    except ValueError as exc:  # psycopg refuses a URL it cannot parse before connecting
+        raise LedgerError(f"the ledger URL {scrub_url(url)} is not valid: {_first_line(exc, url)}") from None
+
+
+def _repeatable(sql: str) -> bool:
+    """A statement that may run again on a new connection when the old one was found dead: one that begins a
+    transaction, or a read outside any (in autocommit a SELECT has no effect that outlives it)."""
+    return sql.lstrip().upper().startswith(("BEGIN", "SELECT"))
 
 
 def _params(params: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -223,7 +224,7 @@ class SqliteStore(Store):
             )
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
+                _switch_to_wal(conn)
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
             store = cls(conn, path)
@@ -467,6 +468,23 @@ class SqliteStore(Store):
                 pass
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+
+
+def _switch_to_wal(conn: sqlite3.Connection) -> None:
+    """``PRAGMA journal_mode = WAL`` on a new ledger, waiting for another process that opens it at the same moment.
+
+    SQLite takes the exclusive lock this needs without calling the busy handler, so two processes creating one
+    ledger at once (two cron lines) would see "database is locked" at once; this waits as any write does."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except LedgerError as exc:
+            code = getattr(exc.__cause__, "sqlite_errorcode", 0) & 0xFF
+            if code != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.01)
 
 
 def _check_ledger_file(path: Path) -> str | None:

@@ -99,3 +99,9 @@ ORDER BY id FOR UPDATE SKIP LOCKED;
 SELECT COUNT(*) FROM transmissions
 WHERE campaign_id = :campaign_id AND state = 'sending' AND claimed_by IS DISTINCT FROM :sender
   AND lease_until IS NOT NULL AND CAST(lease_until AS timestamptz) >= clock_timestamp();
+
+-- name: cost_in_flight
+-- What the rows some sender has in flight under a lease that still holds may cost (a cancelled campaign's hold).
+SELECT COALESCE(SUM(cost), 0) FROM transmissions
+WHERE campaign_id = :campaign_id AND state = 'sending'
+  AND lease_until IS NOT NULL AND CAST(lease_until AS timestamptz) >= clock_timestamp();
