@@ -899,15 +899,15 @@ class Ledger:
                     for lot_id, (remaining, expired, expires_on) in lots.items()
                 ))
             if movements:
-                self.store.many("insert_movement", movements)
+                self.store.execute(
+                    "insert_debits", channel=movements[0][0], on_date=str(self._day), now=stamp,
+                    campaign_id=rows[0].campaign_id, amounts=[m[1] for m in movements],
+                    lot_ids=[m[2] for m in movements], transmission_ids=[m[3] for m in movements],
+                    from_holds=[m[4] for m in movements],
+                )
             if hold is not None:
                 self.store.execute("save_hold", now=stamp, **hold)
-            self.store.many("save_transmission", (
-                dict(id=row.id, state=T.SENT.value, attempts=row.attempts, not_before=None, cost=row.cost,
-                     provider_id=provider_id, error_code=None, error_text=None, debited=row.cost,
-                     refunded=row.refunded, sent_at=stamp, now=stamp)
-                for row, (_, provider_id) in zip(rows, accepted)
-            ))
+            self.store.execute("mark_sent_ids", ids=ids, provider_ids=[p for _, p in accepted], now=stamp)
             return sum(row.cost for row in rows)
 
     def _plan_debits(self, rows: list[Transmission]):
@@ -923,8 +923,7 @@ class Ledger:
         held = self.held(campaign_id)
         spendable = [list(lot) for lot in self.store.all("spendable_lots", channel=channel, today=str(self._day))]
         lots: dict[int, tuple[int, int, date | str]] = {}
-        movements: list[dict] = []
-        day, stamp = str(self._day), self._stamp
+        movements: list[tuple[str, int, int, int, int]] = []  # (channel, amount, lot, transmission, from hold)
         for row, cost in zip(rows, costs):
             if not cost:
                 continue
@@ -941,11 +940,7 @@ class Ledger:
                 lots[lot_id] = (lot[1], expired, expires_on)
                 share = min(part, left_from_hold)
                 left_from_hold -= share
-                movements.append(dict(
-                    kind=MovementKind.DEBIT.value, channel=channel, amount=part, on_date=day, now=stamp,
-                    lot_id=lot_id, campaign_id=campaign_id, transmission_id=row.id, from_hold=share, ref=None,
-                    note=None,
-                ))
+                movements.append((channel, part, lot_id, row.id, share))
                 need -= part
                 if not need:
                     break

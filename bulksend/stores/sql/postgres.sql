@@ -25,6 +25,23 @@ SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost,
        report_status, reported_at
 FROM transmissions WHERE id = ANY(:ids) ORDER BY id FOR UPDATE;
 
+-- name: mark_sent_ids
+-- Ledger.mark_sent_many: the rows (read and locked in this transaction) become sent, debited their cost.
+UPDATE transmissions AS t
+SET state = 'sent', provider_id = s.provider_id, not_before = NULL, error_code = NULL, error_text = NULL,
+    debited = t.cost, sent_at = :now, updated_at = :now
+FROM unnest(CAST(:ids AS bigint[]), CAST(:provider_ids AS text[])) AS s(id, provider_id)
+WHERE t.id = s.id;
+
+-- name: insert_debits
+-- Ledger.mark_sent_many: debit movements of one campaign, in the order given (ids are assigned in that order).
+INSERT INTO movements (kind, channel, amount, on_date, recorded_at, lot_id, campaign_id, transmission_id, from_hold)
+SELECT 'debit', :channel, m.amount, CAST(:on_date AS date), :now, m.lot_id, :campaign_id, m.transmission_id,
+       m.from_hold
+FROM unnest(CAST(:amounts AS integer[]), CAST(:lot_ids AS bigint[]), CAST(:transmission_ids AS bigint[]),
+            CAST(:from_holds AS integer[])) WITH ORDINALITY AS m(amount, lot_id, transmission_id, from_hold, n)
+ORDER BY m.n;
+
 -- name: hold_for_update
 SELECT channel, amount FROM holds WHERE campaign_id = :campaign_id FOR UPDATE;
 

@@ -13,6 +13,25 @@ SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost,
        report_status, reported_at
 FROM transmissions WHERE id = ANY(:ids) ORDER BY id;
 
+-- name: mark_sent_ids
+-- Ledger.mark_sent_many: the rows (read in this transaction) become sent, debited their cost.
+UPDATE transmissions
+SET state = 'sent', provider_id = s.provider_id, not_before = NULL, error_code = NULL, error_text = NULL,
+    debited = transmissions.cost, sent_at = :now, updated_at = :now
+FROM (SELECT i.value AS id, p.value AS provider_id
+      FROM json_each(:ids) AS i JOIN json_each(:provider_ids) AS p ON p.key = i.key) AS s
+WHERE transmissions.id = s.id;
+
+-- name: insert_debits
+-- Ledger.mark_sent_many: debit movements of one campaign, in the order given (ids are assigned in that order).
+INSERT INTO movements (kind, channel, amount, on_date, recorded_at, lot_id, campaign_id, transmission_id, from_hold)
+SELECT 'debit', :channel, a.value, :on_date, :now, l.value, :campaign_id, t.value, h.value
+FROM json_each(:amounts) AS a
+JOIN json_each(:lot_ids) AS l ON l.key = a.key
+JOIN json_each(:transmission_ids) AS t ON t.key = a.key
+JOIN json_each(:from_holds) AS h ON h.key = a.key
+ORDER BY a.key;
+
 -- name: hold_for_update
 SELECT channel, amount FROM holds WHERE campaign_id = :campaign_id;
 
