@@ -105,19 +105,19 @@ class SharedRate:
             if self.error is not None or halt.is_set():
                 return False
             slot, low = self._take(time.monotonic() - LATE_SLACK)
-            if low and self._leasing.acquire(blocking=False):
-                try:
-                    if self._ahead is None:
-                        self._lease_ahead(halt)
-                finally:
-                    self._leasing.release()
-            if slot is None:  # both blocks spent: lease one now (unless another worker just did)
+            if slot is None:  # both blocks spent: lease one now (unless another worker just did), in turn
                 with self._leasing:
                     slot, _ = self._take(time.monotonic() - LATE_SLACK)
                     if slot is None and self._lease_ahead(halt):
                         slot, _ = self._take(time.monotonic() - LATE_SLACK)
                 if slot is None:
                     continue
+            elif low and self._leasing.acquire(blocking=False):
+                try:
+                    if self._ahead is None:
+                        self._lease_ahead(halt)
+                finally:
+                    self._leasing.release()
             if slot >= time.monotonic() - LATE_SLACK:
                 break
             # The slot passed while this worker leased or waited: a slot is never used late; take another.

@@ -27,20 +27,32 @@ FROM transmissions WHERE id = ANY(:ids) ORDER BY id FOR UPDATE;
 
 -- name: mark_sent_ids
 -- Ledger.mark_sent_many: the rows (read and locked in this transaction) become sent, debited their cost.
+-- :sent is a JSON array of [transmission id, provider id] pairs.
 UPDATE transmissions AS t
-SET state = 'sent', provider_id = s.provider_id, not_before = NULL, error_code = NULL, error_text = NULL,
+SET state = 'sent', provider_id = s.v ->> 1, not_before = NULL, error_code = NULL, error_text = NULL,
     debited = t.cost, sent_at = :now, updated_at = :now
-FROM unnest(CAST(:ids AS bigint[]), CAST(:provider_ids AS text[])) AS s(id, provider_id)
-WHERE t.id = s.id;
+FROM jsonb_array_elements(CAST(:sent AS jsonb)) AS s(v)
+WHERE t.id = CAST(s.v ->> 0 AS bigint);
 
 -- name: insert_debits
 -- Ledger.mark_sent_many: debit movements of one campaign, in the order given (ids are assigned in that order).
+-- :debits is a JSON array of [amount, lot id, transmission id, from hold] rows.
 INSERT INTO movements (kind, channel, amount, on_date, recorded_at, lot_id, campaign_id, transmission_id, from_hold)
-SELECT 'debit', :channel, m.amount, CAST(:on_date AS date), :now, m.lot_id, :campaign_id, m.transmission_id,
-       m.from_hold
-FROM unnest(CAST(:amounts AS integer[]), CAST(:lot_ids AS bigint[]), CAST(:transmission_ids AS bigint[]),
-            CAST(:from_holds AS integer[])) WITH ORDINALITY AS m(amount, lot_id, transmission_id, from_hold, n)
-ORDER BY m.n;
+SELECT 'debit', :channel, CAST(d.v ->> 0 AS integer), CAST(:on_date AS date), :now, CAST(d.v ->> 1 AS bigint),
+       :campaign_id, CAST(d.v ->> 2 AS bigint), CAST(d.v ->> 3 AS integer)
+FROM jsonb_array_elements(CAST(:debits AS jsonb)) WITH ORDINALITY AS d(v, n)
+ORDER BY d.n;
+
+-- name: insert_transmissions
+-- Ledger.add_transmissions: one statement for a chunk of rows, in the order given (ids are assigned in it).
+-- :rows is a JSON array of [e164, message, units, cost, row_number, country, params, not_before, timezone].
+INSERT INTO transmissions (campaign_id, e164, message, units, cost, row_number, country, created_at, updated_at,
+                           params, not_before, timezone)
+SELECT :campaign_id, r.v ->> 0, r.v ->> 1, CAST(r.v ->> 2 AS integer), CAST(r.v ->> 3 AS integer),
+       CAST(r.v ->> 4 AS integer), r.v ->> 5, :now, :now, r.v ->> 6, r.v ->> 7, r.v ->> 8
+FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS r(v, n)
+ORDER BY r.n
+ON CONFLICT (campaign_id, e164) DO NOTHING;
 
 -- name: hold_for_update
 SELECT channel, amount FROM holds WHERE campaign_id = :campaign_id FOR UPDATE;

@@ -15,22 +15,35 @@ FROM transmissions WHERE id = ANY(:ids) ORDER BY id;
 
 -- name: mark_sent_ids
 -- Ledger.mark_sent_many: the rows (read in this transaction) become sent, debited their cost.
+-- :sent is a JSON array of [transmission id, provider id] pairs.
 UPDATE transmissions
-SET state = 'sent', provider_id = s.provider_id, not_before = NULL, error_code = NULL, error_text = NULL,
-    debited = transmissions.cost, sent_at = :now, updated_at = :now
-FROM (SELECT i.value AS id, p.value AS provider_id
-      FROM json_each(:ids) AS i JOIN json_each(:provider_ids) AS p ON p.key = i.key) AS s
-WHERE transmissions.id = s.id;
+SET state = 'sent', provider_id = json_extract(s.value, '$[1]'), not_before = NULL, error_code = NULL,
+    error_text = NULL, debited = transmissions.cost, sent_at = :now, updated_at = :now
+FROM json_each(:sent) AS s
+WHERE transmissions.id = json_extract(s.value, '$[0]');
 
 -- name: insert_debits
 -- Ledger.mark_sent_many: debit movements of one campaign, in the order given (ids are assigned in that order).
+-- :debits is a JSON array of [amount, lot id, transmission id, from hold] rows.
 INSERT INTO movements (kind, channel, amount, on_date, recorded_at, lot_id, campaign_id, transmission_id, from_hold)
-SELECT 'debit', :channel, a.value, :on_date, :now, l.value, :campaign_id, t.value, h.value
-FROM json_each(:amounts) AS a
-JOIN json_each(:lot_ids) AS l ON l.key = a.key
-JOIN json_each(:transmission_ids) AS t ON t.key = a.key
-JOIN json_each(:from_holds) AS h ON h.key = a.key
-ORDER BY a.key;
+SELECT 'debit', :channel, json_extract(d.value, '$[0]'), :on_date, :now, json_extract(d.value, '$[1]'),
+       :campaign_id, json_extract(d.value, '$[2]'), json_extract(d.value, '$[3]')
+FROM json_each(:debits) AS d
+ORDER BY d.key;
+
+-- name: insert_transmissions
+-- Ledger.add_transmissions: one statement for a chunk of rows, in the order given (ids are assigned in it).
+-- :rows is a JSON array of [e164, message, units, cost, row_number, country, params, not_before, timezone].
+-- (WHERE true: SQLite's parser needs it between a SELECT and ON CONFLICT.)
+INSERT INTO transmissions (campaign_id, e164, message, units, cost, row_number, country, created_at, updated_at,
+                           params, not_before, timezone)
+SELECT :campaign_id, json_extract(r.value, '$[0]'), json_extract(r.value, '$[1]'), json_extract(r.value, '$[2]'),
+       json_extract(r.value, '$[3]'), json_extract(r.value, '$[4]'), json_extract(r.value, '$[5]'), :now, :now,
+       json_extract(r.value, '$[6]'), json_extract(r.value, '$[7]'), json_extract(r.value, '$[8]')
+FROM json_each(:rows) AS r
+WHERE true
+ORDER BY r.key
+ON CONFLICT (campaign_id, e164) DO NOTHING;
 
 -- name: hold_for_update
 SELECT channel, amount FROM holds WHERE campaign_id = :campaign_id;
