@@ -3,8 +3,9 @@
 The hot path is claim → HTTP → commit. The main thread is the only one that touches the ledger: it
 claims a batch of due ``queued`` rows (the ledger marks them ``sending`` and commits *before* any request
 goes out), hands each row to a bounded pool of worker threads that take a token from the rate limiter
-and call ``provider.send``, and commits the outcomes that came back in one transaction per batch. It
-claims the next batch while the current one is still in flight, so the pool never waits on the ledger.
+and call ``provider.send``, and commits the outcomes that came back in one transaction per batch (the
+accepted ones with :meth:`Ledger.mark_sent_many`). It claims the next batch while fewer than
+``CLAIM_AHEAD`` are in flight, so the pool never waits on the ledger.
 
 Before a worker starts a request it appends the row to the campaign's attempt journal (one ``os.write``,
 bulksend/journal.py), together with the outcome of its previous request. A crashed run's ``sending`` rows
@@ -120,8 +121,9 @@ class EngineSettings:
     def batch(self) -> int:
         """Rows per claim and per commit: 4 per worker, but no more than ~2 seconds of sending at ``rate``.
 
-        Claimed rows sit in ``sending`` until their outcome is committed; a crash turns them into ``unknown``.
-        Keeping a batch to a couple of seconds of work keeps that window small at low rates.
+        Claimed rows sit in ``sending`` until their outcome is committed (up to ``CLAIM_AHEAD`` + 1 batches at
+        once); after a crash the journal returns those never sent to ``queued``, and without a journal they
+        become ``unknown``. Keeping a batch to a couple of seconds of work keeps that window small at low rates.
         """
         if self.batch_size:
             return max(1, int(self.batch_size))
