@@ -4,8 +4,8 @@ The hot path is claim → HTTP → commit. The main thread is the only one that 
 claims a batch of due ``queued`` rows (the ledger marks them ``sending`` and commits *before* any request
 goes out), hands each row to a bounded pool of worker threads that take a token from the rate limiter
 and call ``provider.send``, and commits the outcomes that came back in one transaction per batch (the
-accepted ones with :meth:`Ledger.mark_sent_many`). It claims the next batch while fewer than
-``CLAIM_AHEAD`` are in flight, so the pool never waits on the ledger.
+accepted ones with :meth:`Ledger.mark_sent_many`). It claims the next batch while the current one is
+still in flight, so the pool never waits on the ledger.
 
 Before a worker starts a request it appends the row to the campaign's attempt journal (one ``os.write``,
 bulksend/journal.py), together with the outcome of its previous request. A crashed run's ``sending`` rows
@@ -73,10 +73,6 @@ COMMIT_INTERVAL = 0.25
 DEFAULT_LEASE = 60.0
 #: A shared ledger: claims that found due rows they could not take, before the run gives up on credits.
 SHARED_STALLS = 20
-#: Batches handed to the workers and not yet answered, below which the next batch is claimed. Two keep the
-#: workers busy while the main thread commits one batch and claims the next, even when each statement is a
-#: round trip to a server and waits for the GIL behind the workers (PostgreSQL on a loaded machine).
-CLAIM_AHEAD = 2
 #: After a claim found nothing due, the next attempt to claim waits this long (while others are in flight).
 IDLE_CLAIM_INTERVAL = 0.2
 #: A stopping run (Ctrl-C, SIGTERM, an error) waits this long for the answers in flight, then cuts them short
@@ -121,9 +117,8 @@ class EngineSettings:
     def batch(self) -> int:
         """Rows per claim and per commit: 4 per worker, but no more than ~2 seconds of sending at ``rate``.
 
-        Claimed rows sit in ``sending`` until their outcome is committed (up to ``CLAIM_AHEAD`` + 1 batches at
-        once); after a crash the journal returns those never sent to ``queued``, and without a journal they
-        become ``unknown``. Keeping a batch to a couple of seconds of work keeps that window small at low rates.
+        Claimed rows sit in ``sending`` until their outcome is committed; a crash turns them into ``unknown``.
+        Keeping a batch to a couple of seconds of work keeps that window small at low rates.
         """
         if self.batch_size:
             return max(1, int(self.batch_size))
@@ -528,7 +523,7 @@ class Engine:
             if (
                 not halted
                 and not limit_reached
-                and self._in_flight < CLAIM_AHEAD * batch
+                and self._in_flight < batch
                 and (not self._in_flight or time.monotonic() >= claim_after)
             ):
                 want = batch if settings.limit is None else min(batch, settings.limit - attempted)

@@ -90,8 +90,6 @@ TRANSITIONS: dict[str, tuple[frozenset[TransmissionState], TransmissionState | N
 }
 #: A row no limit can reach (LIMIT takes a number on both dialects).
 _NO_LIMIT = 2**62
-#: Rows of one statement of ``add_transmissions`` (its JSON text stays a few megabytes at most).
-INSERT_CHUNK = 5000
 
 
 # --------------------------------------------------------------------------------------------- values
@@ -772,20 +770,16 @@ class Ledger:
         with self._write():
             self._require_campaign(campaign_id)
             now = self._stamp
-            # One statement per chunk, the rows as one JSON text: a driver's executemany adapts every row's
-            # parameters in Python (psycopg: most of the time spent queueing a campaign on PostgreSQL).
-            rows = [
-                (r.e164, r.message, r.units, r.cost, r.row_number, r.country, r.params,
-                 utc_timestamp(r.not_before) if r.not_before is not None else None, r.timezone)
-                for r in rows
-            ]
-            added = 0
-            for start in range(0, len(rows), INSERT_CHUNK):
-                added += self.store.execute(
-                    "insert_transmissions", campaign_id=campaign_id, now=now,
-                    rows=json.dumps(rows[start:start + INSERT_CHUNK], ensure_ascii=False),
-                )
-            return added
+            return self.store.many(
+                "insert_transmission",
+                (
+                    dict(campaign_id=campaign_id, e164=r.e164, message=r.message, units=r.units, cost=r.cost,
+                         row_number=r.row_number, country=r.country, now=now, params=r.params,
+                         not_before=utc_timestamp(r.not_before) if r.not_before is not None else None,
+                         timezone=r.timezone)
+                    for r in rows
+                ),
+            )
 
     def claim(
         self, campaign_id: int, limit: int, now: datetime | None = None, *, within_hold: bool = True,

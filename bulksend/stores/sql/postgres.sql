@@ -43,17 +43,6 @@ SELECT 'debit', :channel, CAST(d.v ->> 0 AS integer), CAST(:on_date AS date), :n
 FROM jsonb_array_elements(CAST(:debits AS jsonb)) WITH ORDINALITY AS d(v, n)
 ORDER BY d.n;
 
--- name: insert_transmissions
--- Ledger.add_transmissions: one statement for a chunk of rows, in the order given (ids are assigned in it).
--- :rows is a JSON array of [e164, message, units, cost, row_number, country, params, not_before, timezone].
-INSERT INTO transmissions (campaign_id, e164, message, units, cost, row_number, country, created_at, updated_at,
-                           params, not_before, timezone)
-SELECT :campaign_id, r.v ->> 0, r.v ->> 1, CAST(r.v ->> 2 AS integer), CAST(r.v ->> 3 AS integer),
-       CAST(r.v ->> 4 AS integer), r.v ->> 5, :now, :now, r.v ->> 6, r.v ->> 7, r.v ->> 8
-FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS r(v, n)
-ORDER BY r.n
-ON CONFLICT (campaign_id, e164) DO NOTHING;
-
 -- name: hold_for_update
 SELECT channel, amount FROM holds WHERE campaign_id = :campaign_id FOR UPDATE;
 

@@ -31,20 +31,6 @@ SELECT 'debit', :channel, json_extract(d.value, '$[0]'), :on_date, :now, json_ex
 FROM json_each(:debits) AS d
 ORDER BY d.key;
 
--- name: insert_transmissions
--- Ledger.add_transmissions: one statement for a chunk of rows, in the order given (ids are assigned in it).
--- :rows is a JSON array of [e164, message, units, cost, row_number, country, params, not_before, timezone].
--- (WHERE true: SQLite's parser needs it between a SELECT and ON CONFLICT.)
-INSERT INTO transmissions (campaign_id, e164, message, units, cost, row_number, country, created_at, updated_at,
-                           params, not_before, timezone)
-SELECT :campaign_id, json_extract(r.value, '$[0]'), json_extract(r.value, '$[1]'), json_extract(r.value, '$[2]'),
-       json_extract(r.value, '$[3]'), json_extract(r.value, '$[4]'), json_extract(r.value, '$[5]'), :now, :now,
-       json_extract(r.value, '$[6]'), json_extract(r.value, '$[7]'), json_extract(r.value, '$[8]')
-FROM json_each(:rows) AS r
-WHERE true
-ORDER BY r.key
-ON CONFLICT (campaign_id, e164) DO NOTHING;
-
 -- name: hold_for_update
 SELECT channel, amount FROM holds WHERE campaign_id = :campaign_id;
 
