@@ -84,7 +84,10 @@ def test_two_senders_that_create_one_campaign_at_the_same_moment_make_one_campai
 
     for sender, (out, err) in zip(senders, outputs):
         assert sender.returncode == 0, err
-        assert json.loads(out)["state"] == "done"
+    # The sender that finishes last finds every row final and reports the campaign done; the other may end
+    # while the last one's final batch is still in flight, and then rightly reports it open.
+    reports = sorted(json.loads(out)["state"] for out, _ in outputs)
+    assert reports in (["done", "done"], ["done", "open"])
     assert rows(backend, "SELECT name, state FROM campaigns") == [("spring", "done")]
     assert rows(backend, "SELECT COUNT(*), COUNT(DISTINCT e164) FROM transmissions") == [(n, n)]  # queued once
     holds = rows(backend, "SELECT amount FROM movements WHERE kind = 'hold'")
