@@ -80,8 +80,6 @@ def raw_ceiling(url: str, messages: int, concurrency: int) -> tuple[float, float
 def _cpu(who: int) -> float:
     """CPU seconds (user + system) used so far by this process (RUSAGE_SELF) or its finished children."""
     usage = resource.getrusage(who)
-    if os.environ.get("BENCH_SWITCHES"):
-        print(f"   [{who}] voluntary switches {usage.ru_nvcsw:,}, involuntary {usage.ru_nivcsw:,}")
     return usage.ru_utime + usage.ru_stime
 
 
