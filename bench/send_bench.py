@@ -1,12 +1,16 @@
 """Send throughput: bulksend against the raw ceiling of plain `requests`, on the same fake Twilio, in one run.
 
-    .venv/bin/python bench/send_bench.py [--messages 20000] [--latency 0.05] [--concurrency 64] [--profile]
+    .venv/bin/python bench/send_bench.py [--messages 20000] [--latency 0.05] [--concurrency 64]
+        [--postgres URL] [--only sqlite|postgresql] [--profile [--sort cumulative]]
 
+For each ledger backend in turn (SQLite, then PostgreSQL when ``--postgres`` or ``BULKSEND_TEST_POSTGRES``
+names a server: a fresh schema, dropped afterwards), back to back:
 (a) the raw ceiling: plain ``requests`` (one pooled session, N threads) posting the messages, no ledger;
 (b) ``python -m bulksend send campaign.toml --yes`` of the same number of recipients through the
-``twilio`` provider (base_url pointing at the fake), with the durable ledger, timed as a whole process:
-start-up, validation, queueing, sending, summary. Prints both rates and the ratio (target: ≥ 0.8).
-``--profile`` runs (b) under cProfile and prints where the time went.
+``twilio`` provider (base_url pointing at the fake), with the durable ledger and the attempt journal, timed
+as a whole process: start-up, validation, queueing, sending, summary. Prints both rates, the CPU each
+used per message (user + system: steadier than rates on a shared machine), and the ratio (target ≥ 1.0).
+``--profile`` runs (b) under cProfile (the main thread) and prints where the time went.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -41,8 +46,9 @@ def accepted(url: str) -> int:
     return requests.get(f"{url}/stats", timeout=5).json()["accepted"]
 
 
-def raw_ceiling(url: str, messages: int, concurrency: int) -> float:
-    """Messages per second that plain requests reaches with ``concurrency`` threads and one pooled session."""
+def raw_ceiling(url: str, messages: int, concurrency: int) -> tuple[float, float]:
+    """Messages per second that plain requests reaches with ``concurrency`` threads and one pooled session,
+    and the CPU seconds it used."""
     session = requests.Session()
     session.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=concurrency))
     session.auth = (ACCOUNT_SID, "fake")
@@ -62,15 +68,24 @@ def raw_ceiling(url: str, messages: int, concurrency: int) -> float:
             response.raise_for_status()
 
     threads = [threading.Thread(target=work) for _ in range(concurrency)]
+    cpu = _cpu(resource.RUSAGE_SELF)
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return messages / (time.perf_counter() - started)
+    return messages / (time.perf_counter() - started), _cpu(resource.RUSAGE_SELF) - cpu
 
 
-def prepare_campaign(directory: Path, url: str, messages: int, concurrency: int) -> tuple[Path, dict]:
+def _cpu(who: int) -> float:
+    """CPU seconds (user + system) used so far by this process (RUSAGE_SELF) or its finished children."""
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def prepare_campaign(
+    directory: Path, url: str, messages: int, concurrency: int, ledger_url: str | None = None
+) -> tuple[Path, dict]:
     home = directory / "home"
     home.mkdir()
     (home / "config.toml").write_text(
@@ -91,6 +106,9 @@ def prepare_campaign(directory: Path, url: str, messages: int, concurrency: int)
         'name = "bench"\nrecipients = "recipients.csv"\nmessage = "Hi {name}, our sale"\nprovider = "bench"\n'
     )
     env = {**os.environ, "BULKSEND_HOME": str(home), "TWILIO_AUTH_TOKEN": "fake"}
+    env.pop("BULKSEND_LEDGER_URL", None)
+    if ledger_url:
+        env["BULKSEND_LEDGER_URL"] = ledger_url
     subprocess.run(
         [sys.executable, "-m", "bulksend", "credits", "topup", str(max(messages, 1000)), "--channel", "sms"],
         env=env, check=True, capture_output=True,
@@ -103,12 +121,63 @@ def bulksend_send(campaign: Path, env: dict, profile: Path | None) -> tuple[floa
     if profile is not None:
         command += ["-m", "cProfile", "-o", str(profile)]
     command += ["-m", "bulksend", "send", str(campaign), "--yes", "--quiet", "--json"]
+    cpu = _cpu(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         sys.exit(f"bulksend send failed ({done.returncode}): {done.stderr}")
-    return elapsed, json.loads(done.stdout)
+    return elapsed, _cpu(resource.RUSAGE_CHILDREN) - cpu, json.loads(done.stdout)
+
+
+def postgres_schema(base: str):
+    """A fresh schema on the server ``base`` names, reached through the URL's search_path; dropped afterwards."""
+    import contextlib
+    import secrets
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    import psycopg
+
+    @contextlib.contextmanager
+    def made():
+        schema = f"bulksend_bench_{secrets.token_hex(6)}"
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+        parts = urlsplit(base)
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "options"] + [("options", f"-csearch_path={schema}")]
+        try:
+            yield urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
+        finally:
+            with psycopg.connect(base, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+    return made()
+
+
+def one_backend(args, url: str, directory: Path, ledger_url: str | None) -> float:
+    """(a) then (b) on one ledger backend, back to back; prints both and returns the ratio."""
+    campaign, env = prepare_campaign(directory, url, args.messages, args.concurrency, ledger_url)
+    raw, raw_cpu = raw_ceiling(url, args.messages, args.concurrency)
+    print(f"(a) raw ceiling, plain requests:        {raw:8,.0f} messages/s  "
+          f"(CPU {raw_cpu / args.messages * 1e6:,.0f} µs per message)")
+    before = accepted(url)
+    profile = directory / "send.prof" if args.profile else None
+    elapsed, cpu, summary = bulksend_send(campaign, env, profile)
+    sent = summary["counts"].get("sent", 0)
+    if sent != args.messages or accepted(url) - before != args.messages:
+        sys.exit(f"bulksend sent {sent}, the fake accepted {accepted(url) - before}: expected {args.messages}")
+    rate = args.messages / elapsed
+    run = summary["run"]
+    print(f"(b) bulksend send, whole process:       {rate:8,.0f} messages/s  "
+          f"(CPU {cpu / args.messages * 1e6:,.0f} µs per message; {elapsed:.1f} s, of which the send loop "
+          f"{run['seconds']:.1f} s at {run['per_second']:,.0f}/s)")
+    print(f"ratio (b)/(a): {rate / raw:.2f}   (target ≥ 1.0)")
+    if profile is not None:
+        import pstats
+
+        print()
+        pstats.Stats(str(profile)).sort_stats(args.sort).print_stats(25)
+    return rate / raw
 
 
 def main() -> None:
@@ -116,36 +185,32 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--postgres", metavar="URL", default=os.environ.get("BULKSEND_TEST_POSTGRES"),
+                        help="also measure a PostgreSQL ledger, in a fresh schema dropped afterwards "
+                             "(default: $BULKSEND_TEST_POSTGRES)")
+    parser.add_argument("--only", choices=("sqlite", "postgresql"))
     parser.add_argument("--profile", action="store_true", help="profile the bulksend run with cProfile")
+    parser.add_argument("--sort", default="tottime", help="the order of --profile's table (a pstats key)")
     args = parser.parse_args()
 
     fake, url = start_fake(args.latency)
+    print(f"{args.messages:,} messages, {args.latency * 1000:.0f} ms provider latency, "
+          f"{args.concurrency} requests in flight ({os.cpu_count()} CPUs); load average "
+          f"{' '.join(Path('/proc/loadavg').read_text().split()[:3]) if Path('/proc/loadavg').exists() else '?'}")
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            directory = Path(tmp)
-            campaign, env = prepare_campaign(directory, url, args.messages, args.concurrency)
-            print(f"{args.messages:,} messages, {args.latency * 1000:.0f} ms provider latency, "
-                  f"{args.concurrency} requests in flight ({os.cpu_count()} CPUs)")
-
-            raw = raw_ceiling(url, args.messages, args.concurrency)
-            print(f"(a) raw ceiling, plain requests:        {raw:8,.0f} messages/s")
-
-            before = accepted(url)
-            profile = directory / "send.prof" if args.profile else None
-            elapsed, summary = bulksend_send(campaign, env, profile)
-            sent = summary["counts"].get("sent", 0)
-            if sent != args.messages or accepted(url) - before != args.messages:
-                sys.exit(f"bulksend sent {sent}, the fake accepted {accepted(url) - before}: expected {args.messages}")
-            rate = args.messages / elapsed
-            run = summary["run"]
-            print(f"(b) bulksend send, whole process:       {rate:8,.0f} messages/s  "
-                  f"({elapsed:.1f} s; the send loop alone {run['per_second']:,.0f}/s over {run['seconds']:.1f} s)")
-            print(f"ratio (b)/(a): {rate / raw:.2f}   (target ≥ 0.80)")
-            if profile is not None:
-                import pstats
-
-                print()
-                pstats.Stats(str(profile)).sort_stats("tottime").print_stats(25)
+        for backend in ("sqlite", "postgresql"):
+            if args.only not in (None, backend):
+                continue
+            if backend == "postgresql" and not args.postgres:
+                print("postgresql: skipped (give --postgres URL or set BULKSEND_TEST_POSTGRES)")
+                continue
+            print(f"== {backend}")
+            with tempfile.TemporaryDirectory() as tmp:
+                if backend == "sqlite":
+                    one_backend(args, url, Path(tmp), None)
+                else:
+                    with postgres_schema(args.postgres) as ledger_url:
+                        one_backend(args, url, Path(tmp), ledger_url)
     finally:
         fake.terminate()
         fake.wait()

@@ -3,8 +3,9 @@
 The hot path is claim → HTTP → commit. The main thread is the only one that touches the ledger: it
 claims a batch of due ``queued`` rows (the ledger marks them ``sending`` and commits *before* any request
 goes out), hands each row to a bounded pool of worker threads that take a token from the rate limiter
-and call ``provider.send``, and commits the outcomes that came back in one transaction per batch. It
-claims the next batch while the current one is still in flight, so the pool never waits on the ledger.
+and call ``provider.send``, and commits the outcomes that came back in one transaction per batch (the
+accepted ones with :meth:`Ledger.mark_sent_many`). It claims the next batch while the current one is
+still in flight, so the pool never waits on the ledger.
 
 Before a worker starts a request it appends the row to the campaign's attempt journal (one ``os.write``,
 bulksend/journal.py), together with the outcome of its previous request. A crashed run's ``sending`` rows
@@ -731,9 +732,13 @@ class Engine:
         if rules.quiet is not None:
             if self._quiet is None:
                 self._quiet = Scheduler(rules.quiet)
+            allowed: dict[tuple[str, ...], bool] = {}  # by zone set: a batch's rows share a handful
             for row in rows:
                 zones = self._quiet.zones(row.e164, row.country, row.timezone)
-                if allowed_now(now, zones, rules.quiet):
+                ok = allowed.get(zones)
+                if ok is None:
+                    ok = allowed[zones] = allowed_now(now, zones, rules.quiet)
+                if ok:
                     keep.append(row)
                     continue
                 held += 1

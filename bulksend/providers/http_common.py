@@ -13,17 +13,33 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
 import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
+from requests.cookies import extract_cookies_to_jar
 from requests.exceptions import InvalidSchema, InvalidURL, MissingSchema
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError, ProxyError
+from urllib3.exceptions import (
+    ClosedPoolError,
+    ConnectTimeoutError,
+    LocationValueError,
+    MaxRetryError,
+    NewConnectionError,
+    ProtocolError,
+    ProxyError,
+    ReadTimeoutError,
+    ResponseError,
+)
+from urllib3.exceptions import InvalidHeader as Urllib3InvalidHeader
 from urllib3.exceptions import SSLError as Urllib3SSLError
+from urllib3.util import Timeout as Urllib3Timeout
 
 from bulksend import __version__
 from bulksend.errors import ConfigError
@@ -187,10 +203,43 @@ class _Watchdog:
                 self._cond.wait(None if wake == math.inf else max(0.0, wake - now))
 
 
+class _OneWrite:
+    """A connection that writes a request's head and a body of bytes with one ``send``, as http.client does.
+
+    urllib3 2 writes the head, then the body: two system calls, two packets, and on a busy process two waits
+    for the GIL per request. The bytes on the wire are the same.
+    """
+
+    _body: bytes | None = None
+
+    def request(self, method, url, body=None, headers=None, *, chunked=False, **kwargs):
+        if isinstance(body, bytes) and not chunked and headers and "content-length" in {k.lower() for k in headers}:
+            self._body = body
+            try:
+                return super().request(method, url, None, headers, chunked=False, **kwargs)
+            finally:
+                self._body = None
+        return super().request(method, url, body, headers, chunked=chunked, **kwargs)
+
+    def endheaders(self, message_body=None, *, encode_chunked=False):
+        if message_body is None and self._body is not None:
+            message_body = self._body
+        super().endheaders(message_body, encode_chunked=encode_chunked)
+
+
+class _OneWriteHTTPConnection(_OneWrite, HTTPConnection):
+    pass
+
+
+class _OneWriteHTTPSConnection(_OneWrite, HTTPSConnection):
+    pass
+
+
 class _TrackedPool(HTTPConnectionPool):
     """A pool that tells the watchdog which connection the current request holds."""
 
     watchdog: _Watchdog
+    ConnectionCls = _OneWriteHTTPConnection
 
     def _get_conn(self, timeout=None):
         conn = super()._get_conn(timeout)
@@ -203,7 +252,7 @@ class _TrackedPool(HTTPConnectionPool):
 
 
 class _TrackedHTTPSPool(HTTPSConnectionPool, _TrackedPool):
-    pass
+    ConnectionCls = _OneWriteHTTPSConnection
 
 
 class _BoundedAdapter(HTTPAdapter):
@@ -226,6 +275,92 @@ class _BoundedAdapter(HTTPAdapter):
         return manager
 
 
+class _RequestShape:
+    """What every request of one shape (method, URL, content type) shares, worked out once per session.
+
+    ``requests`` redoes all of this for every call: merge the session's headers and auth into a new
+    PreparedRequest, read the environment's proxies and CA bundle, find the adapter and its urllib3 pool, set
+    the pool's TLS verification, work out the request target. Per message, :meth:`send` copies the headers,
+    sets the body and its length, and calls the pool exactly as ``HTTPAdapter.send`` does (no redirect, no
+    retry, a streamed answer), turning urllib3's errors into the same ``requests`` exceptions.
+    """
+
+    __slots__ = ("template", "adapter", "pool", "target", "headers")
+
+    def __init__(self, session: requests.Session, method: str, url: str, content_type: str) -> None:
+        template = session.prepare_request(requests.Request(method, url, headers={"Content-Type": content_type}))
+        settings = session.merge_environment_settings(template.url, {}, True, None, None)
+        verify, cert, proxies = settings["verify"], settings["cert"], settings["proxies"]
+        adapter = session.get_adapter(template.url)
+        try:
+            pool = adapter.get_connection_with_tls_context(template, verify, proxies=proxies, cert=cert)
+        except LocationValueError as exc:
+            raise InvalidURL(exc, request=template) from None
+        adapter.cert_verify(pool, template.url, verify, cert)
+        self.template = template
+        self.adapter = adapter
+        self.pool = pool
+        self.target = adapter.request_url(template, proxies)
+        self.headers = dict(template.headers)
+
+    def send(self, body: bytes, timeout: tuple[float, float]) -> requests.Response:
+        template = self.template
+        headers = self.headers.copy()
+        headers["Content-Length"] = str(len(body))
+        try:
+            raw = self.pool.urlopen(
+                method=template.method, url=self.target, body=body, headers=headers, redirect=False,
+                assert_same_host=False, preload_content=False, decode_content=False,
+                retries=self.adapter.max_retries, timeout=Urllib3Timeout(connect=timeout[0], read=timeout[1]),
+                chunked=False,
+            )
+        except Exception as exc:  # the same translation as HTTPAdapter.send
+            mapped = _requests_error(exc, template)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        response = requests.Response()
+        response.status_code = raw.status
+        response.headers = CaseInsensitiveDict(raw.headers)
+        response.encoding = get_encoding_from_headers(response.headers)
+        response.raw = raw
+        response.reason = raw.reason
+        response.url = template.url
+        response.request = template
+        response.connection = self.adapter
+        if "set-cookie" in response.headers:
+            extract_cookies_to_jar(response.cookies, template, raw)
+        return response
+
+
+def _requests_error(exc: Exception, request: requests.PreparedRequest) -> Exception:
+    """The exception ``requests.adapters.HTTPAdapter.send`` raises for an error of ``urlopen`` (else ``exc``)."""
+    if isinstance(exc, ProtocolError | OSError):
+        return requests.ConnectionError(exc, request=request)
+    if isinstance(exc, MaxRetryError):
+        reason = exc.reason
+        if isinstance(reason, ConnectTimeoutError) and not isinstance(reason, NewConnectionError):
+            return requests.ConnectTimeout(exc, request=request)
+        if isinstance(reason, ResponseError):
+            return requests.exceptions.RetryError(exc, request=request)
+        if isinstance(reason, ProxyError):
+            return requests.exceptions.ProxyError(exc, request=request)
+        if isinstance(reason, Urllib3SSLError):
+            return requests.exceptions.SSLError(exc, request=request)
+        return requests.ConnectionError(exc, request=request)
+    if isinstance(exc, ClosedPoolError):
+        return requests.ConnectionError(exc, request=request)
+    if isinstance(exc, ProxyError):
+        return requests.exceptions.ProxyError(exc)
+    if isinstance(exc, Urllib3SSLError):
+        return requests.exceptions.SSLError(exc, request=request)
+    if isinstance(exc, ReadTimeoutError):
+        return requests.ReadTimeout(exc, request=request)
+    if isinstance(exc, Urllib3InvalidHeader):
+        return requests.exceptions.InvalidHeader(exc, request=request)
+    return exc
+
+
 class BoundedSession(requests.Session):
     """A session whose every request ends by its deadline and reads at most ``max_body`` bytes of answer.
 
@@ -240,13 +375,46 @@ class BoundedSession(requests.Session):
         self.deadline = deadline
         self.max_body = max_body
         self._watchdog = _Watchdog()
+        self._shapes: dict[tuple[str, str, str], _RequestShape] = {}  # send_body's, by (method, URL, type)
 
     def request(self, method, url, *args, **kwargs) -> requests.Response:
         kwargs["stream"] = True
+        return self._bounded(lambda: super(BoundedSession, self).request(method, url, *args, **kwargs))
+
+    def send_body(
+        self, method: str, url: str, body: bytes, content_type: str, timeout: tuple[float, float]
+    ) -> requests.Response:
+        """One request with an already encoded body, never following a redirect: the hot path of a send.
+
+        The same request on the wire, transport and errors as ``request(method, url, data=…,
+        allow_redirects=False)``, without redoing per message what does not change within a run (see
+        :class:`_RequestShape`). A session holding cookies or response hooks takes the general path, and
+        cookies an answer sets are kept, so nothing a session does is lost.
+        """
+        if self.cookies or any(self.hooks.values()):
+            return self.request(
+                method, url, data=body, headers={"Content-Type": content_type}, timeout=timeout,
+                allow_redirects=False,
+            )
+        key = (method, url, content_type)
+        shape = self._shapes.get(key)
+        if shape is None or shape.pool.pool is None:  # first use, or the pool manager closed the pool
+            shape = self._shapes[key] = _RequestShape(self, method, url, content_type)
+
+        def send() -> requests.Response:
+            response = shape.send(body, timeout)
+            if "set-cookie" in response.headers:
+                extract_cookies_to_jar(self.cookies, response.request, response.raw)
+            return response
+
+        return self._bounded(send)
+
+    def _bounded(self, make: Callable[[], requests.Response]) -> requests.Response:
+        """Run ``make`` (a streamed request) under a deadline ticket and read its body up to the cap."""
         ticket = self._watchdog.start(self.deadline)
         response = None
         try:
-            response = super().request(method, url, *args, **kwargs)
+            response = make()
             _read_body(response, self.max_body, ticket)
         except requests.RequestException as exc:
             if ticket.reason is not None and not (

@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import requests
 
@@ -41,6 +41,7 @@ AUTH_TOKEN_ENV = "TWILIO_AUTH_TOKEN"
 API_KEY_ENV = "TWILIO_API_KEY"
 API_SECRET_ENV = "TWILIO_API_SECRET"
 ERROR_DOCS = "https://www.twilio.com/docs/api/errors/{code}"
+FORM = "application/x-www-form-urlencoded"
 
 RETRYABLE, PERMANENT, OPTED_OUT, FATAL = (
     OutcomeKind.RETRYABLE,
@@ -260,8 +261,8 @@ class TwilioProvider(Provider):
         if delivery.channel not in self.channels:
             return Outcome(OutcomeKind.PERMANENT, code="unsupported_channel", text=f"no {delivery.channel} channel")
         try:
-            response = self._session.post(
-                self._messages_url, data=self.form(delivery), timeout=self._timeouts, allow_redirects=False
+            response = self._session.send_body(
+                "POST", self._messages_url, urlencode(self.form(delivery)).encode("ascii"), FORM, self._timeouts
             )
         except requests.RequestException as exc:
             return http_common.classify_transport_error(exc, self._scrub, self._timeouts[1])
