@@ -73,6 +73,11 @@ COMMIT_INTERVAL = 0.25
 DEFAULT_LEASE = 60.0
 #: A shared ledger: claims that found due rows they could not take, before the run gives up on credits.
 SHARED_STALLS = 20
+#: A shared ledger: a worker starts no request for a row whose claim was last made or renewed more than this
+#: share of the lease ago. Renewals come every third of the lease, so a sender that keeps up never reaches
+#: it; one that stalled (a starved or paused process) gives the row back rather than race the sender that
+#: may settle it when the lease runs out.
+LEASE_USABLE = 2 / 3
 #: After a claim found nothing due, the next attempt to claim waits this long (while others are in flight).
 IDLE_CLAIM_INTERVAL = 0.2
 #: A stopping run (Ctrl-C, SIGTERM, an error) waits this long for the answers in flight, then cuts them short
@@ -171,6 +176,7 @@ class RunStats:
     capped: int = 0  # failed at claim time: the frequency cap was reached meanwhile (another campaign)
     opted_out: int = 0  # opted out at the provider
     recovered: int = 0  # rows a crashed run left ``sending`` whose request may have been out (now unknown)
+    lease_lapsed: int = 0  # a shared ledger: claimed rows given back unsent because this sender fell behind its lease
     requeued: int = 0  # rows a crashed run left ``sending`` that, per the journal, no provider accepted (queued)
     journal_sent: int = 0  # rows a crashed run left ``sending`` that, per the journal, were accepted (now sent)
     found: int = 0  # unknown rows the provider had (now sent)
@@ -455,6 +461,10 @@ class Engine:
         # Who claims (a shared ledger records it with a lease), and the prefix every sender of this home shares.
         self._home_key, self.sender = home_sender(_ledger_home(ledger))
         self._lease_checked = time.monotonic()  # when leases were last renewed and expired ones looked for
+        # A shared ledger: when each row in flight was claimed, and when this sender's leases were last renewed
+        # (monotonic times taken *before* the claim or the renewal: the lease runs from no earlier than that).
+        self._claimed_at: dict[int, float] = {}
+        self._renewed_at = -math.inf
 
     # ------------------------------------------------------------------------------------------ run
 
@@ -527,10 +537,13 @@ class Engine:
                 and (not self._in_flight or time.monotonic() >= claim_after)
             ):
                 want = batch if settings.limit is None else min(batch, settings.limit - attempted)
+                claimed_at = time.monotonic()
                 rows, suppressed = self._claim(want)
                 attempted += len(rows)
                 for row in rows:
                     self._out[row.id] = row
+                    if self.ledger.store.leases:
+                        self._claimed_at[row.id] = claimed_at
                     workers.submit(row)
                 self._in_flight += len(rows)
                 claimed = len(rows) + suppressed  # rows failed as suppressed are progress too
@@ -595,9 +608,10 @@ class Engine:
         senders whose lease ran out (they died) into ``unknown``, which reconciliation settles."""
         if not self.ledger.store.leases or time.monotonic() - self._lease_checked < self.settings.lease / 3:
             return
-        self._lease_checked = time.monotonic()
+        self._lease_checked = renewing = time.monotonic()
         cid = self.campaign.id
         self.ledger.renew_leases(cid, self.sender, self.settings.lease)
+        self._renewed_at = renewing
         with self.ledger.transaction():
             expired = [row_id for row_id, _ in self.ledger.sending_to_recover(
                 cid, home=self._home_key, sender=self.sender)]
@@ -793,6 +807,8 @@ class Engine:
         try:
             if not self._bucket.acquire(self._halt):
                 return done
+            if not self._still_held(row):
+                return done  # not sent: the row goes back to the queue, if this sender still holds it
             journaling = self._journaling
             if journaling:
                 try:
@@ -816,6 +832,18 @@ class Engine:
             return _outcome_record(row, outcome) if journaling else b""
         finally:
             self._results.put((row, outcome, time.time()))
+
+    def _still_held(self, row: Transmission) -> bool:
+        """On a shared ledger, whether this sender's claim on ``row`` is still safely inside its lease."""
+        claimed = self._claimed_at.get(row.id)
+        if claimed is None:
+            return True  # not a shared ledger (or a row this run did not claim)
+        since = max(claimed, self._renewed_at)
+        if time.monotonic() - since < self.settings.lease * LEASE_USABLE:
+            return True
+        with self._breaker_lock:  # workers count together
+            self.stats.lease_lapsed += 1
+        return False
 
     def _watch(self, outcome: Outcome) -> None:
         """Stop sending at once on a fatal outcome, or when the circuit breaker trips (in completion order)."""
@@ -858,6 +886,7 @@ class Engine:
         if not self._pending:
             self._pending_since = time.monotonic()
         self._out.pop(item[0].id, None)
+        self._claimed_at.pop(item[0].id, None)
         self._pending.append(item)
 
     # ------------------------------------------------------------------------------ stopping
@@ -929,7 +958,7 @@ class Engine:
             try:
                 with self.ledger.transaction():
                     if outcome is None:
-                        self.ledger.unclaim([row.id])
+                        self.ledger.unclaim([row.id], sender=self.sender)
                     else:
                         self.ledger.mark_unknown(
                             row.id, "not_recorded", "the outcome could not be recorded; it may have been sent"
@@ -942,7 +971,7 @@ class Engine:
         try:
             with self.ledger.transaction():
                 if stranded:
-                    self.ledger.unclaim([row.id for row in stranded])
+                    self.ledger.unclaim([row.id for row in stranded], sender=self.sender)
                 for row in lost:
                     self.ledger.mark_unknown(
                         row.id, "interrupted", "the run stopped before the provider answered; it may have been sent"
@@ -1010,7 +1039,7 @@ class Engine:
                 stats.credits += ledger.mark_sent_many(accepted)
                 stats.sent += len(accepted)
                 if unsent:
-                    ledger.unclaim(unsent)
+                    ledger.unclaim(unsent, sender=self.sender)
                 if opted_out:
                     ledger.add_optouts(opted_out, reason="opted out at the provider", source="provider")
         except BaseException:

@@ -1096,9 +1096,13 @@ class Ledger:
                 for source in sorted(sources)
             )
 
-    def unclaim(self, transmission_ids: Iterable[int], code: str | None = None, text: str | None = None) -> int:
+    def unclaim(
+        self, transmission_ids: Iterable[int], code: str | None = None, text: str | None = None, *,
+        sender: str | None = None,
+    ) -> int:
         """Claimed rows that were never handed to the provider go back to ``queued``; attempts unchanged.
-        Rows no longer ``sending`` are left alone; returns how many went back."""
+        Rows no longer ``sending`` are left alone, and so, on a shared ledger, are rows ``sender`` no longer
+        holds (its lease ran out and another sender settled or claimed them); returns how many went back."""
         sources, target = TRANSITIONS["unclaim"]
         changed = 0
         with self._write():
@@ -1106,6 +1110,9 @@ class Ledger:
                 row = _transmission(self.store.one("transmission_for_update", id=transmission_id))
                 if row is None or row.state not in sources:
                     continue
+                if sender is not None and self.store.leases:
+                    if self.store.scalar("claimed_by", id=transmission_id) != sender:
+                        continue  # its lease ran out and another sender holds it now
                 self._save(replace(
                     row, state=target,
                     error_code=row.error_code if code is None else code,

@@ -8,6 +8,7 @@ and recovery settles every ``sending`` row, as before (one sender per campaign: 
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 
 import pytest
 
@@ -153,3 +154,55 @@ def test_an_engine_joining_a_campaign_sends_around_a_live_sender_and_settles_a_d
     assert sorted(provider.lookups) == sorted(dead_rows.values())
     assert {rows[i].state for i in set(rows) - live_rows} == {"sent"}
     assert set(provider.attempts.values()) == {1}
+
+
+def test_unclaim_gives_back_only_rows_the_sender_still_holds(shared, tmp_path):
+    """A sender whose lease ran out may find its rows settled and claimed by another: giving back what it
+    did not send must not put the other sender's claim back in the queue (it would be sent twice)."""
+    backend, ledger = shared
+    c = _campaign(ledger, rows=4)
+    _, slow = home_sender(tmp_path / "a")
+    home_b, quick = home_sender(tmp_path / "b")
+    mine = [r.id for r in ledger.claim(c.id, 2, sender=slow, lease=0.3)]
+    time.sleep(0.6)
+    # The slow sender's lease ran out: another sender settles its rows (unknown), looks them up (not found)
+    # and claims them again.
+    with ledger.transaction():
+        found = [i for i, _ in ledger.sending_to_recover(c.id, home=home_b, sender=quick)]
+        assert sorted(found) == sorted(mine)
+        ledger.recover_sending(c.id, found)
+        for i in found:
+            ledger.mark_retry(i, datetime.now(timezone.utc))  # the lookup found nothing: queued again
+    retaken = [r.id for r in ledger.claim(c.id, 4, sender=quick, lease=60)]
+    assert set(mine) <= set(retaken)
+    assert ledger.unclaim(mine, sender=slow) == 0
+    assert _claims(backend) == {i: quick for i in retaken}
+    # The holder itself may give them back.
+    assert ledger.unclaim(mine, sender=quick) == 2
+
+
+def test_an_engine_that_falls_behind_its_lease_gives_rows_back_unsent(shared, tmp_path, monkeypatch):
+    """A sender whose main thread stops renewing (a starved or paused process) starts no request for a row
+    once its claim is older than two thirds of the lease: the row goes back to the queue and is claimed
+    again, never left to race the sender that would settle it when the lease runs out."""
+    from fakeprovider import ScriptedProvider, accept_all
+
+    from bulksend.engine import Engine, EngineSettings
+    from bulksend.ledger import Ledger
+    from bulksend.stores.postgres import PostgresStore
+
+    backend, ledger = shared
+    c = _campaign(ledger, rows=12)
+    monkeypatch.setattr(Engine, "_tend_leases", lambda self: None)  # the renewals never come
+    sender = Ledger(PostgresStore.open(backend.url), home=tmp_path / "a")
+    try:
+        provider = ScriptedProvider(accept_all)
+        settings = EngineSettings(concurrency=1, rate=10, batch_size=12, lease=0.6)
+        result = Engine(sender, provider, c, settings).run()
+    finally:
+        sender.close()
+    rows = ledger.transmissions(c.id)
+    assert {t.state for t in rows} == {"sent"}
+    assert set(provider.attempts.values()) == {1} and len(provider.attempts) == 12
+    # At 10 a second, one at a time, the tail of a 12-row batch waits past 0.4 s: given back, claimed again.
+    assert result.stats.lease_lapsed > 0

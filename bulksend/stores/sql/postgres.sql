@@ -81,6 +81,10 @@ UPDATE transmissions
 SET claimed_by = :sender, lease_until = CAST(clock_timestamp() + make_interval(secs => :lease) AS text)
 WHERE id = ANY(:ids);
 
+-- name: claimed_by
+-- Who holds a row's claim (a shared ledger): a sender gives back or records only rows it still holds.
+SELECT claimed_by FROM transmissions WHERE id = :id;
+
 -- name: renew_leases
 UPDATE transmissions
 SET lease_until = CAST(clock_timestamp() + make_interval(secs => :lease) AS text)
