@@ -838,10 +838,13 @@ class Ledger:
         return row
 
     def _save(self, row: Transmission) -> None:
-        self.store.execute(
-            "save_transmission", id=row.id, state=row.state.value, attempts=row.attempts, not_before=row.not_before,
-            cost=row.cost, provider_id=row.provider_id, error_code=row.error_code, error_text=row.error_text,
-            debited=row.debited, refunded=row.refunded, sent_at=row.sent_at, now=self._stamp,
+        self.store.execute("save_transmission", **self._saved(row))
+
+    def _saved(self, row: Transmission) -> dict:
+        return dict(
+            id=row.id, state=row.state.value, attempts=row.attempts, not_before=row.not_before, cost=row.cost,
+            provider_id=row.provider_id, error_code=row.error_code, error_text=row.error_text, debited=row.debited,
+            refunded=row.refunded, sent_at=row.sent_at, now=self._stamp,
         )
 
     def _channel_of(self, campaign_id: int) -> str:
@@ -862,13 +865,22 @@ class Ledger:
         if not accepted:
             return 0
         with self._write():
+            # The batch's rows read and locked at once (in id order), then checked one by one as the state
+            # machine would check each in turn.
+            ids = [transmission_id for transmission_id, _, _ in accepted]
+            found = {r[0]: _transmission(r) for r in self.store.all("transmissions_for_update_by_ids", ids=ids)}
+            sources = TRANSITIONS["sent"][0]
             rows: list[Transmission] = []
             seen: set[int] = set()
             for transmission_id, provider_id, cost in accepted:
                 if transmission_id in seen:  # what the same id twice, one after the other, would find
                     raise LedgerError(f"transmission {transmission_id} is sent: it cannot become sent.")
                 seen.add(transmission_id)
-                row = self._transition(transmission_id, "sent")
+                row = found.get(transmission_id)
+                if row is None:
+                    raise LedgerError(f"no transmission with id {transmission_id} in the ledger.")
+                if row.state not in sources:
+                    raise LedgerError(f"transmission {transmission_id} is {row.state}: it cannot become sent.")
                 cost = row.cost if cost is None else cost
                 if cost < 0:
                     raise LedgerError(f"a debit cannot be negative ({cost}).")
@@ -876,8 +888,8 @@ class Ledger:
                     row, state=T.SENT, provider_id=provider_id, cost=cost, debited=cost, sent_at=self._stamp,
                     not_before=None, error_code=None, error_text=None,
                 ))
-            for row in rows:  # the messages' own rows first (locked above, no other writer waits on them)
-                self._save(row)
+            # The messages' own rows first (locked above, no other writer waits on them), in one batch.
+            self.store.many("save_transmission", (self._saved(row) for row in rows))
             channels = {cid: self._channel_of(cid) for cid in dict.fromkeys(r.campaign_id for r in rows if r.cost)}
             self._debit([(row.id, row.campaign_id, channels[row.campaign_id], row.cost) for row in rows if row.cost])
             return sum(row.cost for row in rows)

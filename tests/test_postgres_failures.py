@@ -242,7 +242,8 @@ def test_a_send_whose_connection_drops_mid_transaction_stops_and_resumes_once_ea
 ):
     assert ledger_cli("credits", "topup", "1000", "--channel", "sms").exit_code == 0
     campaign, numbers = write_campaign(tmp_path, "spring", 30, batch_size=5)
-    cut = drop_connection(nth(8, is_query("transmission_for_update")))  # in the middle of recording a batch of outcomes
+    # In the middle of recording a batch of outcomes: the second batch's accepted rows, read to be marked sent.
+    cut = drop_connection(nth(2, is_query("transmissions_for_update_by_ids")))
     result = ledger_cli("send", campaign, "--yes")
     assert cut
     assert_clean_error(result, f"the connection to the ledger at {server.url} was lost in the middle of a "

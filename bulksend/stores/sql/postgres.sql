@@ -18,6 +18,13 @@ SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost,
        report_status, reported_at
 FROM transmissions WHERE id = :id FOR UPDATE;
 
+-- name: transmissions_for_update_by_ids
+-- Ledger.mark_sent_many: a batch's rows at once, in id order (two writers lock overlapping batches in one order).
+SELECT id, campaign_id, e164, state, attempts, not_before, message, units, cost, row_number, country, provider_id,
+       error_code, error_text, debited, refunded, created_at, updated_at, sent_at, params, timezone,
+       report_status, reported_at
+FROM transmissions WHERE id = ANY(:ids) ORDER BY id FOR UPDATE;
+
 -- name: hold_for_update
 SELECT channel, amount FROM holds WHERE campaign_id = :campaign_id FOR UPDATE;
 
