@@ -400,21 +400,26 @@ class TemplateCheck:
         return (_rebuild_check, (self.lexicon, self.template_findings, self._slots))
 
     def row(self, values: Sequence[str]) -> Finding | None:
-        memo = self._memo
         for n, (column, default, left, right) in enumerate(self._slots):
             value = values[column].strip() or (default or "")
             if not value:
                 continue
-            key = (n, value)
-            found = memo.get(key, memo)
-            if found is memo:
-                found = self._value(value, left, right)
-                if len(memo) >= _MEMO_LIMIT:
-                    memo.clear()
-                memo[key] = found
+            found = self._memoized(n, value, left, right)
             if found is not None:
                 return found
         return None
+
+    def _memoized(self, n: int, value: str, left: str, right: str) -> Finding | None:
+        """:meth:`_value` of ``value`` in field ``n``, remembered (the memo is bounded)."""
+        memo = self._memo
+        key = (n, value)
+        found = memo.get(key, memo)
+        if found is memo:
+            found = self._value(value, left, right)
+            if len(memo) >= _MEMO_LIMIT:
+                memo.clear()
+            memo[key] = found
+        return found
 
     def slot_findings(self, n: int, values: Sequence[str]) -> dict[int, Finding]:
         """What :meth:`row` finds in each of ``values`` (already stripped) in field ``n`` (the n-th field use):
@@ -425,19 +430,12 @@ class TemplateCheck:
         """
         column, default, left, right = self._slots[n]
         glued = left[-1:].isalnum() or right[:1].isalnum()
-        memo = self._memo
         out: dict[int, Finding] = {}
         for i in (range(len(values)) if glued else self.lexicon.unclear_words(values)):
             value = values[i]
             if not value:
                 continue
-            key = (n, value)
-            found = memo.get(key, memo)
-            if found is memo:
-                found = self._value(value, left, right)
-                if len(memo) >= _MEMO_LIMIT:
-                    memo.clear()
-                memo[key] = found
+            found = self._memoized(n, value, left, right)
             if found is not None:
                 out[i] = found
         return out
