@@ -185,6 +185,8 @@ def test_an_engine_that_falls_behind_its_lease_gives_rows_back_unsent(shared, tm
     """A sender whose main thread stops renewing (a starved or paused process) starts no request for a row
     once its claim is older than two thirds of the lease: the row goes back to the queue and is claimed
     again, never left to race the sender that would settle it when the lease runs out."""
+    import threading
+
     from fakeprovider import ScriptedProvider, accept_all
 
     from bulksend.engine import Engine, EngineSettings
@@ -195,14 +197,22 @@ def test_an_engine_that_falls_behind_its_lease_gives_rows_back_unsent(shared, tm
     c = _campaign(ledger, rows=12)
     monkeypatch.setattr(Engine, "_tend_leases", lambda self: None)  # the renewals never come
     sender = Ledger(PostgresStore.open(backend.url), home=tmp_path / "a")
+    stop = threading.Event()
+    # One request at a time, 0.15 s each: of a batch of 12 claimed together, those reached after 0.4 s
+    # (two thirds of the 0.6 s lease) are given back, and claimed again in the next batch.
+    provider = ScriptedProvider(accept_all, latency=0.15)
+    engine = Engine(sender, provider, c, EngineSettings(concurrency=1, batch_size=12, lease=0.6), stop=stop)
+    outcome: list = []
+    runner = threading.Thread(target=lambda: outcome.append(engine.run()))
     try:
-        provider = ScriptedProvider(accept_all)
-        settings = EngineSettings(concurrency=1, rate=10, batch_size=12, lease=0.6)
-        result = Engine(sender, provider, c, settings).run()
+        runner.start()
+        runner.join(120)  # a bound against hanging: the run takes a few seconds
+        stop.set()
+        runner.join(30)
     finally:
         sender.close()
+    assert outcome, "the run did not end"
     rows = ledger.transmissions(c.id)
     assert {t.state for t in rows} == {"sent"}
     assert set(provider.attempts.values()) == {1} and len(provider.attempts) == 12
-    # At 10 a second, one at a time, the tail of a 12-row batch waits past 0.4 s: given back, claimed again.
-    assert result.stats.lease_lapsed > 0
+    assert outcome[0].stats.lease_lapsed > 0
