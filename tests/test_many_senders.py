@@ -72,10 +72,7 @@ def test_three_senders_killed_at_random_send_every_message_exactly_once(tmp_path
 
     try:
         with FakeTwilio(latency=0.02, fault=_dropping(0.02, seed=3)) as twilio:
-            # reconcile_after: a row left `unknown` by a kill is looked up only once a request that was still on
-            # its way can have reached the provider (docs/sending.md); at 0, a lookup that raced a killed
-            # sender's last request found nothing, and the row was sent again (seen twice in full-suite runs).
-            config = twilio_config(twilio.url, rate=RATE, concurrency=6, reconcile_after=1, backoff_base=0.05,
+            config = twilio_config(twilio.url, rate=RATE, concurrency=6, reconcile_after=0, backoff_base=0.05,
                                    backoff_cap=0.2)
             campaign, numbers = write_campaign(tmp_path, "spring", RECIPIENTS, provider="fake")
             first = new_home()
