@@ -194,27 +194,11 @@ def run(args, ledger_url: str | None, workers: int = 1) -> dict[str, float]:
 
 
 def postgres_schema(base: str):
-    """A fresh schema on the server ``base`` names, reached through the URL's search_path; dropped afterwards."""
-    import contextlib
-    import secrets
-    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+    """A fresh schema on ``base``'s server, dropped afterwards (send_bench's, one copy for both benches)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from send_bench import postgres_schema as made
 
-    import psycopg
-
-    @contextlib.contextmanager
-    def made():
-        schema = f"bulksend_bench_{secrets.token_hex(6)}"
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-        parts = urlsplit(base)
-        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "options"] + [("options", f"-csearch_path={schema}")]
-        try:
-            yield urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
-        finally:
-            with psycopg.connect(base, autocommit=True) as conn:
-                conn.execute(f"DROP SCHEMA {schema} CASCADE")
-
-    return made()
+    return made(base)
 
 
 def main() -> None:
