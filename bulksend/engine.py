@@ -177,6 +177,7 @@ class RunStats:
     opted_out: int = 0  # opted out at the provider
     recovered: int = 0  # rows a crashed run left ``sending`` whose request may have been out (now unknown)
     lease_lapsed: int = 0  # a shared ledger: claimed rows given back unsent because this sender fell behind its lease
+    lease_lost: int = 0  # a shared ledger: outcomes that came back for rows another sender had settled meanwhile
     requeued: int = 0  # rows a crashed run left ``sending`` that, per the journal, no provider accepted (queued)
     journal_sent: int = 0  # rows a crashed run left ``sending`` that, per the journal, were accepted (now sent)
     found: int = 0  # unknown rows the provider had (now sent)
@@ -461,10 +462,10 @@ class Engine:
         # Who claims (a shared ledger records it with a lease), and the prefix every sender of this home shares.
         self._home_key, self.sender = home_sender(_ledger_home(ledger))
         self._lease_checked = time.monotonic()  # when leases were last renewed and expired ones looked for
-        # A shared ledger: when each row in flight was claimed, and when this sender's leases were last renewed
-        # (monotonic times taken *before* the claim or the renewal: the lease runs from no earlier than that).
+        # A shared ledger: when each row in flight was claimed or its lease last renewed (a monotonic time taken
+        # *before* the claim or the renewal: the lease runs from no earlier than that); -inf once it is lost.
         self._claimed_at: dict[int, float] = {}
-        self._renewed_at = -math.inf
+        self._shared = ledger.store.leases  # several senders may share the campaign (claims carry a lease)
 
     # ------------------------------------------------------------------------------------------ run
 
@@ -610,8 +611,13 @@ class Engine:
             return
         self._lease_checked = renewing = time.monotonic()
         cid = self.campaign.id
-        self.ledger.renew_leases(cid, self.sender, self.settings.lease)
-        self._renewed_at = renewing
+        renewed = self.ledger.renew_leases(cid, self.sender, self.settings.lease)
+        claimed = self._claimed_at
+        for row_id in list(claimed):
+            # A row not renewed is no longer ours: this sender fell behind its lease (a starved process, a
+            # paused VM) and another settled the row. Its request must never start now, however fresh this
+            # renewal is: that sender may already have looked it up, found nothing and queued it again.
+            claimed[row_id] = renewing if row_id in renewed else -math.inf
         with self.ledger.transaction():
             expired = [row_id for row_id, _ in self.ledger.sending_to_recover(
                 cid, home=self._home_key, sender=self.sender)]
@@ -805,9 +811,8 @@ class Engine:
         """
         outcome: Outcome | None = None
         try:
-            if not self._bucket.acquire(self._halt):
-                return done
-            if not self._still_held(row):
+            # Held before taking a slot of the (perhaps shared) rate, and still held once it has one.
+            if not (self._still_held(row) and self._bucket.acquire(self._halt) and self._still_held(row)):
                 return done  # not sent: the row goes back to the queue, if this sender still holds it
             journaling = self._journaling
             if journaling:
@@ -835,10 +840,9 @@ class Engine:
 
     def _still_held(self, row: Transmission) -> bool:
         """On a shared ledger, whether this sender's claim on ``row`` is still safely inside its lease."""
-        claimed = self._claimed_at.get(row.id)
-        if claimed is None:
+        since = self._claimed_at.get(row.id)
+        if since is None:
             return True  # not a shared ledger (or a row this run did not claim)
-        since = max(claimed, self._renewed_at)
         if time.monotonic() - since < self.settings.lease * LEASE_USABLE:
             return True
         with self._breaker_lock:  # workers count together
@@ -959,7 +963,7 @@ class Engine:
                 with self.ledger.transaction():
                     if outcome is None:
                         self.ledger.unclaim([row.id], sender=self.sender)
-                    else:
+                    elif not (self._shared and self.ledger.lost_claims([row.id], self.sender)):
                         self.ledger.mark_unknown(
                             row.id, "not_recorded", "the outcome could not be recorded; it may have been sent"
                         )
@@ -972,6 +976,9 @@ class Engine:
             with self.ledger.transaction():
                 if stranded:
                     self.ledger.unclaim([row.id for row in stranded], sender=self.sender)
+                if self._shared:  # never over a row another sender settled after this one's lease ran out
+                    gone = self.ledger.lost_claims([row.id for row in lost], self.sender)
+                    lost = [row for row in lost if row.id not in gone]
                 for row in lost:
                     self.ledger.mark_unknown(
                         row.id, "interrupted", "the run stopped before the provider answered; it may have been sent"
@@ -991,7 +998,13 @@ class Engine:
         accepted: list[tuple[int, str | None, None]] = []
         try:
             with ledger.transaction():
+                # A shared ledger: outcomes are recorded only on rows this sender still holds. A row whose lease
+                # ran out belongs to whoever settled it (looked up, queued again, claimed by another sender).
+                lost = ledger.lost_claims([row.id for row, _, _ in pending], self.sender) if self._shared else {}
                 for row, outcome, when in pending:
+                    if row.id in lost:
+                        self._late_outcome(row, outcome, lost[row.id], accepted)
+                        continue
                     if outcome is None:
                         unsent.append(row.id)
                         continue
@@ -1048,6 +1061,22 @@ class Engine:
         stats.batches += 1
         if self.progress is not None:
             self.progress(stats)
+
+    def _late_outcome(
+        self, row: Transmission, outcome: Outcome | None, state: str, accepted: list[tuple[int, str | None, None]]
+    ) -> None:
+        """An outcome for a row this sender no longer holds (a shared ledger; its lease ran out meanwhile).
+
+        Nothing is recorded over the state another sender gave the row, except the one fact that settles it:
+        the provider accepted our request for a row still ``unknown`` (not yet looked up) becomes ``sent``.
+        """
+        if outcome is None:
+            return  # never started: the row was not ours to give back
+        self.stats.attempts += 1
+        self.stats.lease_lost += 1
+        if outcome.kind is OutcomeKind.ACCEPTED and state == "unknown":
+            accepted.append((row.id, outcome.provider_id, None))
+            self.stats.retrying.discard(row.id)
 
     def _final_failure(self, row: Transmission, code: str | None) -> None:
         self.stats.failed += 1
@@ -1109,9 +1138,10 @@ class Engine:
         batch = max(self.settings.batch, 200)
         for start in range(0, len(rows), batch):
             with ledger.transaction():
+                accepted: list[tuple[int, str | None, None]] = []  # debited together at the end, as in _commit
                 for row, (answer, provider_id) in zip(rows[start:start + batch], answers[start:start + batch]):
                     if answer is LookupResult.FOUND:
-                        stats.credits += ledger.mark_sent(row.id, provider_id or row.provider_id)
+                        accepted.append((row.id, provider_id or row.provider_id, None))
                         stats.sent += 1
                         stats.found += 1
                         stats.retrying.discard(row.id)
@@ -1129,7 +1159,7 @@ class Engine:
                         self._undecided.add(row.id)
                         still_unknown += 1
                     elif decision == "sent":  # the user's word that the provider has it
-                        stats.credits += ledger.mark_sent(row.id, row.provider_id)
+                        accepted.append((row.id, row.provider_id, None))
                         stats.sent += 1
                         assumed_sent += 1
                     elif decision == "failed":
@@ -1140,6 +1170,8 @@ class Engine:
                         requeued += 1
                     else:
                         failed += 1
+                # The shared credit rows are locked once, last: other senders' claims and commits wait on them.
+                stats.credits += ledger.mark_sent_many(accepted)
         if self.progress is not None:
             self.progress(self.stats)
         return ReconcileResult(

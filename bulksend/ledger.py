@@ -1060,12 +1060,30 @@ class Ledger:
             self._save(replace(row, refunded=row.debited))
             return row.debited
 
-    def renew_leases(self, campaign_id: int, sender: str, lease: float) -> int:
-        """Push back the lease of every row ``sender`` has in flight (a shared ledger; else nothing)."""
+    def renew_leases(self, campaign_id: int, sender: str, lease: float) -> set[int]:
+        """Push back the lease of every row ``sender`` has in flight; the ids renewed (a shared ledger; else none).
+
+        A row the sender claimed that is not among them is no longer its own: its lease ran out and another
+        sender settled it, so no request may start for it."""
         if not self.store.leases:
-            return 0
+            return set()
         with self._write():
-            return self.store.execute("renew_leases", campaign_id=campaign_id, sender=sender, lease=float(lease))
+            return {row_id for (row_id,) in self.store.all(
+                "renew_leases", campaign_id=campaign_id, sender=sender, lease=float(lease)
+            )}
+
+    def lost_claims(self, transmission_ids: Sequence[int], sender: str) -> dict[int, TransmissionState]:
+        """On a shared ledger, the rows of ``transmission_ids`` that ``sender`` no longer holds (no longer
+        ``sending`` under its claim: its lease ran out and another sender settled or claimed them), each with
+        its state now. Every row asked about stays locked until the transaction ends. Empty on SQLite."""
+        if not self.store.leases or not transmission_ids:
+            return {}
+        with self._write():
+            return {
+                row_id: TransmissionState(state)
+                for row_id, state, held in self.store.all("claims_of_ids", ids=list(transmission_ids), sender=sender)
+                if not held
+            }
 
     def sending_to_recover(self, campaign_id: int, *, home: str, sender: str) -> list[tuple[int, bool]]:
         """On a shared ledger, the ``sending`` rows this sender may settle, each with whether it was claimed

@@ -48,11 +48,6 @@ def _rows(backend: Backend) -> list[tuple[str, str, int, int]]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "known issue, not found yet (docs/ledger.md, 'Several senders'): in 3 of 4 full-suite runs on 2026-11-30 "
-    "this test saw recipients accepted twice (one row, then a run of six), though it passed every time run on its "
-    "own; the checks before it held. Left visible here rather than hidden; remove the mark once it is found."
-))
 def test_three_senders_killed_at_random_send_every_message_exactly_once(tmp_path):
     backend = Backend("postgresql")
     rng = random.Random(10)

@@ -79,7 +79,7 @@ def test_renewing_keeps_a_lease_alive(shared, tmp_path):
     rows = [r.id for r in ledger.claim(c.id, 3, sender=sender, lease=0.6)]
     for _ in range(3):
         time.sleep(0.3)
-        assert ledger.renew_leases(c.id, sender, 0.6) == 3
+        assert ledger.renew_leases(c.id, sender, 0.6) == set(rows)
     assert ledger.sending_to_recover(c.id, home=home_b, sender=other) == []
     assert ledger.live_leases_of_others(c.id, other) == 3
     assert ledger.live_leases_of_others(c.id, sender) == 0
@@ -114,7 +114,7 @@ def test_sqlite_claims_carry_no_lease(tmp_path):
         c = _campaign(ledger)
         rows = ledger.claim(c.id, 2, sender="x:y:1:a", lease=1)
         assert len(rows) == 2
-        assert ledger.renew_leases(c.id, "x:y:1:a", 1) == 0
+        assert ledger.renew_leases(c.id, "x:y:1:a", 1) == set()
         assert ledger.live_leases_of_others(c.id, "other") == 0
         assert ledger.recover_sending(c.id) == 2
     finally:
@@ -216,3 +216,80 @@ def test_an_engine_that_falls_behind_its_lease_gives_rows_back_unsent(shared, tm
     assert {t.state for t in rows} == {"sent"}
     assert set(provider.attempts.values()) == {1} and len(provider.attempts) == 12
     assert outcome[0].stats.lease_lapsed > 0
+
+
+def test_a_sender_that_renews_after_its_lease_ran_out_sends_and_records_nothing_over_the_sender_that_took_over(
+    shared, tmp_path, monkeypatch
+):
+    """A sender stalls past its lease (its renewals held back) while its first two requests hang at the
+    provider; another sender settles its eight rows and claims seven of them again. When the stalled sender
+    renews at last, the renewal covers none of them, so its workers start no request for the six rows still
+    in their queue (a renewal used to make every claimed row look held again: those rows went out twice),
+    and of the two answers that come back it records only the one that settles a row nobody claimed since:
+    the acceptance of a row still ``unknown``. Nothing it does touches the other sender's claims."""
+    import math
+    import threading
+
+    from fakeprovider import ScriptedProvider
+
+    from bulksend.engine import Engine, EngineSettings
+    from bulksend.ledger import Ledger
+    from bulksend.providers.base import Outcome, OutcomeKind
+    from bulksend.stores.postgres import PostgresStore
+
+    backend, ledger = shared
+    c = _campaign(ledger, rows=8)
+    numbers = [t.e164 for t in ledger.transmissions(c.id)]
+    ids = [t.id for t in ledger.transmissions(c.id)]
+    home_b, other = home_sender(tmp_path / "b")
+    taken = threading.Event()  # the other sender settled and claimed the stalled sender's rows
+    renewed = threading.Event()  # the stalled sender renewed after that
+    tend = Engine._tend_leases
+
+    def late_renewals(self):
+        if taken.is_set() and not renewed.is_set():
+            self._lease_checked = -math.inf
+            tend(self)
+            renewed.set()
+
+    monkeypatch.setattr(Engine, "_tend_leases", late_renewals)
+    answers = {
+        numbers[0]: Outcome(OutcomeKind.ACCEPTED, provider_id="SM-late"),
+        numbers[1]: Outcome(OutcomeKind.AMBIGUOUS, code="read_timeout", text="no answer"),
+    }
+
+    def script(delivery, attempt):
+        renewed.wait(60)  # the two first requests hang until the stalled sender has renewed
+        return answers.get(delivery.to, Outcome(OutcomeKind.ACCEPTED, provider_id=f"SM-{delivery.to}"))
+
+    stalled = Ledger(PostgresStore.open(backend.url), home=tmp_path / "a")
+    provider = ScriptedProvider(script)
+    engine = Engine(stalled, provider, c, EngineSettings(concurrency=2, batch_size=8, lease=0.6))
+    outcome: list = []
+    runner = threading.Thread(target=lambda: outcome.append(engine.run()))
+    try:
+        runner.start()
+        deadline = time.monotonic() + 30
+        while len(ledger.sending_to_recover(c.id, home=home_b, sender=other)) < 8:  # the lease runs out
+            assert time.monotonic() < deadline, "the stalled sender's lease never ran out"
+            time.sleep(0.05)
+        with ledger.transaction():
+            found = [i for i, _ in ledger.sending_to_recover(c.id, home=home_b, sender=other)]
+            assert ledger.recover_sending(c.id, found) == 8
+            for i in ids[1:]:
+                ledger.mark_retry(i, datetime.now(timezone.utc))  # looked up, not found: queued again
+        assert sorted(r.id for r in ledger.claim(c.id, 8, sender=other, lease=60)) == ids[1:]
+        taken.set()
+        runner.join(60)  # a bound against hanging: the run ends a moment after the renewal
+    finally:
+        taken.set()
+        renewed.set()
+        runner.join(30)
+        stalled.close()
+    assert outcome, "the run did not end"
+    assert provider.attempts == {numbers[0]: 1, numbers[1]: 1}  # the six rows still queued were never sent
+    rows = {t.id: t for t in ledger.transmissions(c.id)}
+    assert (rows[ids[0]].state, rows[ids[0]].provider_id, rows[ids[0]].debited) == ("sent", "SM-late", 1)
+    assert _claims(backend) == {i: other for i in ids[1:]}  # the ambiguous answer did not touch row 2
+    assert (outcome[0].stats.lease_lost, outcome[0].stats.lease_lapsed) == (2, 6)
+    assert ledger.audit().consistent

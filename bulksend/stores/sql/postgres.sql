@@ -93,9 +93,17 @@ WHERE id = ANY(:ids);
 SELECT claimed_by FROM transmissions WHERE id = :id;
 
 -- name: renew_leases
+-- The rows renewed: a row missing from them is no longer this sender's (its lease ran out and another took it).
 UPDATE transmissions
 SET lease_until = CAST(clock_timestamp() + make_interval(secs => :lease) AS text)
-WHERE campaign_id = :campaign_id AND claimed_by = :sender AND state = 'sending';
+WHERE campaign_id = :campaign_id AND claimed_by = :sender AND state = 'sending'
+RETURNING id;
+
+-- name: claims_of_ids
+-- Engine._commit on a shared ledger: a batch's rows locked in id order (as mark_sent_many locks them), each with
+-- its state and whether the sender still holds it.
+SELECT id, state, state = 'sending' AND claimed_by IS NOT DISTINCT FROM :sender FROM transmissions
+WHERE id = ANY(:ids) ORDER BY id FOR UPDATE;
 
 -- name: sending_to_recover
 -- Rows left `sending` that this sender may settle: a lease that expired (its sender died), or a claim made
