@@ -36,7 +36,9 @@ The bound in any one-second window is therefore ``rate × (1 + LATE_SLACK + jitt
 loaded test machine (jitter of a few tens of milliseconds) about +6 %, under the +10 % target. Slots a
 sender leased and did not use (it stopped, or died) are simply lost: the error is always on the slow side.
 Where the rate binds, blocks reach ``LEASE_SECONDS`` of the rate: about five leases a second per sender.
-Where it does not, a lease is one or two slots, about one short statement per message; the limiter's
+Where it does not, a lease is about what the sender spends in ``LATE_SLACK`` (later slots go stale), one
+short statement every 20 ms or so, leased while half of the last block is left so the workers rarely wait; the
+limiter's
 connection commits them without waiting for the disk (``rate_bucket_session``): ``rate_buckets`` is working
 state, and a lease lost with a crash of the server or the machine goes with the senders' connections.
 
