@@ -1,7 +1,7 @@
 """Send throughput: bulksend against the raw ceiling of plain `requests`, on the same fake Twilio, in one run.
 
     .venv/bin/python bench/send_bench.py [--messages 20000] [--latency 0.05] [--concurrency 64]
-        [--postgres URL] [--only sqlite|postgresql] [--profile [--sort cumulative]]
+        [--postgres URL] [--only sqlite|postgresql] [--rate 0 100000] [--profile [--sort cumulative]]
 
 For each ledger backend in turn (SQLite, then PostgreSQL when ``--postgres`` or ``BULKSEND_TEST_POSTGRES``
 names a server: a fresh schema, dropped afterwards), back to back:
@@ -10,6 +10,9 @@ names a server: a fresh schema, dropped afterwards), back to back:
 ``twilio`` provider (base_url pointing at the fake), with the durable ledger and the attempt journal, timed
 as a whole process: start-up, validation, queueing, sending, summary. Prints both rates, the CPU each
 used per message (user + system: steadier than rates on a shared machine), and the ratio (target ≥ 1.0).
+Each pair runs once per ``--rate``: the profile's rate in (b), 0 (none, like the raw client) and then 100,000
+(far above what is sent, so it never binds: what is left is the cost of the account-wide limiter of
+bulksend/fleet.py, a ledger statement per few tens of milliseconds of sending).
 ``--profile`` runs (b) under cProfile (the main thread) and prints where the time went.
 """
 
@@ -84,7 +87,7 @@ def _cpu(who: int) -> float:
 
 
 def prepare_campaign(
-    directory: Path, url: str, messages: int, concurrency: int, ledger_url: str | None = None
+    directory: Path, url: str, messages: int, concurrency: int, ledger_url: str | None = None, rate: int = 100_000
 ) -> tuple[Path, dict]:
     home = directory / "home"
     home.mkdir()
@@ -94,7 +97,7 @@ def prepare_campaign(
         f'account_sid = "{ACCOUNT_SID}"\n'
         'sender = "+15005550006"\n'
         f'base_url = "{url}"\n'
-        "rate = 100000\n"
+        f"rate = {rate}\n"
         f"concurrency = {concurrency}\n"
     )
     with open(directory / "recipients.csv", "w") as out:
@@ -154,9 +157,9 @@ def postgres_schema(base: str):
     return made()
 
 
-def one_backend(args, url: str, directory: Path, ledger_url: str | None) -> float:
+def one_backend(args, url: str, directory: Path, ledger_url: str | None, rate: int) -> float:
     """(a) then (b) on one ledger backend, back to back; prints both and returns the ratio."""
-    campaign, env = prepare_campaign(directory, url, args.messages, args.concurrency, ledger_url)
+    campaign, env = prepare_campaign(directory, url, args.messages, args.concurrency, ledger_url, rate)
     raw, raw_cpu = raw_ceiling(url, args.messages, args.concurrency)
     print(f"(a) raw ceiling, plain requests:        {raw:8,.0f} messages/s  "
           f"(CPU {raw_cpu / args.messages * 1e6:,.0f} µs per message)")
@@ -189,6 +192,9 @@ def main() -> None:
                         help="also measure a PostgreSQL ledger, in a fresh schema dropped afterwards "
                              "(default: $BULKSEND_TEST_POSTGRES)")
     parser.add_argument("--only", choices=("sqlite", "postgresql"))
+    parser.add_argument("--rate", type=int, nargs="+", default=[0, 100_000], metavar="PER_SECOND",
+                        help="the profile's rate for (b), each in turn (default: 0 = none, like the raw client; then "
+                             "100000, a shared rate that does not bind: its cost is the limiter's)")
     parser.add_argument("--profile", action="store_true", help="profile the bulksend run with cProfile")
     parser.add_argument("--sort", default="tottime", help="the order of --profile's table (a pstats key)")
     args = parser.parse_args()
@@ -204,13 +210,15 @@ def main() -> None:
             if backend == "postgresql" and not args.postgres:
                 print("postgresql: skipped (give --postgres URL or set BULKSEND_TEST_POSTGRES)")
                 continue
-            print(f"== {backend}")
-            with tempfile.TemporaryDirectory() as tmp:
-                if backend == "sqlite":
-                    one_backend(args, url, Path(tmp), None)
-                else:
-                    with postgres_schema(args.postgres) as ledger_url:
-                        one_backend(args, url, Path(tmp), ledger_url)
+            for rate in args.rate:
+                print(f"== {backend}, profile rate {rate or 'none'}"
+                      f"{' (the shared rate of every run of the profile, far above what is sent)' if rate else ''}")
+                with tempfile.TemporaryDirectory() as tmp:
+                    if backend == "sqlite":
+                        one_backend(args, url, Path(tmp), None, rate)
+                    else:
+                        with postgres_schema(args.postgres) as ledger_url:
+                            one_backend(args, url, Path(tmp), ledger_url, rate)
     finally:
         fake.terminate()
         fake.wait()

@@ -431,11 +431,16 @@ def _queue(prepared: Prepared) -> int:
     rules = prepared.rules
     scheduler = rules.scheduler() if rules is not None and (rules.quiet or rules.send_at) else None
     anchor = rules.anchor if rules is not None and rules.anchor else datetime.now(timezone.utc)
-    for message in iter_messages(table):
+    if scheduler is not None:  # each row's first allowed time, as estimate finds it (zones of all rows at once)
+        from bulksend.estimate import due_times
+
+        ids, per_set = due_times(table, scheduler, anchor)
+        dues = [per_set[i] for i in ids.tolist()]
+    for k, message in enumerate(iter_messages(table)):
         not_before = None
         if scheduler is not None:
             # Due at its first allowed time; None (zones with no common allowed hour) is settled at claim time.
-            due = scheduler.due(anchor, scheduler.zones(message.e164, message.country, message.timezone))
+            due = dues[k]
             not_before = due if due is not None and due > anchor else None
         chunk.append(
             NewTransmission(

@@ -11,7 +11,7 @@ import numpy as np
 from bulksend.recipients import ENCODINGS, RecipientTable, ValidationReport
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bulksend.schedule import SendRules
+    from bulksend.schedule import Scheduler, SendRules
 
 
 @dataclass(frozen=True)
@@ -108,15 +108,9 @@ def quiet_hours_summary(table: RecipientTable, rules: "SendRules", now: datetime
     """
     if rules.quiet is None and rules.send_at is None:
         return None
-    from bulksend.schedule import zones_many
-
-    rows = np.flatnonzero(table.accepted_mask)
-    cells = _column_cells(table, table.columns.timezone, rows) if table.columns.timezone is not None else None
-    ids, sets = zones_many(table.e164[rows], table.region[rows], table.regions, cells)
-    scheduler = rules.scheduler()
     anchor = rules.anchor or now
-    dues = [scheduler.due(anchor, zones) for zones in sets]
-    per_set = np.bincount(ids, minlength=len(sets)) if rows.size else np.zeros(len(sets), dtype=np.int64)
+    ids, dues = due_times(table, rules.scheduler(), anchor)
+    per_set = np.bincount(ids, minlength=len(dues)) if ids.size else np.zeros(len(dues), dtype=np.int64)
     later = [(due, int(per_set[i])) for i, due in enumerate(dues) if due is not None and due > anchor and per_set[i]]
     never = sum(int(per_set[i]) for i, due in enumerate(dues) if due is None)
     return QuietHoursWait(
@@ -127,6 +121,19 @@ def quiet_hours_summary(table: RecipientTable, rules: "SendRules", now: datetime
         last_due=max((due for due, _ in later), default=None),
         no_shared_hours=never,
     )
+
+
+def due_times(table: RecipientTable, scheduler: "Scheduler", anchor: datetime) -> tuple[np.ndarray, list]:
+    """When each accepted row (in file order) may first go: (each row's index into the second, the due time of
+    each distinct zone set, None where its zones share no allowed hour). ``estimate`` counts them; ``send``
+    queues each row with its own. The zones of every row at once (``schedule.zones_many``: ``row_zones`` for a
+    whole column), then ``Scheduler.due`` once per zone set."""
+    from bulksend.schedule import zones_many
+
+    rows = np.flatnonzero(table.accepted_mask)
+    cells = _column_cells(table, table.columns.timezone, rows) if table.columns.timezone is not None else None
+    ids, sets = zones_many(table.e164[rows], table.region[rows], table.regions, cells)
+    return ids, [scheduler.due(anchor, zones) for zones in sets]
 
 
 def _column_cells(table: RecipientTable, column: int, rows: np.ndarray) -> list[str]:

@@ -36,7 +36,9 @@ The bound in any one-second window is therefore ``rate × (1 + LATE_SLACK + jitt
 loaded test machine (jitter of a few tens of milliseconds) about +6 %, under the +10 % target. Slots a
 sender leased and did not use (it stopped, or died) are simply lost: the error is always on the slow side.
 Where the rate binds, blocks reach ``LEASE_SECONDS`` of the rate: about five leases a second per sender.
-Where it does not, a lease is one or two slots, about one short statement per message; the limiter's
+Where it does not, a lease is about what the sender spends in ``LATE_SLACK`` (later slots go stale), one
+short statement every 20 ms or so, leased while half of the last block is left so the workers rarely wait; the
+limiter's
 connection commits them without waiting for the disk (``rate_bucket_session``): ``rate_buckets`` is working
 state, and a lease lost with a crash of the server or the machine goes with the senders' connections.
 
@@ -92,9 +94,10 @@ class SharedRate:
         self.interval = 1.0 / self.rate
         self.most = max(1, math.floor(self.rate * lease))  # the largest block
         self.block = 1  # the next lease's size: grows while every slot is used, shrinks when slots go unused
-        self._wasted = 0  # slots of the current lease thrown away (their moment passed)
+        self._wasted = 0  # slots thrown away (their moment passed) since the last lease
         self._slots: deque[float] = deque()
-        self._lock = threading.Lock()
+        self._cond = threading.Condition(threading.Lock())
+        self._leasing = False  # one thread at a time talks to the ledger (this limiter's one connection)
         self._store = None
         self._created = False
         self.error: LedgerError | None = None
@@ -102,8 +105,7 @@ class SharedRate:
 
     def acquire(self, halt: threading.Event) -> bool:
         """Wait for this sender's next slot; False when ``halt`` is set first (or the ledger failed)."""
-        with self._lock:
-            slot = self._next_slot(halt)
+        slot = self._take(halt)
         if slot is None:
             return False
         wait = slot - time.monotonic()
@@ -111,57 +113,85 @@ class SharedRate:
             return not halt.wait(wait)
         return not halt.is_set()
 
-    def _next_slot(self, halt: threading.Event) -> float | None:
+    def _take(self, halt: threading.Event) -> float | None:
+        """The next slot. The thread that takes the slot leaving half a block or less leases the next block
+        (outside the lock: the others go on taking slots meanwhile); a thread that finds none waits for it."""
         while True:
-            if self.error is not None or halt.is_set():
-                return None
-            now = time.monotonic()
-            while self._slots and self._slots[0] < now - LATE_SLACK:
-                self._slots.popleft()  # its moment passed while every worker was busy: never use it late
-                self._wasted += 1
-            if self._slots:
-                return self._slots.popleft()
-            try:
-                self._lease()
-            except LedgerError as exc:
-                self.error = exc
-                halt.set()
-                return None
+            with self._cond:
+                while True:
+                    if self.error is not None or halt.is_set():
+                        return None
+                    now = time.monotonic()
+                    while self._slots and self._slots[0] < now - LATE_SLACK:
+                        self._slots.popleft()  # its moment passed while every worker was busy: never use it late
+                        self._wasted += 1
+                    if self._slots:
+                        slot = self._slots.popleft()
+                        ahead = not self._leasing and len(self._slots) * 2 < self.block
+                        break
+                    if not self._leasing:
+                        slot, ahead = None, True
+                        break
+                    self._cond.wait(0.05)  # another thread is leasing
+                if not ahead:
+                    return slot
+                self._leasing = True
+                span, block = self._size()
+            self._lease(span, block, halt)
+            if slot is not None:
+                return slot
 
-    def _lease(self) -> None:
-        from bulksend.ledger import utc_timestamp
-
-        if self._store is None:
-            self._store = self._opener()
-            # This connection only leases: its commits need not wait for the disk (see rate_bucket_session).
-            self._store.execute("rate_bucket_session")
-        store = self._store
-        if self.leases:  # size this lease by how the last one went (every slot of it is used or thrown away)
+    def _size(self) -> tuple[float, int]:
+        """The next lease's (span, slots), sized by how the slots since the last lease went (under the lock)."""
+        if self.leases:
             used = self.block - self._wasted
             self.block = min(self.most, self.block * 2) if not self._wasted else max(1, used)
         self._wasted = 0
-        stamp = utc_timestamp()
-        span = self.block * self.interval
-        if not self._created:
-            with store.write():
-                store.execute("rate_bucket_create", profile=self.profile, now=stamp)
-            self._created = True
-        if store.dialect == "postgresql":
-            # One statement is its own transaction there (autocommit): one round trip, the row locked only
-            # while it runs. A SQLite file takes the write lock first (BEGIN IMMEDIATE): a statement that
-            # started as a reader could meet a newer snapshot and fail busy without waiting.
-            next_at, clock = store.one("rate_bucket_lease", profile=self.profile, span=span, now=stamp)
-        else:
-            with store.write():
+        return self.block * self.interval, self.block
+
+    def _lease(self, span: float, block: int, halt: threading.Event) -> None:
+        """One statement on the ledger (the calling thread alone holds ``_leasing``), then the slots it gave."""
+        from bulksend.ledger import utc_timestamp
+
+        try:
+            if self._store is None:
+                self._store = self._opener()
+                # This connection only leases: its commits need not wait for the disk (see rate_bucket_session).
+                self._store.execute("rate_bucket_session")
+            store = self._store
+            stamp = utc_timestamp()
+            if not self._created:
+                with store.write():
+                    store.execute("rate_bucket_create", profile=self.profile, now=stamp)
+                self._created = True
+            if store.dialect == "postgresql":
+                # One statement is its own transaction there (autocommit): one round trip, the row locked only
+                # while it runs. A SQLite file takes the write lock first (BEGIN IMMEDIATE): a statement that
+                # started as a reader could meet a newer snapshot and fail busy without waiting.
                 next_at, clock = store.one("rate_bucket_lease", profile=self.profile, span=span, now=stamp)
+            else:
+                with store.write():
+                    next_at, clock = store.one("rate_bucket_lease", profile=self.profile, span=span, now=stamp)
+        except LedgerError as exc:
+            with self._cond:
+                self.error = exc
+                self._leasing = False
+                self._cond.notify_all()
+            halt.set()
+            return
         start = float(next_at) - span
         # The monotonic moment of the ledger's ``clock`` is taken after the commit: slots can only come late.
         origin = time.monotonic() + (start - float(clock))
-        self._slots.extend(origin + i * self.interval for i in range(self.block))
-        self.leases += 1
+        with self._cond:
+            self._slots.extend(origin + i * self.interval for i in range(block))
+            self.leases += 1
+            self._leasing = False
+            self._cond.notify_all()
 
     def close(self) -> None:
-        with self._lock:
+        with self._cond:
+            while self._leasing:  # a lease in progress finishes with the connection first
+                self._cond.wait(0.05)
             if self._store is not None:
                 self._store.close()
                 self._store = None

@@ -16,6 +16,7 @@ a full disk (SQLSTATE class 53) are LedgerErrors that name the cause; every one 
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -308,9 +309,14 @@ class PostgresStore(Store):
         return self._run(QUERIES[query], _params(params)).fetchall()
 
     def many(self, query: str, rows: Iterable[dict[str, Any]]) -> int:
-        rows = [_params(r) for r in rows]
+        rows = list(rows)
         if not rows:
             return 0
+        as_json = QUERIES.get(f"{query}__json")
+        if as_json is not None and len(rows) > 1:
+            # One statement over the rows as JSON (postgres.sql, "Store.many, set-based"): one round trip.
+            return self._run(as_json, {"rows": json.dumps(rows, separators=(",", ":"))}).rowcount
+        rows = [_params(r) for r in rows]
         try:
             with self.connection.cursor() as cursor:
                 cursor.executemany(QUERIES[query], rows)

@@ -125,3 +125,44 @@ WHERE campaign_id = :campaign_id AND state = 'sending' AND claimed_by IS DISTINC
 SELECT COALESCE(SUM(cost), 0) FROM transmissions
 WHERE campaign_id = :campaign_id AND state = 'sending'
   AND lease_until IS NOT NULL AND CAST(lease_until AS timestamptz) >= clock_timestamp();
+
+-- ---------------------------------------------------------------------- Store.many, set-based
+-- PostgresStore.many runs `<name>__json` when it exists instead of `<name>` once per row: the rows as one JSON
+-- array of objects (json.dumps, in C), one statement and one round trip however many rows, in the rows' order
+-- (WITH ORDINALITY: identity ids follow it, as they would one statement after the other). Each is its twin's
+-- statement (common.sql) over json_to_recordset().
+
+-- name: insert_transmission__json
+INSERT INTO transmissions (campaign_id, e164, message, units, cost, row_number, country, created_at, updated_at,
+                           params, not_before, timezone)
+SELECT r.campaign_id, r.e164, r.message, r.units, r.cost, r.row_number, r.country, r.now, r.now, r.params,
+       r.not_before, r.timezone
+FROM ROWS FROM (json_to_recordset(CAST(:rows AS json))
+                AS (campaign_id bigint, e164 text, message text, units integer, cost integer, row_number integer,
+                    country text, now text, params text, not_before text, timezone text))
+     WITH ORDINALITY AS r(campaign_id, e164, message, units, cost, row_number, country, now, params, not_before,
+                          timezone, n)
+ORDER BY r.n
+ON CONFLICT (campaign_id, e164) DO NOTHING;
+
+-- name: save_transmission__json
+UPDATE transmissions t
+SET state = r.state, attempts = r.attempts, not_before = r.not_before, cost = r.cost, provider_id = r.provider_id,
+    error_code = r.error_code, error_text = r.error_text, debited = r.debited, refunded = r.refunded,
+    sent_at = r.sent_at, updated_at = r.now
+FROM json_to_recordset(CAST(:rows AS json))
+     AS r(id bigint, state text, attempts integer, not_before text, cost integer, provider_id text, error_code text,
+          error_text text, debited integer, refunded integer, sent_at text, now text)
+WHERE t.id = r.id;
+
+-- name: insert_movement__json
+INSERT INTO movements (kind, channel, amount, on_date, recorded_at, lot_id, campaign_id, transmission_id, from_hold,
+                       ref, note)
+SELECT r.kind, r.channel, r.amount, r.on_date, r.now, r.lot_id, r.campaign_id, r.transmission_id, r.from_hold, r.ref,
+       r.note
+FROM ROWS FROM (json_to_recordset(CAST(:rows AS json))
+                AS (kind text, channel text, amount integer, on_date date, now text, lot_id bigint,
+                    campaign_id bigint, transmission_id bigint, from_hold integer, ref text, note text))
+     WITH ORDINALITY AS r(kind, channel, amount, on_date, now, lot_id, campaign_id, transmission_id, from_hold, ref,
+                          note, n)
+ORDER BY r.n;
