@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from bulksend.cli import app
+
+#: Run first by every Python process a test starts (see quiet_hours_off_by_default).
+SUBPROCESS_SITE = Path(__file__).resolve().parent / "subprocess_site"
 
 
 @pytest.fixture
@@ -55,5 +59,9 @@ def ledger_zone(monkeypatch: pytest.MonkeyPatch) -> str:
 def quiet_hours_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     """Quiet hours are on by default (21:00-08:00 in each recipient's zone): a test would then depend on
     the hour it runs at. Tests get them off unless they set quiet_hours (config, campaign file, flag);
-    tests/test_schedule_*.py set them and pin the clock with time-machine."""
+    tests/test_schedule_*.py set them and pin the clock with time-machine. The processes a test starts
+    (``python -m bulksend …`` with the test's environment) get the same default through
+    tests/subprocess_site/sitecustomize.py, first on their ``PYTHONPATH``."""
     monkeypatch.setattr("bulksend.schedule.DEFAULT_QUIET_HOURS", "off")
+    inherited = os.environ.get("PYTHONPATH")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(SUBPROCESS_SITE), inherited])))

@@ -69,6 +69,8 @@ class FakeTwilio:
         self.throttled: list[tuple[str, float, float]] = []  # (number, answered at, wait until)
         self.faults: Counter = Counter()
         self.lookups = 0
+        self.lookup_times: dict[str, list[float]] = {}  # when each number was looked up (time.time())
+        self.accept_times: dict[str, list[float]] = {}  # when each message was accepted (time.time())
         self._seq = 0
         server = _QuietServer(("127.0.0.1", 0), _handler(self))
         server.daemon_threads = True
@@ -108,6 +110,7 @@ class FakeTwilio:
                 "num_segments": "1",
             }
             self.accepted.append(message)
+            self.accept_times.setdefault(to, []).append(time.time())
             self.by_number.setdefault(to, []).append(message)
             return message
 
@@ -157,6 +160,7 @@ def _handler(twilio: FakeTwilio):
             to = query.get("To", [""])[0]
             with twilio.lock:
                 twilio.lookups += 1
+                twilio.lookup_times.setdefault(to, []).append(time.time())
                 messages = list(reversed(twilio.by_number.get(to, [])))
             self._reply(200, {"messages": messages, "next_page_uri": None, "page": 0, "page_size": 100})
 

@@ -40,6 +40,29 @@ def _dropping(rate: float, seed: int):
     return fault
 
 
+def _run_stats(out: str) -> str:
+    """The engine's figures in a sender's --json summary that tell how it met the others (a failure's timeline)."""
+    import json
+
+    try:
+        run = json.loads(out).get("run") or {}
+    except ValueError:
+        return out[-200:]
+    return ", ".join(f"{k}={v}" for k, v in run.items() if not isinstance(v, (dict, list)))
+
+
+def _explain(timeline: dict, started: float, events: list[tuple[float, str]]) -> str:
+    """Each number accepted twice, with when the fake got its requests, accepted them and was asked about it,
+    among the kills and starts, in seconds from the test's start."""
+    lines = []
+    for number, (posts, accepts, lookups) in timeline.items():
+        lines.append(f"{number}: posts {[round(t - started, 3) for t in posts]}, "
+                     f"accepted {[round(t - started, 3) for t in accepts]}, "
+                     f"looked up {[round(t - started, 3) for t in lookups]}")
+    lines += [f"  {t - started:8.3f} {what}" for t, what in events]
+    return "\n".join(lines)
+
+
 def _rows(backend: Backend) -> list[tuple[str, str, int, int]]:
     import psycopg
 
@@ -51,6 +74,8 @@ def _rows(backend: Backend) -> list[tuple[str, str, int, int]]:
 def test_three_senders_killed_at_random_send_every_message_exactly_once(tmp_path):
     backend = Backend("postgresql")
     rng = random.Random(10)
+    started = time.time()
+    events: list[tuple[float, str]] = []  # (time.time(), what happened): the timeline a failure prints
     homes_made = 0
     procs: list[subprocess.Popen] = []
 
@@ -68,6 +93,7 @@ def test_three_senders_killed_at_random_send_every_message_exactly_once(tmp_path
         proc = subprocess.Popen([*BULKSEND, "send", str(campaign), "--yes", "--json"], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         proc.home = home  # type: ignore[attr-defined]
+        events.append((time.time(), f"start pid {proc.pid} in {home.name}"))
         return proc
 
     try:
@@ -96,13 +122,19 @@ def test_three_senders_killed_at_random_send_every_message_exactly_once(tmp_path
                 victim = rng.choice(running)
                 victim.send_signal(signal.SIGKILL)
                 victim.wait()
+                events.append((time.time(), f"kill pid {victim.pid}"))
                 kills += 1
                 # Half the time a new home (its claims wait for the lease), else the same home again.
                 procs.append(start(victim.home if rng.random() < 0.5 else new_home()))  # type: ignore[attr-defined]
-            assert kills >= KILLS, f"only {kills} kills: the senders finished first"
+            assert kills >= KILLS, f"only {kills} kills: the senders finished first\n" + "\n".join(
+                f"pid {p.pid} exit {p.returncode}: {p.stdout.read()[-1500:]} {p.stderr.read()[-300:]}"
+                for p in procs if p.poll() is not None and p.returncode != -signal.SIGKILL
+            )
 
             for proc in procs:
-                proc.communicate(timeout=90)
+                out, _ = proc.communicate(timeout=90)
+                if out.strip():
+                    events.append((time.time(), f"pid {proc.pid} ended: {_run_stats(out)}"))
             # The last rows of senders that died settle once their lease runs out: one more run finishes.
             for _ in range(5):
                 states = {state for _, state, _, _ in _rows(backend)}
@@ -114,6 +146,8 @@ def test_three_senders_killed_at_random_send_every_message_exactly_once(tmp_path
                 assert final.returncode == 0, err
             accepted = twilio.accepted_counts()
             lookups, dropped = twilio.lookups, twilio.faults["drop"]
+            timeline = {n: (twilio.post_times.get(n, []), twilio.accept_times.get(n, []),
+                            twilio.lookup_times.get(n, [])) for n, k in accepted.items() if k > 1}
             arrivals = [t for times in twilio.post_times.values() for t in times]
 
         rows = _rows(backend)
@@ -124,7 +158,7 @@ def test_three_senders_killed_at_random_send_every_message_exactly_once(tmp_path
         assert lookups > 0 and dropped > 0
         assert {state for _, state, _, _ in rows} == {"sent"}
         assert sorted(accepted) == sorted(numbers)
-        assert set(accepted.values()) == {1}, [n for n, k in accepted.items() if k > 1]
+        assert set(accepted.values()) == {1}, _explain(timeline, started, events)
         assert sum(debited for _, _, debited, _ in rows) == sum(cost for _, _, _, cost in rows) == len(accepted)
         assert busiest <= RATE * 1.1, f"the provider saw {busiest} requests in one second at rate {RATE}"
         env = {**os.environ, "BULKSEND_HOME": str(first), "BULKSEND_LEDGER_URL": backend.url}
