@@ -25,9 +25,9 @@ from ledger_backends import Backend
 from sendhelpers import write_campaign
 
 BULKSEND = [sys.executable, "-m", "bulksend"]
-RECIPIENTS = 1200
+RECIPIENTS = 3000  # "a few thousand" (issue 10)
 KILLS = 10
-RATE = 100  # the profile's rate: 12 s of sending at least, so the kills land while the senders work
+RATE = 150  # the profile's rate: 20 s of sending at least, so the kills land while the senders work
 
 
 def _dropping(rate: float, seed: int):
