@@ -48,7 +48,7 @@ def engine_rate(messages: int) -> float:
         with tempfile.TemporaryDirectory() as tmp:
             campaign, env = send_bench.prepare_campaign(Path(tmp), url, messages, 64)
             env.pop("BULKSEND_LEDGER_URL", None)
-            elapsed, summary = send_bench.bulksend_send(campaign, env, None)
+            elapsed, _cpu, summary = send_bench.bulksend_send(campaign, env, None)
             assert summary["counts"].get("sent") == messages, summary["counts"]
             return messages / elapsed
     finally:
