@@ -6,7 +6,7 @@
 
 Each backend in turn: SQLite, then PostgreSQL when ``--postgres`` (or ``BULKSEND_TEST_POSTGRES``) names a server
 (a fresh schema, dropped afterwards). A temporary home gets a ledger with one campaign of ``--receipts`` transmissions, all ``sent``.
-``bulksend webhooks serve`` runs as its own process (waitress, the real command), once per ``--workers`` value
+``bulksend webhooks serve`` runs as its own process (uvicorn, the real command), once per ``--workers`` value
 (above 1: ``--workers N`` worker processes on one port, PostgreSQL only). Load comes from
 ``--processes`` processes of ``--clients`` keep-alive connections in all:
 (a) the no-op ceiling: ``GET /healthz`` as many times, on the same server;
