@@ -391,9 +391,9 @@ class Receiver:
         if method not in ("GET", "POST"):
             return 405, text, b"GET or POST\n"
         headers: dict[str, str] = {}
-        for key, value in scope["headers"]:
-            name_, text_ = key.decode("latin-1").lower(), value.decode("latin-1")
-            headers[name_] = f"{headers[name_]}, {text_}" if name_ in headers else text_
+        for raw_name, raw_value in scope["headers"]:  # repeated headers joined as a WSGI server would
+            header, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+            headers[header] = f"{headers[header]}, {value}" if header in headers else value
         try:
             length = int(headers.pop("content-length", "") or 0)
         except ValueError:
