@@ -6,7 +6,7 @@
 
 Each backend in turn: SQLite, then PostgreSQL when ``--postgres`` (or ``BULKSEND_TEST_POSTGRES``) names a server
 (a fresh schema, dropped afterwards). A temporary home gets a ledger with one campaign of ``--receipts`` transmissions, all ``sent``.
-``bulksend webhooks serve`` runs as its own process (waitress, the real command), once per ``--workers`` value
+``bulksend webhooks serve`` runs as its own process (uvicorn, the real command), once per ``--workers`` value
 (above 1: ``--workers N`` worker processes on one port, PostgreSQL only). Load comes from
 ``--processes`` processes of ``--clients`` keep-alive connections in all:
 (a) the no-op ceiling: ``GET /healthz`` as many times, on the same server;
@@ -48,7 +48,7 @@ def engine_rate(messages: int) -> float:
         with tempfile.TemporaryDirectory() as tmp:
             campaign, env = send_bench.prepare_campaign(Path(tmp), url, messages, 64)
             env.pop("BULKSEND_LEDGER_URL", None)
-            elapsed, summary = send_bench.bulksend_send(campaign, env, None)
+            elapsed, _cpu, summary = send_bench.bulksend_send(campaign, env, None)
             assert summary["counts"].get("sent") == messages, summary["counts"]
             return messages / elapsed
     finally:

@@ -1,10 +1,11 @@
 """The webhook receiver: one endpoint per provider profile, verified, committed in groups (docs/webhooks.md).
 
-``webhooks serve`` runs ``Receiver`` (a WSGI app) on waitress. A request is verified by its provider's own
+``webhooks serve`` runs ``Receiver`` (an ASGI app) on uvicorn. A request is verified by its provider's own
 means (a signature, or a secret token in the URL path) before anything is read from it; what it carries
 (delivery receipts, replies) is handed to one ``ReceiptWriter`` thread, which commits many requests in one
 ledger transaction; the request is answered 2xx only once that transaction has committed, so that a
-provider retries whatever was not recorded. A receipt the ledger cannot apply yet is kept and retried.
+provider retries whatever was not recorded. A receipt the ledger cannot apply yet is kept and retried. The
+event loop parses and verifies; only the writer thread touches the ledger.
 ``--workers N`` (PostgreSQL ledgers): N forked processes, each all of the above, accepting from one socket.
 """
 
@@ -35,6 +36,7 @@ HEALTH = "/healthz"
 TOKENS_FILE = Path("webhooks") / "tokens.json"
 MAX_BODY = 1024 * 1024  # a receipt is a few hundred bytes; Meta batches at most a few hundred KB
 COMMIT_WAIT = 60.0  # seconds a request waits for its commit before answering 503 (the provider retries)
+GRACE = 30.0  # seconds a stopping server lets the requests in progress finish; then it cuts them (unanswered)
 RETRY_PENDING_EVERY = 2.0  # seconds between two passes over the kept receipts
 # Once the queue is empty, the writer waits this long (seconds) for more requests before committing: under load
 # the requests answered by one commit come back together, and small groups become a few large ones (bench/).
@@ -175,14 +177,15 @@ def with_callback(config: Config, profile: Profile) -> Profile:
 class _Work:
     receipts: list[Receipt]
     inbound: list[InboundMessage]
-    future: Future = field(default_factory=Future)
+    future: Any = field(default_factory=Future)  # a concurrent Future, or an asyncio one of ``loop``
+    loop: Any = None  # the event loop of an asyncio future (``submit_async``)
 
 
 _STOP = object()
 
 
 class ReceiptWriter:
-    """One thread that owns the ledger: takes what request threads hand it, commits many at once, and tells
+    """One thread that owns the ledger: takes what the requests hand it, commits many at once, and tells
     each request when its part is committed (group commit). Between requests it retries the kept receipts."""
 
     def __init__(self, ledger: Ledger, *, max_batch: int = 2000, retry_every: float = RETRY_PENDING_EVERY,
@@ -206,7 +209,19 @@ class ReceiptWriter:
         return self
 
     def submit(self, receipts: list[Receipt], inbound: list[InboundMessage]) -> Future:
+        """From any thread: a Future told once what ``receipts`` and ``inbound`` carry is committed."""
         work = _Work(receipts, inbound)
+        work.future.set_running_or_notify_cancel()  # it cannot be cancelled: the writer always settles it
+        self._queue.put(work)
+        return work.future
+
+    def submit_async(self, receipts: list[Receipt], inbound: list[InboundMessage]) -> "asyncio.Future":
+        """From an event loop (the server's): an asyncio future of that loop, settled like ``submit``'s. The
+        requests one commit answers are settled by one call into their loop, not one wake-up each."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        work = _Work(receipts, inbound, loop.create_future(), loop)
         self._queue.put(work)
         return work.future
 
@@ -268,21 +283,35 @@ class ReceiptWriter:
                         results.append((work, None, exc))
         except BaseException as exc:  # nothing committed: every request of the batch is answered 503
             self.log(f"webhooks: could not commit {len(batch)} request(s): {getattr(exc, 'message', exc)}")
-            for work in batch:
-                work.future.set_exception(exc)
+            self._settle([(work, None, exc) for work in batch])
             if not isinstance(exc, Exception):
                 raise
             return
         self.commits += 1
         for work, value, error in results:
-            if error is not None:
+            if error is None:
+                fates, kept = value
+                self.fates.update(str(f) for f in fates)
+                self.inbound += sum(kept)
+                self.opt_outs += sum(1 for m, k in zip(work.inbound, kept) if k and m.opt_out)
+        self._settle(results)
+
+    @staticmethod
+    def _settle(results: list[tuple[_Work, Any, BaseException | None]]) -> None:
+        """Tell each request its outcome: a concurrent Future at once, asyncio futures in one call per loop."""
+        by_loop: dict[Any, list[tuple[Any, Any, BaseException | None]]] = {}
+        for work, value, error in results:
+            if work.loop is not None:
+                by_loop.setdefault(work.loop, []).append((work.future, value, error))
+            elif error is not None:
                 work.future.set_exception(error)
-                continue
-            fates, kept = value
-            self.fates.update(str(f) for f in fates)
-            self.inbound += sum(kept)
-            self.opt_outs += sum(1 for m, k in zip(work.inbound, kept) if k and m.opt_out)
-            work.future.set_result(value)
+            else:
+                work.future.set_result(value)
+        for loop, outcomes in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle_in_loop, outcomes)
+            except RuntimeError:
+                pass  # that loop has closed: its requests were cut off unanswered, and the provider retries
 
     def _bulk(self, batch: list[_Work]) -> dict[int, Any]:
         """The common case at once: requests that carry one receipt each go through ``Ledger.record_receipts``
@@ -311,15 +340,21 @@ class ReceiptWriter:
             self.log(f"webhooks: could not apply the kept receipts now: {exc.message}")
 
 
+def _settle_in_loop(outcomes: list[tuple[Any, Any, BaseException | None]]) -> None:
+    for future, value, error in outcomes:
+        if future.done():
+            continue  # the request stopped waiting (it timed out, or the server was stopped past its grace)
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+
 # ----------------------------------------------------------------------------------------- the app
 
 
-_REASONS = {200: "200 OK", 403: "403 Forbidden", 404: "404 Not Found", 405: "405 Method Not Allowed",
-            413: "413 Content Too Large", 500: "500 Internal Server Error", 503: "503 Service Unavailable"}
-
-
 class Receiver:
-    """The WSGI application: ``GET /healthz``, and ``/hooks/<profile>[/<token>]`` for each profile."""
+    """The ASGI application: ``GET /healthz``, and ``/hooks/<profile>[/<token>]`` for each profile."""
 
     def __init__(self, config: Config, writer: ReceiptWriter, public_url: str | None,
                  found: list[Endpoint] | None = None) -> None:
@@ -330,19 +365,21 @@ class Receiver:
         self.by_name = {e.name: e for e in (found if found is not None else endpoints(config))}
         self.requests: Counter[int] = Counter()
 
-    def __call__(self, environ: dict, start_response) -> list[bytes]:
-        status, content_type, body = self._handle(environ)
+    async def __call__(self, scope: dict, receive, send) -> None:
+        if scope["type"] != "http":
+            return  # no lifespan or websocket: the server is configured without them
+        status, content_type, body = await self._handle(scope, receive)
         self.requests[status] += 1
-        start_response(_REASONS.get(status, f"{status} Status"),
-                       [("Content-Type", content_type), ("Content-Length", str(len(body)))])
-        return [body]
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", content_type.encode()), (b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": body})
 
-    def _handle(self, environ: dict) -> tuple[int, str, bytes]:
+    async def _handle(self, scope: dict, receive) -> tuple[int, str, bytes]:
         text = "text/plain; charset=utf-8"
-        path = environ.get("PATH_INFO") or "/"
+        path = scope.get("path") or "/"
         if self.prefix and path.startswith(self.prefix + "/"):
             path = path[len(self.prefix):]
-        method = environ.get("REQUEST_METHOD", "GET").upper()
+        method = scope.get("method", "GET").upper()
         if path == HEALTH:
             return (200, text, b"ok\n") if method in ("GET", "HEAD") else (405, text, b"GET only\n")
         if not path.startswith(HOOKS):
@@ -353,14 +390,31 @@ class Receiver:
             return 404, text, b"not found\n"
         if method not in ("GET", "POST"):
             return 405, text, b"GET or POST\n"
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope["headers"]:  # repeated headers joined as a WSGI server would
+            header, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+            headers[header] = f"{headers[header]}, {value}" if header in headers else value
         try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
+            length = int(headers.pop("content-length", "") or 0)
         except ValueError:
             length = 0
         if length > MAX_BODY:
             return 413, text, b"too large\n"
-        body = environ["wsgi.input"].read(length) if length > 0 else b""
-        request = self._request(environ, endpoint, method, token, body)
+        chunks: list[bytes] = []
+        size = 0
+        while True:  # chunked bodies have no length: the limit holds as they come
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return 400, text, b"incomplete\n"  # nobody to answer; nothing recorded
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY:
+                return 413, text, b"too large\n"
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        request = self._request(scope, headers, endpoint, method, token, body)
         if endpoint.signed and token:
             return 403, text, b"forbidden\n"
         challenge = endpoint.cls.webhook_handshake(endpoint.profile, request, endpoint.secrets)
@@ -372,21 +426,21 @@ class Receiver:
         receipts = endpoint.cls.parse_report(endpoint.profile, request)
         inbound = [self._classified(m) for m in endpoint.cls.parse_inbound(endpoint.profile, request)]
         if receipts or inbound:
+            import asyncio
+
             try:
-                self.writer.submit(receipts, inbound).result(timeout=COMMIT_WAIT)
-            except LedgerError:
+                await asyncio.wait_for(self.writer.submit_async(receipts, inbound), COMMIT_WAIT)
+            except (LedgerError, TimeoutError):
                 return 503, text, b"not recorded; try again\n"
             except Exception:  # noqa: BLE001 - not recorded: the provider retries; the writer logged it
                 return 500, text, b"not recorded\n"
         return (200, *endpoint.cls.webhook_ack)
 
-    def _request(self, environ: dict, endpoint: Endpoint, method: str, token: str, body: bytes) -> WebhookRequest:
-        query_string = environ.get("QUERY_STRING") or ""
+    def _request(self, scope: dict, headers: dict[str, str], endpoint: Endpoint, method: str, token: str,
+                 body: bytes) -> WebhookRequest:
+        query_string = scope.get("query_string", b"").decode("latin-1")
         url = self.base + endpoint.path + (f"?{query_string}" if query_string else "")
-        headers = {
-            key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")
-        }
-        content_type = (environ.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         headers["content-type"] = content_type
         form: tuple[tuple[str, str], ...] = ()
         document = None
@@ -418,67 +472,78 @@ class Receiver:
 
 
 class ReceiverServer:
-    """waitress serving one WSGI app, stopped cleanly: no new connection, requests in progress finished and
-    answered, then the sockets closed. ``serve()`` blocks until ``stop()`` (from any thread or a signal)."""
+    """uvicorn serving one ASGI app, stopped cleanly: no new connection, requests in progress finished and
+    answered, then the sockets closed. ``serve()`` blocks until ``stop()`` (from any thread or a signal).
 
-    def __init__(self, app, host: str = "127.0.0.1", port: int = DEFAULT_PORT, threads: int = 32,
-                 sock=None) -> None:
+    httptools parses HTTP and uvloop runs the event loop where they are installed (uvicorn's "auto"), else
+    h11 and asyncio: the same behaviour, more CPU per request. No access log: a path token is a secret."""
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int = DEFAULT_PORT, sock=None,
+                 log: Callable[[str], None] | None = None) -> None:
         """``sock``: a listening socket bound already (the parent's, shared by the workers of ``--workers N``)
-        instead of ``host`` and ``port``."""
-        import logging
+        instead of ``host`` and ``port``. ``log``: where uvicorn's warnings and errors go."""
+        import uvicorn
 
-        from waitress.server import create_server
-
-        # A request waiting for a free thread is normal under a burst of receipts (they wait for one commit):
-        # waitress would warn once per queued request.
-        logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-        where = {"sockets": [sock]} if sock is not None else {"host": host, "port": port}
-        try:
-            self._server = create_server(
-                app, **where, threads=threads, ident="bulksend", connection_limit=1000,
-                channel_timeout=30, asyncore_use_poll=True,
-            )
-        except OSError as exc:
-            raise InputError(f"cannot listen on {host}:{port} ({exc.strerror}).",
-                             hint="Choose another --port, or stop what uses that one.") from None
+        self._owned = sock is None
+        self._sock = _listen(host, port) if sock is None else sock
         self.host = host
-        self.port = int(self._server.effective_port)
-        self._stop = threading.Event()
+        self.port = int(self._sock.getsockname()[1])
+        self._log = log
+        config = uvicorn.Config(
+            app, loop="auto", http="auto", ws="none", lifespan="off", interface="asgi3",
+            log_config=None, access_log=False, proxy_headers=False, server_header=False,
+            headers=[("server", "bulksend")], timeout_keep_alive=30, timeout_graceful_shutdown=int(GRACE),
+        )
+        self._server = _uvicorn_server(config)
         self.stopped = threading.Event()
 
     def serve(self) -> None:
-        server = self._server
+        import logging
+
+        logger = logging.getLogger("uvicorn")
+        handler = None
+        if self._log is not None:
+            log = self._log
+
+            class Handler(logging.Handler):  # uvicorn's warnings and errors (never a request line)
+                def emit(self, record: logging.LogRecord) -> None:
+                    try:
+                        log(f"webhooks: {self.format(record)}")
+                    except Exception:  # noqa: BLE001 - logging must never stop the server
+                        self.handleError(record)
+
+            handler = Handler(logging.WARNING)
+            logger.addHandler(handler)
+            logger.propagate = False
         try:
-            while not self._stop.is_set():
-                server.asyncore.loop(timeout=0.2, map=server._map, count=1, use_poll=True)
+            self._server.run(sockets=[self._sock])
         finally:
-            self._drain()
+            if handler is not None:
+                logger.removeHandler(handler)
+                logger.propagate = True
+            if self._owned:
+                self._sock.close()
             self.stopped.set()
 
     def stop(self) -> None:
-        self._stop.set()
+        """Stop taking connections and drain. Idempotent: Ctrl-C on ``--workers N`` reaches each worker twice
+        (the terminal's SIGINT and the parent's SIGTERM), and neither cuts the requests in progress."""
+        self._server.should_exit = True
 
-    def _drain(self, grace: float = 30.0) -> None:
-        server = self._server
-        server.accepting = False  # no new connection is taken from here on
-        finished = threading.Event()
 
-        def shut() -> None:
-            server.task_dispatcher.shutdown(cancel_pending=False, timeout=grace)
-            finished.set()
+def _uvicorn_server(config):
+    """uvicorn's server without its own signal handling: ``_serve_one`` (or a test) stops it through
+    ``ReceiverServer.stop``, and uvicorn's handlers would raise the signal again once it has stopped."""
+    import contextlib
 
-        threading.Thread(target=shut, daemon=True).start()
-        deadline = time.monotonic() + grace + 5
-        while time.monotonic() < deadline:  # keep flushing answers while the last requests finish
-            server.asyncore.loop(timeout=0.05, map=server._map, count=1, use_poll=True)
-            if finished.is_set() and not any(
-                getattr(channel, "total_outbufs_len", 0) for channel in list(server._map.values())
-            ):
-                break
-        for channel in list(server._map.values()):
-            if channel is not server:
-                channel.close()
-        server.close()
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):
+            yield
+
+    return Server(config)
 
 
 @dataclass
@@ -510,7 +575,8 @@ def serve(config: Config, host: str, port: int, public_url: str | None, *, worke
                  f"({len(found)} profile(s); bulksend webhooks urls lists them). Ctrl-C stops.")
         _warn_problems(found, log)
 
-    return _serve_one(config, found, public_url, lambda app: ReceiverServer(app, host, port), listening, log)
+    return _serve_one(config, found, public_url, lambda app: ReceiverServer(app, host, port, log=log), listening,
+                      log)
 
 
 def _warn_problems(found: list[Endpoint], log: Callable[[str], None]) -> None:
@@ -523,7 +589,7 @@ def _serve_one(config: Config, found: list[Endpoint], public_url: str | None,
                make_server: Callable[[Receiver], ReceiverServer], listening: Callable[[ReceiverServer], None],
                log: Callable[[str], None], *, retry_pending: bool = True,
                stop_requested: threading.Event | None = None) -> ServeSummary:
-    """One server process: its own ledger connection, writer thread and waitress, until SIGTERM or SIGINT."""
+    """One server process: its own ledger connection, writer thread and uvicorn, until SIGTERM or SIGINT."""
     import signal
 
     from bulksend.ledger_guard import open_for_write
@@ -587,7 +653,7 @@ def _serve_workers(config: Config, found: list[Endpoint], base: str, host: str, 
                    public_url: str | None, workers: int, announce: Callable[[str], None],
                    log: Callable[[str], None]) -> ServeSummary:
     """``--workers N``: this process binds the port, forks N workers that all accept from it (each its own
-    ledger connection, writer thread and waitress: N GILs), forwards SIGTERM and SIGINT to them and waits for
+    ledger connection, writer thread and uvicorn: N GILs), forwards SIGTERM and SIGINT to them and waits for
     each to finish what it acknowledged. Only worker 0 retries the kept receipts (any worker may keep one:
     they are rows of the ledger). PostgreSQL only: on SQLite the workers would all queue for its one writer."""
     import os
@@ -693,7 +759,7 @@ def _worker(config: Config, found: list[Endpoint], public_url: str | None, sock,
     code = 0
     try:
         summary = _serve_one(
-            config, found, public_url, lambda app: ReceiverServer(app, sock=sock),
+            config, found, public_url, lambda app: ReceiverServer(app, sock=sock, log=log),
             lambda server: os.write(report, b"r"), log, retry_pending=index == 0, stop_requested=stop_requested,
         )
         os.write(report, json.dumps(asdict(summary)).encode())

@@ -13,7 +13,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = {"pandas", "numpy", "requests", "urllib3", "phonenumbers", "keyring", "psycopg", "matplotlib", "waitress"}
+HEAVY = {
+    "pandas", "numpy", "requests", "urllib3", "phonenumbers", "keyring", "psycopg", "matplotlib",
+    "uvicorn", "uvloop", "httptools",  # `webhooks serve` only
+}
 COMMAND_MODULES = {
     "bulksend.commands.validate", "bulksend.commands.estimate", "bulksend.commands.balance",
     "bulksend.commands.send", "bulksend.commands.credits", "bulksend.commands.optout",
@@ -78,5 +81,6 @@ def test_validate_imports_no_sending_library(tmp_path):
     assert done.returncode == 0, done.stdout
     assert "✓ 50 can be messaged   ✗ 0 rejected" in done.stdout
     assert modules & COMMAND_MODULES == {"bulksend.commands.validate"}
-    assert not tops(modules) & {"requests", "urllib3", "keyring", "psycopg", "matplotlib", "waitress"}
+    assert not tops(modules) & {"requests", "urllib3", "keyring", "psycopg", "matplotlib", "uvicorn", "uvloop",
+                                 "httptools"}
     assert not modules & {"bulksend.engine", "bulksend.campaign_run", "bulksend.providers", "bulksend.fleet"}

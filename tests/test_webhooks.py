@@ -550,6 +550,47 @@ def test_serve_stops_cleanly_on_sigterm_after_answering(ledger_backend, home, tm
         assert [o.e164 for o in ledger.optouts()] == [mobile(30)]
 
 
+def test_bodies_over_1_mib_get_413_and_change_nothing_and_the_log_never_shows_a_path_token(ledger_backend, cli,
+                                                                                           home):
+    """The real server: a body over 1 MiB is refused with or without a length (chunked: as it passes 1 MiB),
+    nothing is recorded, and nothing it logs (no access log; a malformed request is logged) names the token."""
+    import os
+    import re
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    (home / "config.toml").write_text(f'[webhooks]\npublic_url = "{PUBLIC}"\n')
+    assert cli("credits", "topup", 1000, "--channel", "sms").exit_code == 0
+    token_url = urls(cli)["outbox"]["url"]
+    token = token_url.rsplit("/", 1)[1]
+    before = snapshot(home)
+    env = {**os.environ, "BULKSEND_HOME": str(home), "NO_COLOR": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "bulksend", "webhooks", "serve", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    try:
+        port = int(re.search(r"http://127\.0\.0\.1:(\d+)", proc.stderr.readline()).group(1))
+        local = token_url.replace(PUBLIC, f"http://127.0.0.1:{port}/bulk")
+        big = json.dumps({"reference": "1", "id": "outbox-1", "status": "delivered", "pad": "x" * (1 << 20)}).encode()
+        sized = requests.post(local, data=big, headers={"Content-Type": "application/json"}, timeout=30)
+        chunked = requests.post(local, data=(big[i:i + 65536] for i in range(0, len(big), 65536)),
+                                headers={"Content-Type": "application/json"}, timeout=30)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
+            request_line = f"POST /bulk/hooks/outbox/{token}?t=1 HTTP/1.1\r\n"
+            raw.sendall(f"{request_line}Host: x\r\nContent-Length: zz\r\n\r\n".encode())
+            malformed = raw.recv(100)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert (sized.status_code, chunked.status_code) == (413, 413)
+    assert malformed.startswith(b"HTTP/1.1 400 ")
+    assert proc.returncode == 0, err
+    assert "Invalid HTTP request received." in err  # uvicorn's own warnings do reach the log
+    assert token not in out + err and "?t=1" not in out + err
+    assert snapshot(home) == before
+
+
 def test_provider_login_keeps_the_webhook_secret_apart(cli, home, monkeypatch):
     import keyring
     import keyring.core

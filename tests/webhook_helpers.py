@@ -1,4 +1,4 @@
-"""The webhook receiver under its real server (waitress on port 0, in a thread), and the providers' signatures
+"""The webhook receiver under its real server (uvicorn on port 0, in a thread), and the providers' signatures
 computed as their docs say (independently of bulksend's own code), for the webhook tests and the bench."""
 
 from __future__ import annotations
@@ -45,12 +45,12 @@ class Running:
 
 @contextmanager
 def receiver(home: Path, *, retry_every: float = 0.2, app_factory=None):
-    """``webhooks serve``'s app under waitress on a free port; stopped (cleanly) on exit."""
+    """``webhooks serve``'s app under uvicorn on a free port; stopped (cleanly) on exit."""
     config = Config.load(home)
     ledger = open_for_write(config)
     writer = ReceiptWriter(ledger, retry_every=retry_every).start()
     app = Receiver(config, writer, None) if app_factory is None else app_factory(config, writer)
-    server = ReceiverServer(app, "127.0.0.1", 0, threads=16)
+    server = ReceiverServer(app, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve, daemon=True)
     thread.start()
     try:
