@@ -119,8 +119,6 @@ def prepare_campaign(
     campaign = directory / "campaign.toml"
     campaign.write_text(
         'name = "bench"\nrecipients = "recipients.csv"\nmessage = "Hi {name}, our sale"\nprovider = "bench"\n'
-        # the default quiet hours (21:00-08:00 at the +44 recipients) would send nothing in the evening
-        'quiet_hours = "off"\n'
     )
     env = {**os.environ, "BULKSEND_HOME": str(home), "TWILIO_AUTH_TOKEN": "fake"}
     env.pop("BULKSEND_LEDGER_URL", None)
