@@ -38,8 +38,7 @@ sender leased and did not use (it stopped, or died) are simply lost: the error i
 Where the rate binds, blocks reach ``LEASE_SECONDS`` of the rate: about five leases a second per sender.
 Where it does not, a lease is about what the sender spends in ``LATE_SLACK`` (later slots go stale), one
 short statement every 20 ms or so, leased while half of the last block is left so the workers rarely wait; the
-limiter's
-connection commits them without waiting for the disk (``rate_bucket_session``): ``rate_buckets`` is working
+limiter's connection commits them without waiting for the disk (``rate_bucket_session``): ``rate_buckets`` is working
 state, and a lease lost with a crash of the server or the machine goes with the senders' connections.
 
 A run with a lower ``--rate`` than the profile's leases its slots ``1/its rate`` apart, so it never
@@ -179,6 +178,11 @@ class SharedRate:
                 self._cond.notify_all()
             halt.set()
             return
+        except BaseException:  # a bug: raised in this worker, but the others must not wait for a lease forever
+            with self._cond:
+                self._leasing = False
+                self._cond.notify_all()
+            raise
         start = float(next_at) - span
         # The monotonic moment of the ledger's ``clock`` is taken after the commit: slots can only come late.
         origin = time.monotonic() + (start - float(clock))

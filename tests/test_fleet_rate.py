@@ -154,3 +154,29 @@ def test_a_lease_grows_while_every_slot_is_used_and_shrinks_to_what_was_used(bac
     assert sizes[before] == 1, "the next lease takes only what was used since the last one"
     limiter.close()
     ledger.close()
+
+
+def test_a_lease_that_fails_with_a_bug_leaves_no_worker_waiting_for_it():
+    """A lease runs outside the limiter's lock: one that raises something other than a ledger error (a bug)
+    reaches its worker, and the next worker leases again instead of waiting for it forever."""
+    calls = []
+
+    def opener():
+        calls.append(1)
+        raise RuntimeError("a bug in the store")
+
+    limiter = SharedRate(opener, "acme", 100.0)
+    raised: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            limiter.acquire(threading.Event())
+        except RuntimeError as exc:
+            raised.append(exc)
+
+    for _ in range(2):
+        thread = threading.Thread(target=worker, daemon=True)
+        thread.start()
+        thread.join(10)  # a bound against hanging: each call fails at once
+        assert not thread.is_alive(), "a worker waits for a lease that will never end"
+    assert len(raised) == len(calls) == 2

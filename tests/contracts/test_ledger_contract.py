@@ -394,6 +394,36 @@ class TestLedgerContract:
         assert ledger.add_transmissions(other.id, again) == 2
 
 
+    def test_a_batch_keeps_every_field_and_the_order_of_its_rows(self, ledger):
+        """Rows queued and sent in batches (PostgreSQL writes a batch as one statement over JSON) keep their text
+        byte for byte, their NULLs, and ids in the order given; every accepted row is debited once."""
+        ledger.topup("sms", 1000)
+        c = campaign(ledger)
+        texts = ['Hi "Zoë" \\ 50% off', "Ĉu vi? 🙂 naïve", "two\nlines\ttab", "'quoted'", "plain"]
+        rows = [
+            NewTransmission(f"+44791110{i:04d}", text, 1 + i % 2, 1 + i % 2, row_number=10 - i,
+                            country=None if i % 2 else "GB", params=None if i % 3 else '{"name": "Zoë"}',
+                            not_before=TODAY + timedelta(days=1) if i == 2 else None, timezone="Europe/London" if i == 1 else None)
+            for i, text in enumerate(texts)
+        ]
+        assert ledger.add_transmissions(c.id, rows) == 5
+        stored = ledger.transmissions(c.id)
+        assert [t.id for t in stored] == sorted(t.id for t in stored)
+        assert [(t.e164, t.message, t.units, t.cost, t.row_number, t.country, t.params, t.timezone)
+                for t in stored] == [(r.e164, r.message, r.units, r.cost, r.row_number, r.country, r.params,
+                                      r.timezone) for r in rows]
+        assert [t.not_before is not None for t in stored] == [False, False, True, False, False]
+        ledger.hold_shortfall(c.id)
+        with ledger.transaction():
+            claimed = ledger.claim(c.id, 5)
+            debited = ledger.mark_sent_many([(t.id, f'SM"{t.id}"\\é', None) for t in claimed])
+        assert debited == sum(t.cost for t in claimed) == 6  # the row due later was not claimed
+        sent = {t.id: t for t in ledger.transmissions(c.id, states=("sent",))}
+        assert {i: (t.provider_id, t.debited) for i, t in sent.items()} == {
+            t.id: (f'SM"{t.id}"\\é', t.cost) for t in claimed
+        }
+        assert ledger.audit().consistent
+
     def test_transmission_pages_follow_ids_and_filter_by_state(self, ledger):
         ledger.topup("sms", 1000)
         c = campaign(ledger, rows=5)
