@@ -13,7 +13,9 @@ IMMEDIATE``; PostgreSQL: the ``UPDATE``'s row lock, in autocommit: one round tri
 
 and then spends the slots locally: slot *i* is ``start + i / rate``, translated to its own monotonic
 clock through the ``now`` the statement read (so machines whose clocks disagree still share one time
-line: the server's). Each worker thread takes the next slot and sleeps until it comes. This is GCRA
+line: the server's). The translation is the lowest offset the leases' round trips allow (``_translate``):
+one offset for every lease, so a slow round trip (a wait for the row lock, a late wake-up) does not shift
+one lease's slots onto the next one's. Each worker thread takes the next slot and sleeps until it comes. This is GCRA
 ("virtual scheduling") with a tolerance of zero, shared through one row: every slot of every sender is
 at least ``1/rate`` from every other, so the slots in any one-second window number at most ``rate + 1``.
 
@@ -27,8 +29,10 @@ and every other sender waited for the end of that 0.2 s; two senders sent no fas
 
 What the provider sees can still differ from the slots by:
 
-- a slot taken late: a worker that was busy when its slot came. A slot more than ``LATE_SLACK`` in the
-  past is thrown away (never used late), so a late send adds at most ``rate × LATE_SLACK`` to a window;
+- a slot taken late: a worker that was busy when its slot came, or woke late from its wait for it. A slot
+  more than ``LATE_SLACK`` in the past is thrown away (never used late), whether no worker had taken it yet
+  or its worker woke too late (a stalled process: the worker takes the next slot instead), so a late send
+  adds at most ``rate × LATE_SLACK`` to a window;
 - the path to the provider: a request that leaves on its slot may arrive a little later or earlier than
   its neighbours (thread wake-up, the network, the provider's own queue): ``rate × jitter``.
 
@@ -101,20 +105,30 @@ class SharedRate:
         self._created = False
         self.error: LedgerError | None = None
         self.leases = 0
+        self.late = 0  # slots given up because the worker that took them woke too late
+        self._offset: float | None = None  # this monotonic clock minus the ledger's clock (see ``_translate``)
 
     def acquire(self, halt: threading.Event) -> bool:
         """Wait for this sender's next slot; False when ``halt`` is set first (or the ledger failed)."""
-        slot = self._take(halt)
-        if slot is None:
-            return False
-        wait = slot - time.monotonic()
-        if wait > 0:
-            return not halt.wait(wait)
-        return not halt.is_set()
+        while True:
+            slot = self._take(halt)
+            if slot is None:
+                return False
+            wait = slot - time.monotonic()
+            if wait > 0 and halt.wait(wait):
+                return False
+            if time.monotonic() - slot <= LATE_SLACK:
+                return not halt.is_set()
+            # Woken too late (a stalled process): its moment passed, and a slot is never used late.
+            with self._cond:
+                self._wasted += 1
+                self.late += 1
 
     def _take(self, halt: threading.Event) -> float | None:
-        """The next slot. The thread that takes the slot leaving half a block or less leases the next block
-        (outside the lock: the others go on taking slots meanwhile); a thread that finds none waits for it."""
+        """The next slot. A thread that would take the slot leaving half a block or less first leases the next
+        block (outside the lock: the others go on taking slots meanwhile), then takes a slot; a thread that
+        finds none waits for the lease. (The leasing thread holds no slot while it waits on the ledger: a slow
+        round trip would make that slot stale.)"""
         while True:
             with self._cond:
                 while True:
@@ -124,21 +138,17 @@ class SharedRate:
                     while self._slots and self._slots[0] < now - LATE_SLACK:
                         self._slots.popleft()  # its moment passed while every worker was busy: never use it late
                         self._wasted += 1
-                    if self._slots:
-                        slot = self._slots.popleft()
-                        ahead = not self._leasing and len(self._slots) * 2 < self.block
-                        break
-                    if not self._leasing:
-                        slot, ahead = None, True
-                        break
-                    self._cond.wait(0.05)  # another thread is leasing
-                if not ahead:
-                    return slot
+                    if self._leasing:
+                        if self._slots:
+                            return self._slots.popleft()
+                        self._cond.wait(0.05)  # another thread is leasing
+                        continue
+                    if (len(self._slots) - 1) * 2 >= self.block:
+                        return self._slots.popleft()
+                    break
                 self._leasing = True
                 span, block = self._size()
             self._lease(span, block, halt)
-            if slot is not None:
-                return slot
 
     def _size(self) -> tuple[float, int]:
         """The next lease's (span, slots), sized by how the slots since the last lease went (under the lock)."""
@@ -152,6 +162,7 @@ class SharedRate:
         """One statement on the ledger (the calling thread alone holds ``_leasing``), then the slots it gave."""
         from bulksend.ledger import utc_timestamp
 
+        before = time.monotonic()
         try:
             if self._store is None:
                 self._store = self._opener()
@@ -184,13 +195,27 @@ class SharedRate:
                 self._cond.notify_all()
             raise
         start = float(next_at) - span
-        # The monotonic moment of the ledger's ``clock`` is taken after the commit: slots can only come late.
-        origin = time.monotonic() + (start - float(clock))
+        origin = start + self._translate(before, time.monotonic(), float(clock))
         with self._cond:
             self._slots.extend(origin + i * self.interval for i in range(block))
             self.leases += 1
             self._leasing = False
             self._cond.notify_all()
+
+    def _translate(self, before: float, after: float, clock: float) -> float:
+        """The offset from the ledger's clock to this monotonic clock, from a lease's round trip (its one thread).
+
+        The ledger read ``clock`` somewhere between ``before`` and ``after``, so the true offset lies in
+        ``[before - clock, after - clock]``. Taking the upper end alone puts the slots late by the whole round
+        trip, and by a different amount each lease (a wait for the row lock, the commit, a wake-up): two leases
+        translated with different delays overlap, and the account sees more than its rate around them. The
+        offset does not change between leases, so the best estimate is the lowest upper end seen, still never
+        early; a lower end above it means the clocks moved (a clock stepped or drifted), and it starts again.
+        """
+        low, high = before - clock, after - clock
+        if self._offset is None or low > self._offset or high < self._offset:
+            self._offset = high
+        return self._offset
 
     def close(self) -> None:
         with self._cond:
