@@ -38,8 +38,9 @@ MAX_BODY = 1024 * 1024  # a receipt is a few hundred bytes; Meta batches at most
 COMMIT_WAIT = 60.0  # seconds a request waits for its commit before answering 503 (the provider retries)
 GRACE = 30.0  # seconds a stopping server lets the requests in progress finish; then it cuts them (unanswered)
 RETRY_PENDING_EVERY = 2.0  # seconds between two passes over the kept receipts
-# Once the queue is empty, the writer waits this long (seconds) for more requests before committing: under load
-# the requests answered by one commit come back together, and small groups become a few large ones (bench/).
+# Once the queue is empty, the writer waits up to this long (seconds) for more requests before committing: under
+# load the requests answered by one commit come back together, and small groups become a few large ones (bench/).
+# It stops waiting as soon as the group is as large as the last one (the requests it answered are all back).
 GATHER = 0.003
 DEFAULT_PORT = 8080
 
@@ -203,6 +204,7 @@ class ReceiptWriter:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="bulksend-receipt-writer", daemon=True)
         self._last_retry = 0.0
+        self._last_group = max_batch  # the size of the last group committed: gathering stops when this one reaches it
 
     def start(self) -> "ReceiptWriter":
         self._thread.start()
@@ -242,21 +244,27 @@ class ReceiptWriter:
                 stopping = True
             elif first is not None:
                 batch.append(first)
-            waited = False
+            deadline = None  # a request waits at most one gather longer than its commit
             while len(batch) < self.max_batch:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
-                    if waited or not batch or stopping or self.gather <= 0:
+                    if not batch or stopping or self.gather <= 0 or len(batch) >= self._last_group:
                         break
-                    waited = True  # once: a request waits at most one gather longer than its commit
-                    time.sleep(self.gather)
-                    continue
+                    now = time.monotonic()
+                    deadline = deadline or now + self.gather
+                    if now >= deadline:
+                        break
+                    try:
+                        item = self._queue.get(timeout=deadline - now)
+                    except queue.Empty:
+                        break
                 if item is _STOP:
                     stopping = True
                     continue
                 batch.append(item)
             if batch:
+                self._last_group = len(batch)
                 self._commit(batch)
             if self.retry_pending and (time.monotonic() - self._last_retry >= self.retry_every or stopping):
                 self._retry_pending()

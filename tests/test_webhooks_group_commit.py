@@ -41,3 +41,38 @@ def test_many_requests_share_one_commit_and_are_answered_after_it(ledger_backend
     assert sum(batches) == n and max(batches) > 1 and len(batches) < n  # grouped, nothing lost
     with open_for_write(Config.load(home)) as ledger:
         assert ledger.pending_receipt_count() == n
+
+
+def test_a_group_as_large_as_the_last_one_commits_without_waiting_out_the_gather(tmp_path):
+    """The requests one commit answered come back together: once the next group has as many, the writer commits
+    at once instead of waiting out the rest of its gather (here an hour: the old writer would wait it out)."""
+    from bulksend.ledger import NewTransmission, SqliteLedger
+    from bulksend.receipts import Receipt, ReceiptState
+
+    with SqliteLedger.open(tmp_path / "ledger.db") as ledger:
+        ledger.topup("sms", 10)
+        c = ledger.open_campaign("gather", "sms", "outbox", "fp-gather")
+        ledger.add_transmissions(c.id, [NewTransmission(f"+4479111{i:05d}", "hi", 1, 1) for i in range(8)])
+        ledger.hold(c.id, "sms", 8)
+        with ledger.transaction():
+            ids = [r.id for r in ledger.claim(c.id, 8)]
+            for tid in ids:
+                ledger.mark_sent(tid, f"SM{tid}")
+        writer = ReceiptWriter(ledger, gather=0.05)
+
+        def one(tid):
+            return writer.submit([Receipt("outbox", ReceiptState.DELIVERED, transmission_id=tid)], [])
+
+        first = [one(tid) for tid in ids[:4]]  # queued before the writer starts: one group of 4
+        writer.start()
+        assert [f.result(timeout=30) for f in first] == [(["applied"], [])] * 4
+        assert writer.commits == 1
+        writer.gather = 3600.0
+        second = []
+        for tid in ids[4:]:
+            second.append(one(tid))
+            time.sleep(0.01)  # one by one, as answered requests come back
+        assert [f.result(timeout=30) for f in second] == [(["applied"], [])] * 4
+        assert writer.commits == 2, "the four came back as one group"
+        writer.close()
+        assert [ledger.transmission(t).state for t in ids] == ["delivered"] * 8
