@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from test_provider_contract import CANARY
 from test_reports import FakeTwilioStatuses, api, configure  # noqa: F401 (api is a fixture)
+from webhook_helpers import ledger_backend_fixture  # noqa: F401 - the ledger_backend fixture
 
 NAME = '<b>Spring</b> & "sale"'
 HOSTILE_TEXT = "<img src=x onerror=alert(1)>"
@@ -61,7 +62,8 @@ def reported(api, home, cli, tmp_path, monkeypatch):  # noqa: F811
     return page
 
 
-def test_the_report_is_one_offline_file_with_user_data_escaped(reported):
+def test_the_report_is_one_offline_file_with_user_data_escaped(ledger_backend, reported):
+    """On either ledger backend (``ledger_backend`` comes first: a PostgreSQL ledger is set before the sends)."""
     text = reported.read_text(encoding="utf-8")
     # Nothing to fetch: no script, no external src/href (SVG's own references are "#id" within the page).
     assert "<script" not in text.lower()

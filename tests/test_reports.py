@@ -19,6 +19,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from sendhelpers import ledger_rows, mobile, states, write_campaign
 from test_provider_contract import ACCOUNT_SID, CANARY, fake_api_server, twilio_error, twilio_message
+from webhook_helpers import ledger_backend_fixture  # noqa: F401 - the ledger_backend fixture
 from werkzeug import Request, Response
 
 from bulksend import codes
@@ -334,11 +335,12 @@ def test_providers_that_cannot_be_asked_answer_cannot(tmp_path):
 # --- the export -----------------------------------------------------------------------------------------
 
 
-def test_export_columns_and_values_through_the_outbox(cli, home, tmp_path):
+def test_export_columns_and_values_through_the_outbox(ledger_backend, cli, home, tmp_path):
+    """On either ledger backend (a PostgreSQL ledger through BULKSEND_LEDGER_URL): the same columns and values."""
     assert cli("credits", "topup", 1000, "--channel", "sms").exit_code == 0
     campaign, numbers = write_campaign(tmp_path, "spring", 3, message="Hi {name}")
     assert cli("send", campaign, "--yes").exit_code == 0
-    with open_ledger(Config(home=home)) as ledger:
+    with open_ledger(Config.load(home)) as ledger:
         first = ledger.transmissions(ledger.get_campaign("spring").id)[0]
         ledger.mark_report(first.id, "delivered")
         reported = ledger.transmission(first.id)
