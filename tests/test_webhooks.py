@@ -614,8 +614,9 @@ def test_provider_login_keeps_the_webhook_secret_apart(cli, home, monkeypatch):
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
 def test_one_group_commit_applies_plain_receipts_in_bulk_and_answers_each_request_with_its_own_fate(backend_name):
-    """Requests waiting together are one commit: plain receipts go through the bulk path, a refund and a receipt
-    for a row not known yet one at a time; each request learns its own fate, and a failing one only its own."""
+    """Requests waiting together are one group: plain receipts go through the bulk path (one transaction), then a
+    refund, a receipt for a row not known yet and a reply one at a time (a second); each request learns its own
+    fate, and a failing one only its own."""
     from bulksend.inbound import ReceiptWriter
     from bulksend.ledger import NewTransmission
     from bulksend.receipts import Fault, InboundMessage, Receipt, ReceiptState
@@ -645,7 +646,7 @@ def test_one_group_commit_applies_plain_receipts_in_bulk_and_answers_each_reques
             bad = writer.submit([Receipt("outbox", ReceiptState.DELIVERED, transmission_id=ids[3])],
                                 [InboundMessage("outbox", None, "hi")])  # no sender: this request fails alone
             writer.start().close()  # queued before the writer started: one group
-            assert writer.commits == 1
+            assert writer.commits == 2  # the bulk path's transaction, then the rest's
             assert [f.result(timeout=5)[0] for f in futures] == [
                 ["applied"], ["applied"], ["duplicate"], ["refunded"], ["pending"], [],
             ]
@@ -653,6 +654,49 @@ def test_one_group_commit_applies_plain_receipts_in_bulk_and_answers_each_reques
             assert [ledger.transmission(t).state for t in ids] == ["delivered", "delivered", "undelivered", "sent"]
             assert ledger.suppressed_among(["+447911100009"]) == {"+447911100009"}
             assert ledger.pending_receipt_count() == 1
+            assert ledger.audit().consistent
+    finally:
+        backend.drop()
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_a_bulk_path_that_fails_leaves_nothing_behind_and_each_request_is_applied_alone(backend_name, monkeypatch):
+    """The bulk path commits in its own transaction: when it fails (a ledger error), that transaction is rolled
+    back whole and every request of the group is applied one at a time instead; none is lost or applied twice."""
+    from bulksend.errors import LedgerError
+    from bulksend.inbound import ReceiptWriter
+    from bulksend.ledger import NewTransmission
+    from bulksend.receipts import Receipt, ReceiptState
+
+    backend = Backend(backend_name)
+    try:
+        with backend.open() as ledger:
+            ledger.topup("sms", 10)
+            c = ledger.open_campaign("bulk", "sms", "outbox", "fp-bulk")
+            ledger.add_transmissions(c.id, [NewTransmission(f"+4479111{i:05d}", "hi", 1, 1) for i in range(3)])
+            ledger.hold(c.id, "sms", 3)
+            with ledger.transaction():
+                ids = [r.id for r in ledger.claim(c.id, 3)]
+                for tid in ids:
+                    ledger.mark_sent(tid, f"SM{tid}")
+            store = ledger.store
+            real = store.execute
+
+            def write_then_fail(name, **params):
+                changed = real(name, **params)  # the bulk path's UPDATE is done, in its transaction…
+                if name == "apply_receipt_reports":
+                    raise LedgerError("the bulk path failed")  # …and rolled back with it
+                return changed
+
+            monkeypatch.setattr(store, "execute", write_then_fail)
+            logged: list[str] = []
+            writer = ReceiptWriter(ledger, gather=0, log=logged.append)
+            futures = [writer.submit([Receipt("outbox", ReceiptState.DELIVERED, transmission_id=t)], []) for t in ids]
+            writer.start().close()
+            assert [f.result(timeout=5) for f in futures] == [(["applied"], [])] * 3
+            assert writer.commits == 1 and writer.fates == {"applied": 3}
+            assert logged == ["webhooks: the bulk path failed, applying one at a time: the bulk path failed"]
+            assert [ledger.transmission(t).state for t in ids] == ["delivered"] * 3
             assert ledger.audit().consistent
     finally:
         backend.drop()
