@@ -14,7 +14,8 @@ time at each phase's boundaries, then calls ``bulksend.cli.main()`` as ``python 
     queue        _queue: the accepted rows into the ledger
     before loop  execute's hold, settings, limiter and the engine's start (recovery, the journal)
     loop         the send loop (workers' CPU included)
-    after loop   the last commit, release, counts, report, JSON and exit
+    after loop   the last commit, release, counts, report and JSON
+    exit         the interpreter's shutdown, until the parent sees the process end
 
 The CPU of start-up is the child's CPU at its first line (ru_utime + ru_stime), its wall time the child's
 (time since the parent started it). ``--profile PHASE`` (prepare, queue, before, after) runs cProfile over that
@@ -35,7 +36,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PHASES = ("start-up", "prepare", "validate", "queue", "before loop", "loop", "after loop", "outside loop", "total")
+PHASES = ("start-up", "prepare", "validate", "queue", "before loop", "loop", "after loop", "exit", "outside loop",
+          "total")
 
 
 def _cpu() -> float:
@@ -117,15 +119,16 @@ def child(out: Path, started: float, profile: str | None, sort: str) -> None:
     sys.exit(code)
 
 
-def phases(marks: dict[str, list[float]]) -> dict[str, tuple[float, float]]:
-    """(CPU, wall) seconds of each phase from the child's marks."""
+def phases(marks: dict[str, list[float]], ended: tuple[float, float]) -> dict[str, tuple[float, float]]:
+    """(CPU, wall) seconds of each phase from the child's marks and ``ended``: the child's CPU seen by the parent
+    (RUSAGE_CHILDREN) and the parent's clock when it ended."""
 
     def between(a: str, b: str) -> tuple[float, float]:
         return marks[b][0] - marks[a][0], marks[b][1] - marks[a][1]
 
     start_cpu, start_wall = marks["main"][0], marks["main"][1] - marks["start"][1]
     loop = between("loop", "looped")
-    total = (marks["end"][0], marks["end"][1] - marks["start"][1])
+    total = (ended[0], ended[1] - marks["start"][1])
     return {
         "start-up": (start_cpu + between("main", "prepare")[0], start_wall + between("main", "prepare")[1]),
         "prepare": between("prepare", "prepared"),
@@ -134,6 +137,7 @@ def phases(marks: dict[str, list[float]]) -> dict[str, tuple[float, float]]:
         "before loop": between("queued", "loop"),
         "loop": loop,
         "after loop": between("looped", "end"),
+        "exit": (ended[0] - marks["end"][0], ended[1] - marks["end"][1]),
         "outside loop": (total[0] - loop[0], total[1] - loop[1]),
         "total": total,
     }
@@ -199,7 +203,11 @@ def one_run(args, url: str, directory: Path, ledger_url: str | None) -> dict[str
     command = [sys.executable, str(Path(__file__).resolve()), "--child", str(out), repr(time.time()),
                args.profile or "", args.sort, "--", "send", str(campaign), "--yes", "--quiet", "--json"]
     command[4] = repr(time.time())
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(command, env=env, capture_output=True, text=True)
+    ended = time.time()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    child_cpu = after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime
     if done.returncode != 0:
         sys.exit(f"bulksend send failed ({done.returncode}): {done.stderr}")
     sent = json.loads(done.stdout)["counts"].get("sent", 0)
@@ -212,7 +220,7 @@ def one_run(args, url: str, directory: Path, ledger_url: str | None) -> dict[str
         stats.sort_stats(args.sort).print_stats(40)
         if args.keep:
             stats.dump_stats(args.keep)
-    return phases(json.loads(out.read_text())["marks"])
+    return phases(json.loads(out.read_text())["marks"], (child_cpu, ended))
 
 
 if __name__ == "__main__":
