@@ -1,7 +1,7 @@
 """Where a whole `bulksend send` process spends the time outside its send loop, phase by phase.
 
     .venv/bin/python bench/send_phases.py [--messages 20000] [--runs 3] [--postgres URL] [--only sqlite|postgresql]
-        [--rate 0] [--profile PHASE [--sort cumulative]]
+        [--rate 0] [--source] [--profile PHASE [--sort cumulative] [--keep FILE]]
 
 The campaign, fake Twilio and profile are send_bench.py's (20,000 British numbers, quiet hours on, 64 requests
 in flight, the durable ledger and the attempt journal). ``bulksend send campaign.toml --yes --quiet --json`` runs
@@ -161,9 +161,20 @@ def main() -> None:
     parser.add_argument("--only", choices=("sqlite", "postgresql"))
     parser.add_argument("--profile", choices=("prepare", "queue", "before", "after"))
     parser.add_argument("--sort", default="cumulative")
+    parser.add_argument("--source", action="store_true",
+                        help="remove bulksend's bytecode first: with PYTHONDONTWRITEBYTECODE=1, every run compiles it")
     parser.add_argument("--keep", metavar="FILE", help="with --profile: also save the profile there (pstats)")
     args = parser.parse_args()
 
+    if args.source:  # bulksend's source compiled by every run: the bytecode removed, none written
+        import shutil
+
+        import bulksend
+
+        for cache in Path(bulksend.__file__).parent.rglob("__pycache__"):
+            shutil.rmtree(cache)
+    else:
+        send_bench.byte_compile_bulksend()  # as installed; see there
     fake, url = send_bench.start_fake(args.latency)
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     print(f"{args.messages:,} messages, {args.runs} runs per backend; load average {load}")
