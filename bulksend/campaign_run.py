@@ -593,9 +593,16 @@ def execute(
                 released = ledger.trim_hold(campaign.id)  # other senders still pay from it: keep their share
             else:
                 released = ledger.release(campaign.id)
-        if not any(ledger.counts(campaign.id).get(s) for s in OPEN_STATES):
+        if not _any_open(ledger, campaign.id):
             ledger.set_campaign_state(campaign.id, "done")
     return _report(prepared, result, queued, released)
+
+
+def _any_open(ledger: SqliteLedger, campaign_id: int) -> bool:
+    """Whether any row of the campaign is still open (queued, sending, unknown…): one read of the counts (not
+    one per state: on PostgreSQL each is a round trip that counts the campaign's rows)."""
+    counts = ledger.counts(campaign_id)
+    return any(counts.get(state) for state in OPEN_STATES)
 
 
 def _report(prepared: Prepared, result: EngineResult | None, queued: int, released: int) -> SendReport:
@@ -749,7 +756,7 @@ def reconcile(config: Config, key: str, *, assume: str | None = None, wait: bool
                 result, recovered = reconcile_campaign(ledger, provider, campaign, settings, assume=assume, wait=wait)
             finally:
                 ledger.release(campaign.id)
-            if campaign.state == "open" and not any(ledger.counts(campaign.id).get(s) for s in OPEN_STATES):
+            if campaign.state == "open" and not _any_open(ledger, campaign.id):
                 ledger.set_campaign_state(campaign.id, "done")
             return ReconcileReport(status_of(ledger, ledger.get_campaign(campaign.id), config.invocation), result, recovered,
                                    provider.can_lookup)
