@@ -163,6 +163,7 @@ def main() -> None:
     parser.add_argument("--sort", default="cumulative")
     parser.add_argument("--source", action="store_true",
                         help="remove bulksend's bytecode first: with PYTHONDONTWRITEBYTECODE=1, every run compiles it")
+    parser.add_argument("--record", metavar="FILE", help="append each run's phases to FILE (one JSON line per backend)")
     parser.add_argument("--keep", metavar="FILE", help="with --profile: also save the profile there (pstats)")
     args = parser.parse_args()
 
@@ -192,6 +193,9 @@ def main() -> None:
                         with send_bench.postgres_schema(args.postgres) as ledger_url:
                             results.append(one_run(args, url, directory, ledger_url))
             load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+            if args.record:
+                with open(args.record, "a") as out:
+                    out.write(json.dumps({"backend": backend, "load": load, "runs": results}) + "\n")
             print(f"== {backend} (load average after: {load}); seconds, median of {args.runs} "
                   "(each run's CPU in brackets)")
             print(f"{'phase':<14}{'CPU':>8}{'wall':>8}   CPU of each run")
