@@ -64,7 +64,8 @@ def reference_messages(table) -> list[Message]:
             if sms and smart:
                 text = smart_encode(text)
             out.append(Message(
-                index + 1, f"+{table.e164[index]}", None if table.region[index] < 0 else table.regions[table.region[index]],
+                index + 1, f"+{table.e164[index]}",
+                None if table.region[index] < 0 else table.regions[table.region[index]],
                 text, ENCODINGS[table.encoding[index]] if sms else "whatsapp", int(table.units[index]),
                 int(table.credits[index]), dict(zip(names, map(str.strip, values))),
                 (zones[local].strip() or None) if zones is not None else None,
