@@ -39,7 +39,7 @@ from bulksend.config import Config
 from bulksend.engine import Engine, EngineResult, EngineSettings, Progress, StopReason, reconcile_campaign
 from bulksend.errors import ConfigError, InputError, InsufficientCredits
 from bulksend.hints import Invocation
-from bulksend.ledger import Campaign, NewTransmission, SqliteLedger
+from bulksend.ledger import Campaign, SqliteLedger
 from bulksend.ledger_guard import open_for_write
 from bulksend.locks import CampaignLock
 
@@ -414,8 +414,11 @@ def engine_settings(provider: "Provider", run: RunOptions, limit: int | None) ->
 
 
 def _queue(prepared: Prepared) -> int:
-    """Put every accepted row in the ledger (idempotent), then mark the campaign fully queued."""
-    from bulksend.recipients import iter_messages
+    """Put every accepted row in the ledger (idempotent), then mark the campaign fully queued.
+
+    The rows go as columns (``Ledger.add_transmission_columns``), QUEUE_CHUNK rows per transaction, with no
+    object per row: the same rows ``add_transmissions`` of one ``NewTransmission`` each would write."""
+    from bulksend.recipients import iter_message_columns
 
     ledger = prepared.ledger
     spec = prepared.spec
@@ -426,40 +429,49 @@ def _queue(prepared: Prepared) -> int:
     prepared.campaign = campaign
     table = prepared.estimate.table
     row_params = RowParams(spec.params, table.bound.columns, spec.category) if spec.params else None
-    added = 0
-    chunk: list[NewTransmission] = []
     rules = prepared.rules
     scheduler = rules.scheduler() if rules is not None and (rules.quiet or rules.send_at) else None
     anchor = rules.anchor if rules is not None and rules.anchor else datetime.now(timezone.utc)
+    not_before: list[datetime | None] | None = None
     if scheduler is not None:  # each row's first allowed time, as estimate finds it (zones of all rows at once)
         from bulksend.estimate import due_times
 
         ids, per_set = due_times(table, scheduler, anchor)
-        dues = [per_set[i] for i in ids.tolist()]
-    for k, message in enumerate(iter_messages(table)):
-        not_before = None
-        if scheduler is not None:
-            # Due at its first allowed time; None (zones with no common allowed hour) is settled at claim time.
-            due = dues[k]
-            not_before = due if due is not None and due > anchor else None
-        chunk.append(
-            NewTransmission(
-                message.e164,
-                message.text,
-                message.units,
-                message.credits,
-                row_number=message.row,
-                country=message.country,
-                params=row_params(message.fields) if row_params else None,
-                not_before=not_before,
-                timezone=message.timezone,
-            )
+        # Due at its first allowed time; None (zones with no common allowed hour) is settled at claim time.
+        per_set = [due if due is not None and due > anchor else None for due in per_set]
+        not_before = [per_set[i] for i in ids.tolist()]
+    held: dict[str, list] = {name: [] for name in ("e164", "message", "units", "cost", "row_number", "country",
+                                                   "timezone", "params")}
+    added = queued = 0  # queued: rows handed to the ledger so far (their place in not_before)
+
+    def write(count: int) -> None:
+        nonlocal added, queued
+        part = {name: column[:count] for name, column in held.items()}
+        for column in held.values():
+            del column[:count]
+        added += ledger.add_transmission_columns(
+            campaign.id, part["e164"], part["message"], part["units"], part["cost"],
+            row_number=part["row_number"], country=part["country"], timezone=part["timezone"],
+            params=part["params"] if row_params is not None else None,
+            not_before=not_before[queued:queued + count] if not_before is not None else None,
         )
-        if len(chunk) >= QUEUE_CHUNK:
-            added += ledger.add_transmissions(campaign.id, chunk)
-            chunk = []
-    if chunk:
-        added += ledger.add_transmissions(campaign.id, chunk)
+        queued += count
+
+    for columns in iter_message_columns(table, fields=row_params is not None):
+        held["e164"] += columns.e164
+        held["message"] += columns.text
+        held["units"] += columns.units
+        held["cost"] += columns.credits
+        held["row_number"] += columns.row
+        held["country"] += columns.country
+        held["timezone"] += columns.timezone
+        if row_params is not None:
+            assert columns.fields is not None
+            held["params"] += map(row_params, columns.fields)
+        while len(held["e164"]) >= QUEUE_CHUNK:
+            write(QUEUE_CHUNK)
+    if held["e164"]:
+        write(len(held["e164"]))
     ledger.save_campaign_settings(campaign.id, _stored_settings(prepared))
     return added
 
@@ -581,9 +593,16 @@ def execute(
                 released = ledger.trim_hold(campaign.id)  # other senders still pay from it: keep their share
             else:
                 released = ledger.release(campaign.id)
-        if not any(ledger.counts(campaign.id).get(s) for s in OPEN_STATES):
+        if not _any_open(ledger, campaign.id):
             ledger.set_campaign_state(campaign.id, "done")
     return _report(prepared, result, queued, released)
+
+
+def _any_open(ledger: SqliteLedger, campaign_id: int) -> bool:
+    """Whether any row of the campaign is still open (queued, sending, unknown…): one read of the counts (not
+    one per state: on PostgreSQL each is a round trip that counts the campaign's rows)."""
+    counts = ledger.counts(campaign_id)
+    return any(counts.get(state) for state in OPEN_STATES)
 
 
 def _report(prepared: Prepared, result: EngineResult | None, queued: int, released: int) -> SendReport:
@@ -737,7 +756,7 @@ def reconcile(config: Config, key: str, *, assume: str | None = None, wait: bool
                 result, recovered = reconcile_campaign(ledger, provider, campaign, settings, assume=assume, wait=wait)
             finally:
                 ledger.release(campaign.id)
-            if campaign.state == "open" and not any(ledger.counts(campaign.id).get(s) for s in OPEN_STATES):
+            if campaign.state == "open" and not _any_open(ledger, campaign.id):
                 ledger.set_campaign_state(campaign.id, "done")
             return ReconcileReport(status_of(ledger, ledger.get_campaign(campaign.id), config.invocation), result, recovered,
                                    provider.can_lookup)

@@ -23,6 +23,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
+from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -767,18 +768,57 @@ class Ledger:
     # -- transmissions -----------------------------------------------------------------------------
 
     def add_transmissions(self, campaign_id: int, rows: Iterable[NewTransmission]) -> int:
+        """Queue ``rows`` for the campaign; a number it already has is skipped. Returns how many were added."""
+        rows = list(rows)
+        return self.add_transmission_columns(
+            campaign_id,
+            [r.e164 for r in rows], [r.message for r in rows], [r.units for r in rows], [r.cost for r in rows],
+            row_number=[r.row_number for r in rows], country=[r.country for r in rows],
+            params=[r.params for r in rows], not_before=[r.not_before for r in rows],
+            timezone=[r.timezone for r in rows],
+        )
+
+    def add_transmission_columns(
+        self,
+        campaign_id: int,
+        e164: Sequence[str],
+        message: Sequence[str],
+        units: Sequence[int],
+        cost: Sequence[int],
+        *,
+        row_number: Sequence[int | None] | None = None,
+        country: Sequence[str | None] | None = None,
+        params: Sequence[str | None] | None = None,
+        not_before: Sequence[datetime | None] | None = None,
+        timezone: Sequence[str | None] | None = None,
+    ) -> int:
+        """``add_transmissions`` of the rows given as columns (the fields of ``NewTransmission``, one list each,
+        all as long; a column left out is None for every row): how ``send`` queues a list, with no object per
+        row. ``add_transmissions`` is this, so both write the same rows."""
+        count = len(e164)
+        if any(len(column) != count for column in (message, units, cost)) or any(
+            column is not None and len(column) != count
+            for column in (row_number, country, params, not_before, timezone)
+        ):
+            raise ValueError("add_transmission_columns: the columns differ in length")
+        if not_before is not None:  # a few distinct moments (one per zone set): each formatted once
+            stamps: dict[datetime | None, str | None] = {None: None}
+            not_before = [
+                stamps[moment] if moment in stamps else stamps.setdefault(moment, utc_timestamp(moment))
+                for moment in not_before
+            ]
         with self._write():
             self._require_campaign(campaign_id)
-            now = self._stamp
-            return self.store.many(
+            return self.store.many_rows(
                 "insert_transmission",
-                (
-                    dict(campaign_id=campaign_id, e164=r.e164, message=r.message, units=r.units, cost=r.cost,
-                         row_number=r.row_number, country=r.country, now=now, params=r.params,
-                         not_before=utc_timestamp(r.not_before) if r.not_before is not None else None,
-                         timezone=r.timezone)
-                    for r in rows
-                ),
+                ("campaign_id", "now", "e164", "message", "units", "cost", "row_number", "country", "params",
+                 "not_before", "timezone"),
+                zip(repeat(campaign_id, count), repeat(self._stamp, count), e164, message, units, cost,
+                    row_number if row_number is not None else repeat(None, count),
+                    country if country is not None else repeat(None, count),
+                    params if params is not None else repeat(None, count),
+                    not_before if not_before is not None else repeat(None, count),
+                    timezone if timezone is not None else repeat(None, count)),
             )
 
     def claim(

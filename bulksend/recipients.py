@@ -1019,8 +1019,30 @@ class Message(NamedTuple):
     timezone: str | None = None  # the row's timezone column, when the file has one
 
 
+class MessageColumns(NamedTuple):
+    """Accepted rows of one stretch of the file, rendered, as one list per field (the fields of ``Message``)."""
+
+    row: list[int]
+    e164: list[str]
+    country: list[str | None]
+    text: list[str]
+    encoding: list[str]
+    units: list[int]
+    credits: list[int]
+    fields: list[dict[str, str]] | None  # None unless asked for
+    timezone: list[str | None]
+
+
 def iter_messages(table: RecipientTable) -> Iterator[Message]:
     """Every accepted row, rendered exactly as priced, in file order (a second streaming pass)."""
+    for columns in iter_message_columns(table, fields=True):
+        assert columns.fields is not None
+        yield from map(Message._make, zip(*columns))
+
+
+def iter_message_columns(table: RecipientTable, *, fields: bool = False) -> Iterator[MessageColumns]:
+    """``iter_messages`` as columns, one CSV chunk at a time (no object per row): what ``send`` queues.
+    ``fields`` (each row's merge-field values) only when asked: only a campaign with ``params`` needs them."""
     from bulksend.segments import smart_encode
 
     if table.plan is None or table.bound is None or table.units is None or table.credits is None:
@@ -1032,6 +1054,7 @@ def iter_messages(table: RecipientTable) -> Iterator[Message]:
     sms = table.options.channel == "sms"
     smart = table.plan.smart_encoding
     names = table.bound.columns
+    render = table.bound.render
     for chunk in table.csv.chunks(columns.all()):
         if chunk.empty:
             continue
@@ -1042,27 +1065,25 @@ def iter_messages(table: RecipientTable) -> Iterator[Message]:
         cells = [chunk[c].tolist() for c in columns.template]
         zones = chunk[columns.timezone].tolist() if columns.timezone is not None else None
         rows = accepted[lo:hi]
+        local = (rows - start).tolist()
         # The chunk's figures as Python values in a few numpy calls, not a numpy scalar per row and field.
-        e164s = table.e164[rows].tolist()
-        countries = [None if r < 0 else table.regions[r] for r in table.region[rows].tolist()]
-        encodings = [ENCODINGS[e] for e in table.encoding[rows].tolist()] if sms else None
-        units, credits = table.units[rows].tolist(), table.credits[rows].tolist()
-        render = table.bound.render
-        for k, index in enumerate(rows.tolist()):
-            local = index - start
-            values = [col[local] for col in cells]
-            text, missing = render(values)
+        values = list(zip(*([col[i] for i in local] for col in cells))) if cells else [()] * len(local)
+        texts = []
+        for row_values in values:
+            text, missing = render(row_values)
             assert text is not None and missing is None  # accepted rows rendered in pass one
-            if sms and smart:
-                text = smart_encode(text)  # leaves GSM-7 text as it is, so this matches pass one's pricing
-            yield Message(  # row, e164, country, text, encoding, units, credits, fields, timezone
-                index + 1,
-                f"+{e164s[k]}",
-                countries[k],
-                text,
-                encodings[k] if sms else "whatsapp",
-                units[k],
-                credits[k],
-                dict(zip(names, map(str.strip, values))),
-                (zones[local].strip() or None) if zones is not None else None,
-            )
+            texts.append(text)
+        if sms and smart:
+            texts = [smart_encode(text) for text in texts]  # leaves GSM-7 text as it is: as pass one priced it
+        count = len(local)
+        yield MessageColumns(
+            (rows + 1).tolist(),
+            [f"+{e164}" for e164 in table.e164[rows].tolist()],
+            [None if r < 0 else table.regions[r] for r in table.region[rows].tolist()],
+            texts,
+            [ENCODINGS[e] for e in table.encoding[rows].tolist()] if sms else ["whatsapp"] * count,
+            table.units[rows].tolist(),
+            table.credits[rows].tolist(),
+            [dict(zip(names, map(str.strip, row_values))) for row_values in values] if fields else None,
+            [zones[i].strip() or None for i in local] if zones is not None else [None] * count,
+        )

@@ -152,6 +152,11 @@ class Store(ABC):
     def many(self, query: str, rows: Iterable[dict[str, Any]]) -> int:
         """Run a named statement once per parameter set; returns the rows changed in all."""
 
+    def many_rows(self, query: str, names: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        """``many`` with each parameter set a tuple of plain values (no lists) named by ``names``, in order: what
+        queueing a list writes, without a dict per row where the database takes values by position."""
+        return self.many(query, (dict(zip(names, row)) for row in rows))
+
     def scalar(self, query: str, **params: Any) -> Any:
         row = self.one(query, **params)
         return None if row is None else row[0]

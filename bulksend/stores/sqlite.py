@@ -183,6 +183,22 @@ def _params(params: dict[str, Any]) -> dict[str, Any]:
     return {k: json.dumps(list(v)) if isinstance(v, (list, tuple, set, frozenset)) else v for k, v in params.items()}
 
 
+_POSITIONAL: dict[tuple[str, tuple[str, ...]], str] = {}
+
+
+def _positional(query: str, names: tuple[str, ...]) -> str:
+    """The named query with each ``:name`` as ``?N``, N its place in ``names`` (SQLite binds a tuple by place)."""
+    sql = _POSITIONAL.get((query, names))
+    if sql is None:
+        def place(match: re.Match) -> str:
+            if match.group(1) not in names:
+                raise KeyError(f"query {query!r} takes :{match.group(1)}, which {names} does not name")
+            return f"?{names.index(match.group(1)) + 1}"
+
+        sql = _POSITIONAL[(query, names)] = re.sub(r"(?<![:\w]):(\w+)", place, QUERIES[query])
+    return sql
+
+
 class SqliteStore(Store):
     """One SQLite file. ``open`` creates it owner-only (0600) and migrates it (``PRAGMA user_version``)."""
 
@@ -349,6 +365,11 @@ class SqliteStore(Store):
     def many(self, query: str, rows: Iterable[dict[str, Any]]) -> int:
         before = self.connection.total_changes
         self.connection.executemany(QUERIES[query], (_params(r) for r in rows))
+        return self.connection.total_changes - before
+
+    def many_rows(self, query: str, names: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        before = self.connection.total_changes
+        self.connection.executemany(_positional(query, tuple(names)), rows)
         return self.connection.total_changes - before
 
     def high_water(self) -> tuple[int, int, int]:

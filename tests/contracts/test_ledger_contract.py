@@ -424,6 +424,47 @@ class TestLedgerContract:
         }
         assert ledger.audit().consistent
 
+    def test_rows_queued_as_columns_are_those_queued_as_objects(self, ledger):
+        """``add_transmission_columns`` (how ``send`` queues a list) writes exactly the rows ``add_transmissions``
+        writes for the same values: every field, the NULLs, not_before, the order of ids, a number already
+        queued skipped; a column left out is NULL for every row."""
+        texts = ['Hi "Zoë" \\ 50% off', "Ĉu vi? 🙂 naïve", "two\nlines\ttab", "'quoted'", "plain", "dup"]
+        later = TODAY + timedelta(days=1, hours=3, microseconds=123456)
+        rows = [
+            NewTransmission(f"+44791110{i % 5:04d}", text, 1 + i % 2, 2 + i % 2, row_number=10 - i,
+                            country=None if i % 2 else "GB", params=None if i % 3 else '{"name": "Zoë"}',
+                            not_before=(later if i == 2 else later.astimezone(timezone(timedelta(hours=5)))
+                                        if i == 4 else None),
+                            timezone="Europe/London" if i == 1 else None)
+            for i, text in enumerate(texts)
+        ]
+        fields = ("e164", "message", "units", "cost", "row_number", "country", "params", "not_before", "timezone",
+                  "state", "attempts", "created_at")
+        as_objects, as_columns = campaign(ledger, "objects"), campaign(ledger, "columns")
+        assert ledger.add_transmissions(as_objects.id, rows) == 5  # the sixth number is the first's
+        added = ledger.add_transmission_columns(
+            as_columns.id, [r.e164 for r in rows], [r.message for r in rows], [r.units for r in rows],
+            [r.cost for r in rows], row_number=[r.row_number for r in rows], country=[r.country for r in rows],
+            params=[r.params for r in rows], not_before=[r.not_before for r in rows],
+            timezone=[r.timezone for r in rows],
+        )
+        assert added == 5
+        expected = [tuple(getattr(t, f) for f in fields) for t in ledger.transmissions(as_objects.id)]
+        stored = ledger.transmissions(as_columns.id)
+        assert [tuple(getattr(t, f) for f in fields) for t in stored] == expected
+        assert [t.id for t in stored] == sorted(t.id for t in stored)
+        assert [t.not_before is not None for t in stored] == [False, False, True, False, True]
+        # Queued again: nothing added. A column left out: NULL.
+        assert ledger.add_transmission_columns(as_columns.id, [r.e164 for r in rows], texts, [1] * 6, [1] * 6) == 0
+        bare = campaign(ledger, "bare")
+        assert ledger.add_transmission_columns(bare.id, ["+447911100001"], ["hi"], [1], [2]) == 1
+        [row] = ledger.transmissions(bare.id)
+        assert (row.row_number, row.country, row.params, row.not_before, row.timezone) == (None,) * 5
+        assert (row.units, row.cost, row.state) == (1, 2, "queued")
+        with pytest.raises(ValueError):
+            ledger.add_transmission_columns(bare.id, ["+447911100002"], ["hi"], [1], [1], country=["GB", "FR"])
+        assert ledger.add_transmission_columns(bare.id, [], [], [], []) == 0
+
     def test_transmission_pages_follow_ids_and_filter_by_state(self, ledger):
         ledger.topup("sms", 1000)
         c = campaign(ledger, rows=5)
