@@ -594,19 +594,21 @@ def zones_many(
     n = int(e164.size)
     e164 = np.asarray(e164, dtype=np.int64)
     pow10 = phones._POW10
-    width = np.searchsorted(pow10, e164, side="right")  # digits in each number
-    country = np.zeros(n, dtype=np.int64)
+    # Arrays of n small numbers take the smallest type that holds them (int8: digits, kinds; int16: calling
+    # codes), and each goes as soon as it is done with: estimate's peak RSS at 10M rows is here.
+    width = np.searchsorted(pow10, e164, side="right").astype(np.int8)  # digits in each number
+    country = np.zeros(n, dtype=np.int16)
     for k in (1, 2, 3):  # the calling code is the first 1, 2 or 3 digits that name one (_country_code_prefix)
         open_ = np.flatnonzero((country == 0) & (width > k))
         prefix = e164[open_] // pow10[width[open_] - k]
         country[open_[phones._CC_BY_LENGTH[k][prefix]]] = prefix[phones._CC_BY_LENGTH[k][prefix]]
-    kind = np.full(n, -1, dtype=np.int64)  # -1: decided row by row
-    cc_width = np.where(country >= 100, 3, np.where(country >= 10, 2, 1))
-    nsn_width = width - cc_width
+    del open_, prefix
+    kind = np.full(n, -1, dtype=np.int8)  # -1: decided row by row; else a number type (< _KIND_BITS = 128)
+    nsn_width = width - np.where(country >= 100, 3, np.where(country >= 10, 2, 1)).astype(np.int8)
     nsn = e164 % pow10[np.minimum(nsn_width, len(pow10) - 1)]
     keyed = np.flatnonzero(country > 0)
     if keyed.size:
-        pair = country[keyed] * 100 + nsn_width[keyed]
+        pair = country[keyed].astype(np.int64) * 100 + nsn_width[keyed]
         for key in np.unique(pair).tolist():
             rows = keyed[pair == key]
             code, size = divmod(key, 100)
@@ -615,6 +617,8 @@ def zones_many(
                 else None
             if table is not None:
                 kind[rows] = table.find(nsn[rows]) % phones._KIND_BITS
+    del nsn_width, nsn, keyed
+    pair = rows = None
 
     by_length, cached = _prefix_table()
     prefix_zones = list(cached)
@@ -631,7 +635,7 @@ def zones_many(
     typed = np.flatnonzero((kind >= 0) & (kind != unknown))
     geo = np.zeros(n, dtype=bool)
     if typed.size:
-        pair = kind[typed] * 1000 + country[typed]
+        pair = kind[typed].astype(np.int64) * 1000 + country[typed]
         for key in np.unique(pair).tolist():
             rows = typed[pair == key]
             what, code = divmod(key, 1000)
@@ -656,10 +660,14 @@ def zones_many(
         code, zones = _classified_zones(f"+{int(e164[i])}")
         country[i] = code or 0
         found[i] = found_id(zones)
+    del width, kind, geo, pending, typed
+    pair = rows = prefix = at = hit = None
 
     # The rest of row_zones once per distinct (number's zones, country, calling code).
-    key = (found * 1024 + (np.asarray(region, dtype=np.int64) + 1)) * 1000 + country
+    key = (found * 1024 + (np.asarray(region, dtype=np.int64) + 1)) * 1000 + country.astype(np.int64)
+    del found, country
     codes, uniques = pd.factorize(key, sort=False)
+    del key
     set_index: dict[tuple[str, ...], int] = {}
     mapping = np.empty(len(uniques), dtype=np.int64)
     for j, value in enumerate(uniques.tolist()):
