@@ -24,6 +24,7 @@ from webhook_helpers import (  # noqa: F401 - the ledger_backend fixture
     meta_signature,
     receiver,
     rows,
+    sent_rows,
     snapshot,
     twilio_signature,
     urls,
@@ -618,20 +619,12 @@ def test_one_group_commit_applies_plain_receipts_in_bulk_and_answers_each_reques
     refund, a receipt for a row not known yet and a reply one at a time (a second); each request learns its own
     fate, and a failing one only its own."""
     from bulksend.inbound import ReceiptWriter
-    from bulksend.ledger import NewTransmission
     from bulksend.receipts import Fault, InboundMessage, Receipt, ReceiptState
 
     backend = Backend(backend_name)
     try:
         with backend.open() as ledger:
-            ledger.topup("sms", 10)
-            c = ledger.open_campaign("bulk", "sms", "outbox", "fp-bulk")
-            ledger.add_transmissions(c.id, [NewTransmission(f"+4479111{i:05d}", "hi", 1, 1) for i in range(4)])
-            ledger.hold(c.id, "sms", 4)
-            with ledger.transaction():
-                ids = [r.id for r in ledger.claim(c.id, 4)]
-                for tid in ids:
-                    ledger.mark_sent(tid, f"SM{tid}")
+            ids = sent_rows(ledger, 4, "bulk")
             writer = ReceiptWriter(ledger, gather=0)
 
             def one(tid, state="delivered", **fields):
@@ -665,20 +658,12 @@ def test_a_bulk_path_that_fails_leaves_nothing_behind_and_each_request_is_applie
     back whole and every request of the group is applied one at a time instead; none is lost or applied twice."""
     from bulksend.errors import LedgerError
     from bulksend.inbound import ReceiptWriter
-    from bulksend.ledger import NewTransmission
     from bulksend.receipts import Receipt, ReceiptState
 
     backend = Backend(backend_name)
     try:
         with backend.open() as ledger:
-            ledger.topup("sms", 10)
-            c = ledger.open_campaign("bulk", "sms", "outbox", "fp-bulk")
-            ledger.add_transmissions(c.id, [NewTransmission(f"+4479111{i:05d}", "hi", 1, 1) for i in range(3)])
-            ledger.hold(c.id, "sms", 3)
-            with ledger.transaction():
-                ids = [r.id for r in ledger.claim(c.id, 3)]
-                for tid in ids:
-                    ledger.mark_sent(tid, f"SM{tid}")
+            ids = sent_rows(ledger, 3, "bulk")
             store = ledger.store
             real = store.execute
 

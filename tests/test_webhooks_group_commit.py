@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from bulksend.config import Config
 from bulksend.inbound import ReceiptWriter
 from bulksend.ledger_guard import open_for_write
-from webhook_helpers import PUBLIC, ledger_backend_fixture, receiver, urls  # noqa: F401 - the ledger_backend fixture
+from webhook_helpers import PUBLIC, ledger_backend_fixture, receiver, sent_rows, urls  # noqa: F401 - the ledger_backend fixture
 
 
 def test_many_requests_share_one_commit_and_are_answered_after_it(ledger_backend, cli, home, monkeypatch):
@@ -46,18 +46,11 @@ def test_many_requests_share_one_commit_and_are_answered_after_it(ledger_backend
 def test_a_group_as_large_as_the_last_one_commits_without_waiting_out_the_gather(tmp_path):
     """The requests one commit answered come back together: once the next group has as many, the writer commits
     at once instead of waiting out the rest of its gather (here an hour: the old writer would wait it out)."""
-    from bulksend.ledger import NewTransmission, SqliteLedger
+    from bulksend.ledger import SqliteLedger
     from bulksend.receipts import Receipt, ReceiptState
 
     with SqliteLedger.open(tmp_path / "ledger.db") as ledger:
-        ledger.topup("sms", 10)
-        c = ledger.open_campaign("gather", "sms", "outbox", "fp-gather")
-        ledger.add_transmissions(c.id, [NewTransmission(f"+4479111{i:05d}", "hi", 1, 1) for i in range(8)])
-        ledger.hold(c.id, "sms", 8)
-        with ledger.transaction():
-            ids = [r.id for r in ledger.claim(c.id, 8)]
-            for tid in ids:
-                ledger.mark_sent(tid, f"SM{tid}")
+        ids = sent_rows(ledger, 8, "gather")
         writer = ReceiptWriter(ledger, gather=0.05)
 
         def one(tid):

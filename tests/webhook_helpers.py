@@ -119,3 +119,19 @@ def urls(cli) -> dict:
     result = cli("webhooks", "urls", "--json")
     assert result.exit_code == 0, result.stderr
     return json.loads(result.stdout)
+
+
+def sent_rows(ledger, count: int, name: str = "bulk") -> list[int]:
+    """A campaign of ``count`` transmissions through the outbox profile, all ``sent`` (each with a provider id):
+    the ids, in order, of rows a receipt can be about."""
+    from bulksend.ledger import NewTransmission
+
+    ledger.topup("sms", max(10, count))
+    campaign = ledger.open_campaign(name, "sms", "outbox", f"fp-{name}")
+    ledger.add_transmissions(campaign.id, [NewTransmission(f"+4479111{i:05d}", "hi", 1, 1) for i in range(count)])
+    ledger.hold(campaign.id, "sms", count)
+    with ledger.transaction():
+        ids = [r.id for r in ledger.claim(campaign.id, count)]
+        for tid in ids:
+            ledger.mark_sent(tid, f"SM{tid}")
+    return ids
