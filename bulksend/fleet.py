@@ -15,8 +15,8 @@ and then spends the slots locally: slot *i* is ``start + i / rate``, translated 
 clock through the ``now`` the statement read (so machines whose clocks disagree still share one time
 line: the server's). The translation is the lowest offset the leases' round trips allow (``_translate``):
 one offset for every lease, so a slow round trip (a wait for the row lock, a late wake-up) does not shift
-one lease's slots onto the next one's. Each worker thread takes the next slot and sleeps until it comes. This is GCRA
-("virtual scheduling") with a tolerance of zero, shared through one row: every slot of every sender is
+one lease's slots onto the next one's. Each worker thread takes the next slot and sleeps until it comes.
+This is GCRA ("virtual scheduling") with a tolerance of zero, shared through one row: every slot of every sender is
 at least ``1/rate`` from every other, so the slots in any one-second window number at most ``rate + 1``.
 
 **The block follows what the sender uses.** A lease is a stretch of the account's time that no other
