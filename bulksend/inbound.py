@@ -273,53 +273,58 @@ class ReceiptWriter:
     def _commit(self, batch: list[_Work]) -> None:
         """Commit a group and tell each of its requests: the plain receipts in one transaction of their own (the
         bulk path), then what is left one request at a time in a second (none in the common case)."""
-        results: list[tuple[_Work, Any, BaseException | None]] = []
         try:
             done = self._bulk(batch)
-        except BaseException as exc:  # not a ledger error (those fall back): nothing committed, all answered 503
-            self.log(f"webhooks: could not commit {len(batch)} request(s): {getattr(exc, 'message', exc)}")
-            self._settle([(work, None, exc) for work in batch])
-            if not isinstance(exc, Exception):
-                raise
+        except BaseException as exc:  # not a ledger error (those fall back): nothing committed
+            self._fail([], batch, exc)
             return
         if done:
             self.commits += 1
-        results.extend((work, ([done[id(work)]], []), None) for work in batch if id(work) in done)
+        committed = [(work, ([done[id(work)]], []), None) for work in batch if id(work) in done]
         rest = [work for work in batch if id(work) not in done]
-        try:
-            if rest:
+        applied = []
+        if rest:
+            try:
                 with self.ledger.transaction():
-                    for work in rest:
-                        try:
-                            if len(work.receipts) + len(work.inbound) == 1:  # atomic on its own already
-                                fates = [self.ledger.record_receipt(r) for r in work.receipts]
-                                kept = [self.ledger.record_inbound(m) for m in work.inbound]
-                            else:
-                                with self.ledger.transaction():  # a savepoint: one bad request cannot sink the others
-                                    fates = [self.ledger.record_receipt(r) for r in work.receipts]
-                                    kept = [self.ledger.record_inbound(m) for m in work.inbound]
-                            results.append((work, (fates, kept), None))
-                        except Exception as exc:  # noqa: BLE001 - answered 500 for this request; the provider retries
-                            results.append((work, None, exc))
-                self.commits += 1
-        except BaseException as exc:  # nothing of ``rest`` committed: each of those requests is answered 503
-            self.log(f"webhooks: could not commit {len(rest)} request(s): {getattr(exc, 'message', exc)}")
-            results = [r for r in results if id(r[0]) in done] + [(work, None, exc) for work in rest]
-            self._tally(results)
-            self._settle(results)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        self._tally(results)
-        self._settle(results)
+                    applied = [self._apply_one(work) for work in rest]
+            except BaseException as exc:  # nothing of ``rest`` committed
+                self._fail(committed, rest, exc)
+                return
+            self.commits += 1
+        self._finish(committed + applied)
 
-    def _tally(self, results: list[tuple[_Work, Any, BaseException | None]]) -> None:
+    def _apply_one(self, work: _Work) -> tuple[_Work, Any, BaseException | None]:
+        """One request inside the caller's transaction: its (fates, kept), or the error it alone failed with
+        (answered 500; the provider retries)."""
+        try:
+            if len(work.receipts) + len(work.inbound) == 1:  # atomic on its own already
+                fates = [self.ledger.record_receipt(r) for r in work.receipts]
+                kept = [self.ledger.record_inbound(m) for m in work.inbound]
+            else:
+                with self.ledger.transaction():  # a savepoint: one bad request cannot sink the others
+                    fates = [self.ledger.record_receipt(r) for r in work.receipts]
+                    kept = [self.ledger.record_inbound(m) for m in work.inbound]
+            return work, (fates, kept), None
+        except Exception as exc:  # noqa: BLE001
+            return work, None, exc
+
+    def _fail(self, committed: list, failed: list[_Work], exc: BaseException) -> None:
+        """Nothing of ``failed`` was committed: each is answered 503, ``committed`` as it went. Anything but an
+        Exception (an interrupt) goes on up once every request is told."""
+        self.log(f"webhooks: could not commit {len(failed)} request(s): {getattr(exc, 'message', exc)}")
+        self._finish(committed + [(work, None, exc) for work in failed])
+        if not isinstance(exc, Exception):
+            raise exc
+
+    def _finish(self, results: list[tuple[_Work, Any, BaseException | None]]) -> None:
+        """Count what the requests carried, then tell each its outcome."""
         for work, value, error in results:
             if error is None:
                 fates, kept = value
                 self.fates.update(str(f) for f in fates)
                 self.inbound += sum(kept)
                 self.opt_outs += sum(1 for m, k in zip(work.inbound, kept) if k and m.opt_out)
+        self._settle(results)
 
     @staticmethod
     def _settle(results: list[tuple[_Work, Any, BaseException | None]]) -> None:
